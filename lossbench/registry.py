@@ -15,7 +15,7 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 # Constructor arguments that are not hyperparameters a config can set.
-_NOT_HYPERPARAMS = {"self", "params", "seed"}
+_NOT_HYPERPARAMS = {"self", "params", "seed", "n_in", "n_out", "rng", "base_lr", "epochs"}
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -67,7 +67,7 @@ class Registry:
     def check_kwargs(self, name: str, kwargs: dict) -> None:
         allowed = self.hyperparams(name)
         for key in kwargs:
-            if key not in allowed:
+            if key not in allowed and key not in _NOT_HYPERPARAMS:
                 raise ConfigError(
                     f"{self.kind} {name!r} does not take {key!r}{did_you_mean(key, allowed)}; "
                     f"it takes {sorted(allowed)}"

@@ -1,0 +1,193 @@
+"""Losses: value and gradient with respect to the model output, mean over the batch.
+
+Each follows its torch.nn.functional namesake (formula, defaults, 'mean' reduction) in
+float32. `target` says what the loss trains against:
+  "index"  class indices (cross_entropy, hinge, squared_hinge)
+  "binary" {0,1} labels of the same shape as the logits (bce)
+  "real"   real values of the same shape as the output (regression losses; a
+           classification dataset is trained against one-hot targets)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ConfigError
+from .registry import Registry
+
+LOSSES = Registry("loss")
+
+
+class Loss:
+    target = "real"
+
+    def value(self, pred: np.ndarray, target: np.ndarray) -> float:
+        return self.value_and_grad(pred, target)[0]
+
+    def grad(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return self.value_and_grad(pred, target)[1]
+
+    def value_and_grad(self, pred, target) -> tuple[float, np.ndarray]:
+        """One pass for both, as training needs them; subclasses implement this."""
+        raise NotImplementedError
+
+
+def _nonneg(name: str, v: float, strict: bool = False) -> float:
+    if (v <= 0) if strict else (v < 0):
+        raise ConfigError(f"{name} must be {'> 0' if strict else '>= 0'}, got {v}")
+    return float(v)
+
+
+# ---- regression losses: elementwise on pred - target, mean over every element ----
+
+
+@LOSSES.register("mse")
+class MSE(Loss):
+    """mean((pred - target)^2) — F.mse_loss."""
+
+    def value_and_grad(self, pred, target):
+        d = pred - target
+        return float(np.mean(d * d)), d * np.float32(2.0 / d.size)
+
+
+@LOSSES.register("mae")
+class MAE(Loss):
+    """mean|pred - target| — F.l1_loss; the gradient at 0 is 0, as torch's sign()."""
+
+    def value_and_grad(self, pred, target):
+        d = pred - target
+        return float(np.mean(np.abs(d))), np.sign(d) * np.float32(1.0 / d.size)
+
+
+@LOSSES.register("huber")
+class Huber(Loss):
+    """0.5 d^2 if |d| < delta else delta (|d| - 0.5 delta) — F.huber_loss."""
+
+    def __init__(self, delta: float = 1.0):
+        self.delta = _nonneg("loss.delta", delta, strict=True)
+
+    def value_and_grad(self, pred, target):
+        d = pred - target
+        a = np.abs(d)
+        dl = np.float32(self.delta)
+        v = np.where(a < dl, 0.5 * d * d, dl * (a - 0.5 * dl))
+        return float(np.mean(v)), np.clip(d, -dl, dl) * np.float32(1.0 / d.size)
+
+
+@LOSSES.register("smooth_l1")
+class SmoothL1(Loss):
+    """0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta — F.smooth_l1_loss (beta=0: L1)."""
+
+    def __init__(self, beta: float = 1.0):
+        self.beta = _nonneg("loss.beta", beta)
+
+    def value_and_grad(self, pred, target):
+        d = pred - target
+        a = np.abs(d)
+        n = np.float32(1.0 / d.size)
+        if self.beta == 0.0:
+            return float(np.mean(a)), np.sign(d) * n
+        b = np.float32(self.beta)
+        v = np.where(a < b, 0.5 * d * d / b, a - 0.5 * b)
+        return float(np.mean(v)), np.clip(d / b, -1.0, 1.0).astype(np.float32) * n
+
+
+@LOSSES.register("log_cosh")
+class LogCosh(Loss):
+    """mean(log(cosh(d))), computed as |d| + log1p(exp(-2|d|)) - log 2 so it never
+    overflows. (No torch builtin; the formula of Keras' LogCosh.)"""
+
+    def value_and_grad(self, pred, target):
+        d = pred - target
+        a = np.abs(d)
+        v = a + np.log1p(np.exp(-2.0 * a)) - np.float32(np.log(2.0))
+        return float(np.mean(v)), np.tanh(d) * np.float32(1.0 / d.size)
+
+
+# ---- classification losses ----
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+@LOSSES.register("cross_entropy")
+class CrossEntropy(Loss):
+    """F.cross_entropy on logits with label smoothing eps:
+    mean_i[ (1-eps) * -logp[i, y_i] + eps/C * sum_c -logp[i, c] ].
+    Gradient: softmax - ((1-eps) onehot + eps/C), over N: the fused, stable form."""
+
+    target = "index"
+
+    def __init__(self, label_smoothing: float = 0.0):
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ConfigError(f"loss.label_smoothing must be in [0, 1], got {label_smoothing}")
+        self.eps = float(label_smoothing)
+
+    def value_and_grad(self, pred, target):
+        n, c = pred.shape
+        logp = _log_softmax(pred)
+        rows = np.arange(n)
+        nll = -logp[rows, target]
+        if self.eps:
+            loss = (1.0 - self.eps) * nll - (self.eps / c) * logp.sum(axis=1)
+        else:
+            loss = nll
+        g = np.exp(logp)
+        if self.eps:
+            g -= np.float32(self.eps / c)
+        g[rows, target] -= np.float32(1.0 - self.eps)
+        g *= np.float32(1.0 / n)
+        return float(np.mean(loss)), g
+
+
+@LOSSES.register("bce")
+class BCEWithLogits(Loss):
+    """F.binary_cross_entropy_with_logits: mean of max(x,0) - x t + log(1 + exp(-|x|));
+    gradient (sigmoid(x) - t) / numel."""
+
+    target = "binary"
+
+    def value_and_grad(self, pred, target):
+        x = pred
+        e = np.exp(-np.abs(x))
+        v = np.maximum(x, 0.0) - x * target + np.log1p(e)
+        sig = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        return float(np.mean(v)), ((sig - target) * np.float32(1.0 / x.size)).astype(np.float32)
+
+
+@LOSSES.register("hinge")
+class MultiMargin(Loss):
+    """F.multi_margin_loss (p=1): mean_i sum_{j != y_i} max(0, margin - x[y_i] + x[j]) / C."""
+
+    target = "index"
+    p = 1
+
+    def __init__(self, margin: float = 1.0):
+        self.margin = float(margin)
+
+    def value_and_grad(self, pred, target):
+        n, c = pred.shape
+        rows = np.arange(n)
+        m = np.float32(self.margin) - pred[rows, target][:, None] + pred
+        m[rows, target] = 0.0  # j == y is not a violation
+        h = np.maximum(m, 0.0)
+        v = (h**self.p).sum(axis=1) / c
+        # d/dx_j = p h^(p-1) for active j != y; d/dx_y = -sum of those.
+        g = (h > 0).astype(np.float32) if self.p == 1 else np.float32(self.p) * h ** (self.p - 1)
+        g[rows, target] = -g.sum(axis=1)
+        g *= np.float32(1.0 / (n * c))
+        return float(np.mean(v)), g
+
+
+@LOSSES.register("squared_hinge")
+class SquaredMultiMargin(MultiMargin):
+    """F.multi_margin_loss with p=2: squared violations."""
+
+    p = 2
+
+
+def build(name: str, **hyperparams) -> Loss:
+    """`losses.build("huber", delta=1.0)`: a loss by its registered name."""
+    return LOSSES.build(name, **hyperparams)

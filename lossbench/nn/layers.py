@@ -1,0 +1,177 @@
+"""Layers: each forward returns (output, backprop) and backprop sits right next to it.
+
+A layer with parameters declares their shapes; the model hands it views into one flat
+float32 buffer (and a matching gradient buffer), so backprop writes gradients in place
+and an optimizer step is one vectorized update over the whole model. Backprop closures
+capture what they need, so no per-batch cache hangs on the layer (thinc's idea), and
+derivatives reuse forward outputs where they can (scikit-learn's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+LAYERS = Registry("layer")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
+
+
+class Layer:
+    """A layer without parameters; subclasses with parameters set `shapes`."""
+
+    shapes: tuple[tuple[int, ...], ...] = ()
+
+    def bind(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        self.params, self.grads = params, grads
+
+    def init(self, rng: np.random.Generator, scheme: str) -> None:
+        pass
+
+    def forward(self, x: np.ndarray, train: bool):
+        raise NotImplementedError
+
+
+@LAYERS.register("linear")
+class Linear(Layer):
+    """y = x @ W + b, with W stored (n_in, n_out) so both passes are plain row-major GEMMs."""
+
+    def __init__(self, n_in: int, n_out: int):
+        self.shapes = ((n_in, n_out), (n_out,))
+
+    def init(self, rng, scheme):
+        w, b = self.params
+        fan_in, fan_out = w.shape
+        if scheme == "he":  # torch.nn.init.kaiming_normal_ (fan_in, relu gain)
+            w[...] = rng.standard_normal(w.shape) * math.sqrt(2.0 / fan_in)
+        elif scheme == "xavier":  # torch.nn.init.xavier_uniform_
+            a = math.sqrt(6.0 / (fan_in + fan_out))
+            w[...] = rng.uniform(-a, a, w.shape)
+        else:
+            raise ConfigError(f"init must be one of ['he', 'xavier'], got {scheme!r}")
+        b[...] = 0.0
+
+    def forward(self, x, train):
+        w, b = self.params
+        gw, gb = self.grads
+        y = x @ w
+        y += b
+
+        def backprop(dy, need_dx=True):
+            np.matmul(x.T, dy, out=gw)
+            dy.sum(axis=0, out=gb)
+            return dy @ w.T if need_dx else None
+
+        return y, backprop
+
+
+@LAYERS.register("relu")
+class ReLU(Layer):
+    def forward(self, x, train):
+        y = np.maximum(x, 0.0)
+
+        def backprop(dy, need_dx=True):
+            # The output is zero exactly where the gradient is blocked.
+            return np.multiply(dy, y > 0.0, out=dy)
+
+        return y, backprop
+
+
+@LAYERS.register("leaky_relu")
+class LeakyReLU(Layer):
+    """torch.nn.LeakyReLU: x if x > 0 else negative_slope * x."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        self.slope = negative_slope
+
+    def forward(self, x, train):
+        pos = x > 0.0
+        y = np.where(pos, x, x * np.float32(self.slope))
+
+        def backprop(dy, need_dx=True):
+            return dy * np.where(pos, np.float32(1.0), np.float32(self.slope))
+
+        return y, backprop
+
+
+@LAYERS.register("tanh")
+class Tanh(Layer):
+    def forward(self, x, train):
+        y = np.tanh(x)
+
+        def backprop(dy, need_dx=True):
+            return dy * (1.0 - y * y)
+
+        return y, backprop
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # exp(-|x|) never overflows; the two branches of the logistic share it.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+@LAYERS.register("sigmoid")
+class Sigmoid(Layer):
+    def forward(self, x, train):
+        y = _sigmoid(x)
+
+        def backprop(dy, need_dx=True):
+            return dy * y * (1.0 - y)
+
+        return y, backprop
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf to |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26), below float32 resolution.
+
+    NumPy has no erf, and torch's default GELU is the exact erf form, not the tanh one.
+    """
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return s * (1.0 - poly * np.exp(-a * a))
+
+
+@LAYERS.register("gelu")
+class GELU(Layer):
+    """torch.nn.GELU(): x * Phi(x) with the exact normal CDF."""
+
+    def forward(self, x, train):
+        x64 = x.astype(np.float64)
+        cdf = 0.5 * (1.0 + _erf(x64 / math.sqrt(2.0)))
+        y = (x64 * cdf).astype(x.dtype)
+
+        def backprop(dy, need_dx=True):
+            pdf = np.exp(-0.5 * x64 * x64) / math.sqrt(2.0 * math.pi)
+            return (dy * (cdf + x64 * pdf)).astype(dy.dtype)
+
+        return y, backprop
+
+
+@LAYERS.register("dropout")
+class Dropout(Layer):
+    """Inverted dropout (torch.nn.Dropout): zero with probability p, scale the rest by
+    1/(1-p) in training; identity in evaluation."""
+
+    def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {p}")
+        self.p = p
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+
+    def forward(self, x, train):
+        if not train or self.p == 0.0:
+            return x, lambda dy, need_dx=True: dy
+        mask = (self.rng.random(x.shape, dtype=np.float32) >= self.p).astype(np.float32)
+        mask *= np.float32(1.0 / (1.0 - self.p))
+        y = x * mask
+
+        def backprop(dy, need_dx=True):
+            return np.multiply(dy, mask, out=dy)
+
+        return y, backprop

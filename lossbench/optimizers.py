@@ -1,0 +1,358 @@
+"""Optimizers with torch.optim's names, defaults and update rules, in float32.
+
+An optimizer owns a list of parameter arrays and updates them in place from a matching
+list of gradients; the gradients are never modified. A model hands over its one flat
+parameter buffer, so each step is a handful of vectorized operations on one array.
+Coupled L2 weight decay (g + wd * p) is shared by every optimizer as in torch; AdamW
+decays the weights directly. The update rule of each is in its docstring, with
+t = step count, g = gradient (after weight decay), p = parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+from .registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _check_betas(betas) -> tuple[float, float]:
+    _check(
+        isinstance(betas, (list, tuple)) and len(betas) == 2,
+        f"optimizer.betas must be a pair [beta1, beta2], got {betas!r}",
+    )
+    for i, b in enumerate(betas):
+        _check(0.0 <= b < 1.0, f"optimizer.betas: invalid beta parameter at index {i}: {b} (must be in [0, 1))")
+    return float(betas[0]), float(betas[1])
+
+
+class Optimizer:
+    def __init__(self, params: Sequence[np.ndarray], lr: float, weight_decay: float = 0.0):
+        _check(lr > 0, f"optimizer.lr must be > 0, got {lr}")
+        _check(weight_decay >= 0, f"optimizer.weight_decay must be >= 0, got {weight_decay}")
+        self.params = list(params)
+        for p in self.params:
+            if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
+                raise TypeError("optimizer params must be float NumPy arrays (updated in place)")
+        self.lr = float(lr)  # a schedule may change it between steps
+        self.weight_decay = float(weight_decay)
+        self.t = 0
+        self.state = [self.init_state(p) for p in self.params]
+
+    def init_state(self, p: np.ndarray) -> dict:
+        return {}
+
+    def step(self, grads: Sequence[np.ndarray]) -> None:
+        if len(grads) != len(self.params):
+            raise ValueError(f"expected {len(self.params)} gradients, got {len(grads)}")
+        self.t += 1
+        for p, g, s in zip(self.params, grads, self.state):
+            if self.weight_decay:
+                g = g + np.float32(self.weight_decay) * p
+            self.update(p, g, s)
+
+    def update(self, p: np.ndarray, g: np.ndarray, s: dict) -> None:
+        raise NotImplementedError
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(Optimizer):
+    """b = g on the first step, then b = momentum b + (1 - dampening) g;
+    p -= lr (g + momentum b if nesterov else b). torch.optim.SGD."""
+
+    def __init__(self, params, lr=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+        _check(momentum >= 0, f"optimizer.momentum must be >= 0, got {momentum}")
+        _check(not nesterov or (momentum > 0 and dampening == 0),
+               "optimizer.nesterov needs momentum > 0 and dampening = 0")
+        self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), bool(nesterov)
+        super().__init__(params, lr, weight_decay)
+
+    def update(self, p, g, s):
+        if self.momentum:
+            if "buf" not in s:
+                s["buf"] = g.copy()
+            else:
+                buf = s["buf"]
+                buf *= np.float32(self.momentum)
+                buf += np.float32(1.0 - self.dampening) * g
+            g = g + np.float32(self.momentum) * s["buf"] if self.nesterov else s["buf"]
+        p -= np.float32(self.lr) * g
+
+
+# gd is plain SGD; the training loop gives it the full batch.
+OPTIMIZERS.register("gd", type("GD", (SGD,), {"__doc__": "Full-batch gradient descent: sgd on the whole training set."}))
+
+
+@OPTIMIZERS.register("momentum")
+class Momentum(SGD):
+    """SGD with momentum 0.9 unless set (heavy ball)."""
+
+    def __init__(self, params, lr=0.001, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__(params, lr, momentum, dampening, weight_decay, nesterov)
+
+
+@OPTIMIZERS.register("rmsprop")
+class RMSprop(Optimizer):
+    """v = alpha v + (1-alpha) g^2; centered: m = alpha m + (1-alpha) g, v' = v - m^2;
+    d = g / (sqrt(v') + eps); with momentum b = momentum b + d, p -= lr b; else p -= lr d.
+    torch.optim.RMSprop (Hinton, Lecture 6e)."""
+
+    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+        _check(0.0 <= alpha <= 1.0, f"optimizer.alpha must be in [0, 1], got {alpha}")
+        _check(eps >= 0, f"optimizer.eps must be >= 0, got {eps}")
+        _check(momentum >= 0, f"optimizer.momentum must be >= 0, got {momentum}")
+        self.alpha, self.eps, self.momentum, self.centered = float(alpha), float(eps), float(momentum), bool(centered)
+        super().__init__(params, lr, weight_decay)
+
+    def init_state(self, p):
+        s = {"v": np.zeros_like(p)}
+        if self.centered:
+            s["m"] = np.zeros_like(p)
+        if self.momentum:
+            s["buf"] = np.zeros_like(p)
+        return s
+
+    def update(self, p, g, s):
+        a = np.float32(self.alpha)
+        v = s["v"]
+        v *= a
+        v += np.float32(1.0 - self.alpha) * g * g
+        if self.centered:
+            m = s["m"]
+            m += (g - m) * np.float32(1.0 - self.alpha)
+            avg = np.sqrt(v - m * m)
+        else:
+            avg = np.sqrt(v)
+        avg += np.float32(self.eps)
+        if self.momentum:
+            buf = s["buf"]
+            buf *= np.float32(self.momentum)
+            buf += g / avg
+            p -= np.float32(self.lr) * buf
+        else:
+            p -= np.float32(self.lr) * (g / avg)
+
+
+@OPTIMIZERS.register("adagrad")
+class Adagrad(Optimizer):
+    """s += g^2; p -= lr / (1 + (t-1) lr_decay) * g / (sqrt(s) + eps).
+    torch.optim.Adagrad (Duchi et al., 2011)."""
+
+    def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
+        _check(lr_decay >= 0, f"optimizer.lr_decay must be >= 0, got {lr_decay}")
+        _check(initial_accumulator_value >= 0,
+               f"optimizer.initial_accumulator_value must be >= 0, got {initial_accumulator_value}")
+        _check(eps >= 0, f"optimizer.eps must be >= 0, got {eps}")
+        self.lr_decay, self.init_acc, self.eps = float(lr_decay), float(initial_accumulator_value), float(eps)
+        super().__init__(params, lr, weight_decay)
+
+    def init_state(self, p):
+        return {"sum": np.full_like(p, self.init_acc)}
+
+    def update(self, p, g, s):
+        clr = self.lr / (1.0 + (self.t - 1) * self.lr_decay)
+        s["sum"] += g * g
+        std = np.sqrt(s["sum"])
+        std += np.float32(self.eps)
+        p -= np.float32(clr) * (g / std)
+
+
+@OPTIMIZERS.register("adadelta")
+class Adadelta(Optimizer):
+    """v = rho v + (1-rho) g^2; d = sqrt(u + eps) / sqrt(v + eps) * g;
+    u = rho u + (1-rho) d^2; p -= lr d. torch.optim.Adadelta (Zeiler, 2012)."""
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
+        _check(0.0 <= rho <= 1.0, f"optimizer.rho must be in [0, 1], got {rho}")
+        _check(eps >= 0, f"optimizer.eps must be >= 0, got {eps}")
+        self.rho, self.eps = float(rho), float(eps)
+        super().__init__(params, lr, weight_decay)
+
+    def init_state(self, p):
+        return {"v": np.zeros_like(p), "u": np.zeros_like(p)}
+
+    def update(self, p, g, s):
+        rho, eps = np.float32(self.rho), np.float32(self.eps)
+        v, u = s["v"], s["u"]
+        v *= rho
+        v += np.float32(1.0 - self.rho) * g * g
+        d = np.sqrt(u + eps) / np.sqrt(v + eps) * g
+        u *= rho
+        u += np.float32(1.0 - self.rho) * d * d
+        p -= np.float32(self.lr) * d
+
+
+class _Moments(Optimizer):
+    """Shared by the Adam family: first and second moment estimates."""
+
+    def __init__(self, params, lr, betas, eps, weight_decay):
+        self.beta1, self.beta2 = _check_betas(betas)
+        _check(eps >= 0, f"optimizer.eps must be >= 0, got {eps}")
+        self.eps = float(eps)
+        super().__init__(params, lr, weight_decay)
+
+    def init_state(self, p):
+        return {"m": np.zeros_like(p), "v": np.zeros_like(p)}
+
+    def moments(self, g, s):
+        m, v = s["m"], s["v"]
+        m += (g - m) * np.float32(1.0 - self.beta1)  # torch's lerp
+        v *= np.float32(self.beta2)
+        v += np.float32(1.0 - self.beta2) * g * g
+        return m, v
+
+
+@OPTIMIZERS.register("adam")
+class Adam(_Moments):
+    """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2 (amsgrad: v = max over steps);
+    p -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps). torch.optim.Adam
+    (Kingma & Ba, 2015); decoupled_weight_decay=True is AdamW."""
+
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+                 decoupled_weight_decay=False):
+        self.amsgrad, self.decoupled = bool(amsgrad), bool(decoupled_weight_decay)
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+    def init_state(self, p):
+        s = super().init_state(p)
+        if self.amsgrad:
+            s["vmax"] = np.zeros_like(p)
+        return s
+
+    def step(self, grads):
+        if not self.decoupled:
+            return super().step(grads)
+        # AdamW (Loshchilov & Hutter): shrink the weights, not the gradient.
+        self.t += 1
+        for p, g, s in zip(self.params, grads, self.state):
+            p *= np.float32(1.0 - self.lr * self.weight_decay)
+            self.update(p, g, s)
+
+    def update(self, p, g, s):
+        m, v = self.moments(g, s)
+        if self.amsgrad:
+            np.maximum(s["vmax"], v, out=s["vmax"])
+            v = s["vmax"]
+        denom = np.sqrt(v)
+        denom /= np.float32(math.sqrt(1.0 - self.beta2**self.t))
+        denom += np.float32(self.eps)
+        p -= np.float32(self.lr / (1.0 - self.beta1**self.t)) * (m / denom)
+
+
+@OPTIMIZERS.register("adamw")
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr wd before the Adam step.
+    torch.optim.AdamW (default weight_decay 0.01)."""
+
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay=True)
+
+
+@OPTIMIZERS.register("adamax")
+class Adamax(_Moments):
+    """m = b1 m + (1-b1) g; u = max(b2 u, |g| + eps); p -= lr / (1-b1^t) * m / u.
+    torch.optim.Adamax (Kingma & Ba, 2015, section 7)."""
+
+    def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+    def init_state(self, p):
+        return {"m": np.zeros_like(p), "u": np.zeros_like(p)}
+
+    def update(self, p, g, s):
+        m, u = s["m"], s["u"]
+        m += (g - m) * np.float32(1.0 - self.beta1)
+        u *= np.float32(self.beta2)
+        np.maximum(u, np.abs(g) + np.float32(self.eps), out=u)
+        p -= np.float32(self.lr / (1.0 - self.beta1**self.t)) * (m / u)
+
+
+@OPTIMIZERS.register("nadam")
+class NAdam(_Moments):
+    """Adam with Nesterov momentum and the momentum schedule
+    mu_t = b1 (1 - 0.5 * 0.96^(t * momentum_decay)):
+    p -= lr (1-mu_t)/(1-prod mu) g/d + lr mu_{t+1}/(1-prod mu * mu_{t+1}) m/d,
+    d = sqrt(v / (1-b2^t)) + eps. torch.optim.NAdam (Dozat, 2016)."""
+
+    def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=0.004,
+                 decoupled_weight_decay=False):
+        _check(momentum_decay >= 0, f"optimizer.momentum_decay must be >= 0, got {momentum_decay}")
+        self.momentum_decay, self.decoupled = float(momentum_decay), bool(decoupled_weight_decay)
+        self.mu_product = 1.0
+        super().__init__(params, lr, betas, eps, 0.0 if decoupled_weight_decay else weight_decay)
+        self.decay = float(weight_decay) if decoupled_weight_decay else 0.0
+
+    def step(self, grads):
+        t = self.t + 1
+        self.mu = self.beta1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
+        self.mu_next = self.beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * self.momentum_decay))
+        self.mu_product *= self.mu
+        if self.decay:
+            for p in self.params:
+                p *= np.float32(1.0 - self.lr * self.decay)
+        super().step(grads)
+
+    def update(self, p, g, s):
+        m, v = self.moments(g, s)
+        denom = np.sqrt(v / np.float32(1.0 - self.beta2**self.t))
+        denom += np.float32(self.eps)
+        p -= np.float32(self.lr * (1.0 - self.mu) / (1.0 - self.mu_product)) * (g / denom)
+        p -= np.float32(self.lr * self.mu_next / (1.0 - self.mu_product * self.mu_next)) * (m / denom)
+
+
+@OPTIMIZERS.register("radam")
+class RAdam(_Moments):
+    """Adam whose adaptive term is switched on only once the variance of its estimate
+    is tractable (rho_t > 5), scaled by the rectification term r_t; before that,
+    p -= lr m / (1-b1^t). torch.optim.RAdam (Liu et al., 2020)."""
+
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 decoupled_weight_decay=False):
+        self.decay = float(weight_decay) if decoupled_weight_decay else 0.0
+        super().__init__(params, lr, betas, eps, 0.0 if decoupled_weight_decay else weight_decay)
+
+    def step(self, grads):
+        if self.decay:
+            for p in self.params:
+                p *= np.float32(1.0 - self.lr * self.decay)
+        super().step(grads)
+
+    def update(self, p, g, s):
+        m, v = self.moments(g, s)
+        t, b2 = self.t, self.beta2
+        bc1, bc2 = 1.0 - self.beta1**t, 1.0 - b2**t
+        m_hat = m / np.float32(bc1)
+        rho_inf = 2.0 / (1.0 - b2) - 1.0
+        rho_t = rho_inf - 2.0 * t * b2**t / bc2
+        if rho_t > 5.0:
+            rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            adaptive = np.float32(math.sqrt(bc2)) / (np.sqrt(v) + np.float32(self.eps))
+            p -= m_hat * np.float32(self.lr) * adaptive * np.float32(rect)
+        else:
+            p -= m_hat * np.float32(self.lr)
+
+
+def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
+    """Scale the gradients in place so their global L2 norm is at most max_norm;
+    returns the norm before clipping. torch.nn.utils.clip_grad_norm_."""
+    total = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads))
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            g *= np.float32(coef)
+    return total
+
+
+def build(name: str, params: Sequence[np.ndarray], **hyperparams) -> Optimizer:
+    """`optimizers.build("adam", [w, b], lr=1e-3)`: an optimizer by its registered name."""
+    return OPTIMIZERS.build(name, params, **hyperparams)

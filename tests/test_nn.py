@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+
+from lossbench import losses, nn
+from lossbench.errors import ConfigError
+from lossbench.nn.layers import Dropout, Linear
+from gradcheck import assert_close_grad, numeric_grad
+
+
+def bound(layer, rng):
+    """Give a layer float64 parameters so finite differences are precise."""
+    params = [rng.normal(size=s) for s in layer.shapes]
+    grads = [np.zeros(s) for s in layer.shapes]
+    layer.bind(params, grads)
+    return params, grads
+
+
+def make_layer(name):
+    if name == "linear":
+        return Linear(5, 3)
+    if name == "dropout":
+        return Dropout(0.4, np.random.default_rng(0))
+    return nn.LAYERS.build(name)
+
+
+@pytest.mark.parametrize("name", nn.LAYERS.names())
+def test_layer_gradients_match_finite_differences(name):
+    rng = np.random.default_rng(1)
+    layer = make_layer(name)
+    params, grads = bound(layer, rng)
+    n_in = layer.shapes[0][0] if layer.shapes else 5
+    x = rng.normal(size=(4, n_in))
+    w = rng.normal(size=layer.forward(x, True)[0].shape)  # loss = sum(w * y)
+
+    def f():
+        if name == "dropout":
+            layer.rng = np.random.default_rng(7)  # the same mask every call
+        return float(np.sum(w * layer.forward(x, True)[0]))
+
+    f()
+    if name == "dropout":
+        layer.rng = np.random.default_rng(7)
+    _, backprop = layer.forward(x, True)
+    dx = backprop(w.copy())
+    assert_close_grad(dx, numeric_grad(f, x))
+    for p, g in zip(params, grads):
+        assert_close_grad(g, numeric_grad(f, p))
+
+
+def test_relu_gelu_values():
+    x = np.array([[-2.0, -0.5, 0.0, 0.5, 2.0]], np.float32)
+    y, _ = nn.LAYERS.build("relu").forward(x, False)
+    np.testing.assert_array_equal(y, [[0, 0, 0, 0.5, 2]])
+    y, _ = nn.LAYERS.build("leaky_relu").forward(x, False)
+    np.testing.assert_allclose(y, [[-0.02, -0.005, 0, 0.5, 2]], rtol=1e-6)
+    # GELU(x) = x Phi(x); Phi(2) = 0.97724987, Phi(0.5) = 0.69146246
+    y, _ = nn.LAYERS.build("gelu").forward(x, False)
+    np.testing.assert_allclose(y, [[-2 * (1 - 0.97724987), -0.5 * (1 - 0.69146246), 0, 0.5 * 0.69146246, 2 * 0.97724987]], rtol=1e-6, atol=1e-7)
+
+
+def test_dropout_scales_in_training_and_is_identity_in_eval():
+    d = Dropout(0.25, np.random.default_rng(0))
+    x = np.ones((1000, 100), np.float32)
+    y, _ = d.forward(x, True)
+    assert set(np.unique(y)) == {0.0, np.float32(1 / 0.75)}
+    assert abs((y == 0).mean() - 0.25) < 0.01
+    assert d.forward(x, False)[0] is x
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "gelu"])
+def test_whole_model_gradient_in_flat_buffer(activation):
+    net = nn.build("mlp", 4, 3, seed=0, hidden=[5, 6], activation=activation)
+    # float64 copy of the flat buffer so finite differences are exact enough
+    net.params = net.params.astype(np.float64)
+    net.grads = np.zeros_like(net.params)
+    offset = 0
+    for layer in net.layers:
+        views, gviews = [], []
+        for s in layer.shapes:
+            k = int(np.prod(s))
+            views.append(net.params[offset : offset + k].reshape(s))
+            gviews.append(net.grads[offset : offset + k].reshape(s))
+            offset += k
+        layer.bind(views, gviews)
+    rng = np.random.default_rng(2)
+    # Zero-initialised biases put dead ReLU units exactly on the kink; move them off.
+    net.params += rng.normal(scale=0.1, size=net.params.size)
+    x, y = rng.normal(size=(7, 4)), rng.integers(0, 3, 7)
+    ce = losses.build("cross_entropy")
+    net.backward(ce.grad(net.forward(x, True), y))
+    numeric = numeric_grad(lambda: ce.value(net.forward(x, True), y), net.params)
+    assert_close_grad(net.grads, numeric, atol=1e-6)  # erf approximation ~1e-7
+
+
+def test_parameters_are_one_contiguous_buffer():
+    net = nn.build("mlp", 784, 10, seed=0, hidden=[256, 128])
+    assert net.n_params == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    assert net.params.dtype == np.float32 and net.params.flags.c_contiguous
+    w = net.layers[0].params[0]
+    assert np.shares_memory(w, net.params)
+    net.params[:] = 0.5  # one vectorized update reaches every layer
+    assert (w == 0.5).all() and (net.layers[-1].params[1] == 0.5).all()
+
+
+def test_init_schemes_and_seed():
+    a = nn.build("mlp", 100, 10, seed=1, hidden=[400])
+    b = nn.build("mlp", 100, 10, seed=1, hidden=[400])
+    c = nn.build("mlp", 100, 10, seed=2, hidden=[400])
+    np.testing.assert_array_equal(a.params, b.params)
+    assert not np.array_equal(a.params, c.params)
+    w = a.layers[0].params[0]
+    assert w.std() == pytest.approx(np.sqrt(2 / 100), rel=0.03)  # he
+    x = nn.build("linear", 100, 400, seed=0, init="xavier").layers[0].params[0]
+    bound_ = np.sqrt(6 / 500)
+    assert x.max() <= bound_ and x.min() >= -bound_ and x.max() > 0.95 * bound_
+
+
+def test_bad_model_options():
+    with pytest.raises(ConfigError, match="supported activations"):
+        nn.build("mlp", 2, 2, activation="relux")
+    with pytest.raises(ConfigError, match="hidden"):
+        nn.build("mlp", 2, 2, hidden=[4, -1])
+    with pytest.raises(ConfigError, match="init must be one of"):
+        nn.build("mlp", 2, 2, init="orthogonal")
+    with pytest.raises(ConfigError, match="does not take 'hiden'.*did you mean 'hidden'"):
+        nn.build("mlp", 2, 2, hiden=[3])
+    with pytest.raises(ConfigError, match="dropout"):
+        nn.build("mlp", 2, 2, dropout=1.0)

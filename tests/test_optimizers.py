@@ -1,0 +1,253 @@
+"""Every optimizer: two steps against its recurrence written out by hand, N steps
+against torch.optim when torch is installed, and a quadratic it must reduce."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lossbench import optimizers
+from lossbench.errors import ConfigError
+
+P0 = np.array([1.0, -2.0, 0.5])
+G1 = np.array([0.5, -1.0, 0.0])
+G2 = np.array([0.2, 0.4, -3.0])
+sqrt = np.sqrt
+
+
+def two_steps(name, **hp):
+    p = P0.astype(np.float32).copy()
+    opt = optimizers.build(name, [p], **hp)
+    g1, g2 = G1.astype(np.float32), G2.astype(np.float32)
+    opt.step([g1])
+    p1 = p.copy()
+    opt.step([g2])
+    # the optimizer must leave the caller's gradients alone
+    np.testing.assert_array_equal(g1, G1.astype(np.float32))
+    return p1, p.copy()
+
+
+def check(name, hp, e1, e2):
+    p1, p2 = two_steps(name, **hp)
+    np.testing.assert_allclose(p1, e1, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(p2, e2, rtol=2e-6, atol=1e-7)
+
+
+def test_sgd_plain_and_weight_decay():
+    lr = 0.1
+    p1 = P0 - lr * G1
+    check("sgd", {"lr": lr}, p1, p1 - lr * G2)
+    wd = 0.01
+    p1 = P0 - lr * (G1 + wd * P0)
+    check("sgd", {"lr": lr, "weight_decay": wd}, p1, p1 - lr * (G2 + wd * p1))
+    check("gd", {"lr": lr}, P0 - lr * G1, P0 - lr * G1 - lr * G2)
+
+
+def test_momentum_dampening_nesterov():
+    lr, mu, damp = 0.1, 0.9, 0.3
+    # first step: the buffer is the gradient itself (no dampening on step 1)
+    b1 = G1
+    b2 = mu * b1 + (1 - damp) * G2
+    check("sgd", {"lr": lr, "momentum": mu, "dampening": damp}, P0 - lr * b1, P0 - lr * b1 - lr * b2)
+    b2 = mu * G1 + G2
+    p1 = P0 - lr * (G1 + mu * G1)
+    check("sgd", {"lr": lr, "momentum": mu, "nesterov": True}, p1, p1 - lr * (G2 + mu * b2))
+    # `momentum` is sgd with momentum 0.9 by default
+    check("momentum", {"lr": lr}, P0 - lr * G1, P0 - lr * G1 - lr * (0.9 * G1 + G2))
+
+
+def test_rmsprop_plain_centered_momentum():
+    lr, a, eps = 0.01, 0.99, 1e-8
+    v1 = (1 - a) * G1**2
+    v2 = a * v1 + (1 - a) * G2**2
+    p1 = P0 - lr * G1 / (sqrt(v1) + eps)
+    check("rmsprop", {}, p1, p1 - lr * G2 / (sqrt(v2) + eps))
+    m1 = (1 - a) * G1
+    m2 = a * m1 + (1 - a) * G2
+    p1 = P0 - lr * G1 / (sqrt(v1 - m1**2) + eps)
+    check("rmsprop", {"centered": True}, p1, p1 - lr * G2 / (sqrt(v2 - m2**2) + eps))
+    mu = 0.5
+    b1 = G1 / (sqrt(v1) + eps)
+    b2 = mu * b1 + G2 / (sqrt(v2) + eps)
+    check("rmsprop", {"momentum": mu}, P0 - lr * b1, P0 - lr * b1 - lr * b2)
+
+
+def test_adagrad_with_lr_decay_and_initial_accumulator():
+    lr, decay, s0, eps = 0.1, 0.5, 0.2, 1e-10
+    s1 = s0 + G1**2
+    s2 = s1 + G2**2
+    p1 = P0 - lr * G1 / (sqrt(s1) + eps)
+    p2 = p1 - lr / (1 + decay) * G2 / (sqrt(s2) + eps)
+    check("adagrad", {"lr": lr, "lr_decay": decay, "initial_accumulator_value": s0}, p1, p2)
+
+
+def test_adadelta():
+    rho, eps, lr = 0.9, 1e-6, 1.0
+    v1 = (1 - rho) * G1**2
+    d1 = sqrt(0 + eps) / sqrt(v1 + eps) * G1
+    u1 = (1 - rho) * d1**2
+    v2 = rho * v1 + (1 - rho) * G2**2
+    d2 = sqrt(u1 + eps) / sqrt(v2 + eps) * G2
+    check("adadelta", {}, P0 - lr * d1, P0 - lr * d1 - lr * d2)
+
+
+def adam_ref(lr, b1, b2, eps, wd=0.0, amsgrad=False, decoupled=False):
+    p, m, v, vmax = P0.copy(), 0.0, 0.0, 0.0
+    out = []
+    for t, g in ((1, G1), (2, G2)):
+        if decoupled:
+            p = p * (1 - lr * wd)
+        else:
+            g = g + wd * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        vmax = np.maximum(vmax, v)
+        vv = vmax if amsgrad else v
+        p = p - lr / (1 - b1**t) * m / (sqrt(vv) / sqrt(1 - b2**t) + eps)
+        out.append(p)
+    return out
+
+
+def test_adam_family():
+    check("adam", {}, *adam_ref(1e-3, 0.9, 0.999, 1e-8))
+    check("adam", {"lr": 0.1, "betas": [0.8, 0.9], "weight_decay": 0.1}, *adam_ref(0.1, 0.8, 0.9, 1e-8, wd=0.1))
+    # amsgrad matters when v shrinks: G2[0]^2 < G1[0]^2 with a fast beta2
+    check("adam", {"lr": 0.1, "betas": [0.9, 0.5], "amsgrad": True}, *adam_ref(0.1, 0.9, 0.5, 1e-8, amsgrad=True))
+    check("adamw", {"lr": 0.1}, *adam_ref(0.1, 0.9, 0.999, 1e-8, wd=0.01, decoupled=True))
+
+
+def test_adamax():
+    lr, b1, b2, eps = 0.002, 0.9, 0.999, 1e-8
+    m1 = (1 - b1) * G1
+    u1 = np.maximum(0.0, np.abs(G1) + eps)
+    p1 = P0 - lr / (1 - b1) * m1 / u1
+    m2 = b1 * m1 + (1 - b1) * G2
+    u2 = np.maximum(b2 * u1, np.abs(G2) + eps)
+    check("adamax", {}, p1, p1 - lr / (1 - b1**2) * m2 / u2)
+
+
+def test_nadam():
+    lr, b1, b2, eps, psi = 0.002, 0.9, 0.999, 1e-8, 0.004
+    mu = lambda t: b1 * (1 - 0.5 * 0.96 ** (t * psi))  # noqa: E731
+    p, m, v, prod, out = P0.copy(), 0.0, 0.0, 1.0, []
+    for t, g in ((1, G1), (2, G2)):
+        prod *= mu(t)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        d = sqrt(v / (1 - b2**t)) + eps
+        p = p - lr * (1 - mu(t)) / (1 - prod) * g / d - lr * mu(t + 1) / (1 - prod * mu(t + 1)) * m / d
+        out.append(p)
+    check("nadam", {}, *out)
+
+
+def test_radam_before_and_after_rectification():
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    # rho_t <= 5 for the first steps with beta2 = 0.999: plain bias-corrected momentum
+    m1 = (1 - b1) * G1
+    p1 = P0 - lr * m1 / (1 - b1)
+    m2 = b1 * m1 + (1 - b1) * G2
+    check("radam", {"lr": lr}, p1, p1 - lr * m2 / (1 - b1**2))
+    # with beta2 = 0.5, rho_inf = 3 < 5: never rectified either; use many steps instead
+    p = np.ones(2, np.float32)
+    opt = optimizers.build("radam", [p], lr=lr)
+    g = np.array([0.3, -0.1], np.float32)
+    m = v = 0.0
+    ref = np.ones(2)
+    rho_inf = 2 / (1 - b2) - 1
+    for t in range(1, 9):
+        opt.step([g])
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g.astype(np.float64) ** 2
+        rho = rho_inf - 2 * t * b2**t / (1 - b2**t)
+        mhat = m / (1 - b1**t)
+        if rho > 5:
+            r = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+            ref = ref - lr * mhat * r * sqrt(1 - b2**t) / (sqrt(v) + eps)
+        else:
+            ref = ref - lr * mhat
+    assert rho > 5  # the rectified branch was exercised
+    np.testing.assert_allclose(p, ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", optimizers.OPTIMIZERS.names())
+def test_every_optimizer_reduces_a_quadratic(name):
+    # f(p) = 0.5 * sum(a * p^2): an ill-conditioned bowl with minimum at 0
+    a = np.array([1.0, 10.0, 0.1, 3.0], np.float32)
+    p = np.array([1.0, -1.0, 2.0, 0.5], np.float32)
+    f0 = float(0.5 * np.sum(a * p * p))
+    lr = {"adadelta": 1.0, "adagrad": 0.1, "sgd": 0.05, "gd": 0.05, "momentum": 0.02}.get(name, 0.01)
+    opt = optimizers.build(name, [p], lr=lr)
+    for _ in range(200):
+        opt.step([a * p])
+    f = float(0.5 * np.sum(a * p * p))
+    assert f < 0.5 * f0, f"{name}: {f0} -> {f}"
+    assert np.isfinite(p).all()
+
+
+def test_clip_grad_norm():
+    g1, g2 = np.array([3.0, 0.0], np.float32), np.array([4.0], np.float32)
+    total = optimizers.clip_grad_norm([g1, g2], 1.0)
+    assert total == pytest.approx(5.0)
+    np.testing.assert_allclose(np.concatenate([g1, g2]), [0.6, 0.0, 0.8], rtol=1e-5)
+    g = np.array([0.3, 0.4], np.float32)
+    assert optimizers.clip_grad_norm([g], 1.0) == pytest.approx(0.5)
+    np.testing.assert_array_equal(g, np.array([0.3, 0.4], np.float32))  # under the cap: untouched
+
+
+@pytest.mark.parametrize(
+    "name,hp,pattern",
+    [
+        ("adam", {"lr": -0.1}, "lr must be > 0"),
+        ("adam", {"lr": 0}, "lr must be > 0"),
+        ("adam", {"betas": [1.5, 0.9]}, "invalid beta parameter at index 0: 1.5"),
+        ("adam", {"betas": [0.9, 1.0]}, "index 1"),
+        ("sgd", {"momentum": -1}, "momentum must be >= 0"),
+        ("sgd", {"nesterov": True}, "nesterov needs momentum"),
+        ("rmsprop", {"alpha": 2}, "alpha"),
+        ("adam", {"momentum": 0.9}, "does not take 'momentum'"),
+        ("adamm", {}, "did you mean 'adam'"),
+        ("sgd", {"weight_decay": -1}, "weight_decay"),
+    ],
+)
+def test_bad_hyperparameters_name_the_key(name, hp, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        optimizers.build(name, [np.zeros(2, np.float32)], **hp)
+
+
+TORCH_CASES = [
+    ("sgd", "SGD", {"lr": 0.1}),
+    ("sgd", "SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
+    ("sgd", "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ("momentum", "SGD", {"lr": 0.05}),
+    ("rmsprop", "RMSprop", {}),
+    ("rmsprop", "RMSprop", {"centered": True, "momentum": 0.5, "weight_decay": 0.1}),
+    ("adagrad", "Adagrad", {"lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.1}),
+    ("adadelta", "Adadelta", {"weight_decay": 0.01}),
+    ("adam", "Adam", {"lr": 0.01}),
+    ("adam", "Adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1, "betas": (0.8, 0.95)}),
+    ("adamw", "AdamW", {"lr": 0.01}),
+    ("adamax", "Adamax", {"weight_decay": 0.1}),
+    ("nadam", "NAdam", {"weight_decay": 0.1}),
+    ("nadam", "NAdam", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("radam", "RAdam", {"lr": 0.01}),
+    ("radam", "RAdam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+]
+
+
+@pytest.mark.parametrize("name,tname,hp", TORCH_CASES, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(TORCH_CASES)])
+def test_matches_torch_optim_over_many_steps(name, tname, hp):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    p0 = rng.normal(size=50).astype(np.float32)
+    grads = [rng.normal(size=50).astype(np.float32) for _ in range(30)]
+    p = p0.copy()
+    opt = optimizers.build(name, [p], **hp)
+    tp = torch.tensor(p0.copy(), requires_grad=True)
+    topt = getattr(torch.optim, tname)([tp], **({"momentum": 0.9} if name == "momentum" else {}), **hp)
+    for g in grads:
+        # gradients that depend on the parameters, as in training
+        gp = g + 0.1 * p
+        opt.step([gp])
+        tp.grad = torch.tensor(g) + 0.1 * tp.detach()
+        topt.step()
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
