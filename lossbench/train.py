@@ -123,7 +123,19 @@ class _EarlyStopping:
         return self.bad >= self.patience
 
 
-def train(
+def train(data, **kwargs) -> RunResult:
+    """Train one model on `data` (a lossbench.data.Dataset) and evaluate it.
+
+    Keyword arguments: model, loss, optimizer (a name or {name: ..., **hyperparams}),
+    train (TrainConfig fields), seed, on_epoch. `on_epoch(row)` is called after every
+    epoch with the history row, for progress displays; library code never prints.
+    """
+    # Overflow on the way to a NaN loss is expected: it is reported as "diverged".
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _train(data, **kwargs)
+
+
+def _train(
     data,
     *,
     model: str | dict,
@@ -133,11 +145,6 @@ def train(
     seed: int = 0,
     on_epoch: Callable[[dict], Any] | None = None,
 ) -> RunResult:
-    """Train one model on `data` (a lossbench.data.Dataset) and evaluate it.
-
-    `on_epoch(row)` is called after every epoch with the history row, for progress
-    displays; library code never prints.
-    """
     cfg = train if isinstance(train, TrainConfig) else TrainConfig(**(train or {}))
     loss_name, loss_kw = _named(loss)
     loss_fn = losses.build(loss_name, **loss_kw)

@@ -1,0 +1,124 @@
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lossbench import data
+from lossbench.errors import ConfigError
+from lossbench.train import train
+
+MLP = {"name": "mlp", "hidden": [32]}
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return data.load("moons", seed=0)
+
+
+@pytest.fixture(scope="module")
+def regression():
+    return data.load("regression", seed=0)
+
+
+def test_learns_moons_and_records_history(moons):
+    r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "adam", "lr": 0.01},
+              train={"epochs": 15, "batch_size": 32}, seed=0)
+    assert r.status == "ok" and r.epochs == 15 and len(r.history) == 15
+    assert r.summary["test_accuracy"] > 0.95
+    assert r.history[-1]["train_loss"] < 0.5 * r.history[0]["train_loss"]
+    row = r.history[-1]
+    assert set(row) == {"epoch", "step", "train_loss", "val_loss", "val_accuracy", "lr", "grad_norm", "elapsed_s"}
+    assert row["step"] == 15 * math.ceil(len(moons.x_train) / 32)
+    assert r.summary["best_val_accuracy"] == max(h["val_accuracy"] for h in r.history)
+    assert r.n_params == 2 * 32 + 32 + 32 * 2 + 2
+    elapsed = [h["elapsed_s"] for h in r.history]
+    assert elapsed == sorted(elapsed)
+
+
+def test_same_seed_same_numbers_other_seed_differs(moons):
+    kw = dict(model={"name": "mlp", "hidden": [16], "dropout": 0.2}, loss="cross_entropy",
+              optimizer={"name": "sgd", "lr": 0.1}, train={"epochs": 3})
+    a, b, c = train(moons, seed=1, **kw), train(moons, seed=1, **kw), train(moons, seed=2, **kw)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in h]  # noqa: E731
+    assert strip(a.history) == strip(b.history) and a.summary == b.summary
+    assert strip(a.history) != strip(c.history)
+
+
+def test_gd_uses_the_full_batch(moons):
+    r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "gd", "lr": 0.5}, train={"epochs": 4}, seed=0)
+    assert [h["step"] for h in r.history] == [1, 2, 3, 4]
+    r = train(moons, model=MLP, loss="cross_entropy", optimizer="sgd", train={"epochs": 2, "batch_size": "full"}, seed=0)
+    assert r.history[-1]["step"] == 2
+
+
+def test_divergence_stops_the_run(moons):
+    r = train(moons, model=MLP, loss="mse", optimizer={"name": "sgd", "lr": 1e6}, train={"epochs": 20}, seed=0)
+    assert r.status == "diverged" and r.epochs < 20
+    assert math.isnan(r.summary["best_val_accuracy"]) and math.isnan(r.summary["test_accuracy"])
+
+
+def test_early_stopping_on_patience(moons):
+    # lr so small that nothing improves by min_delta: stops after `patience` epochs
+    r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "sgd", "lr": 1e-9},
+              train={"epochs": 50, "early_stopping": {"monitor": "val_accuracy", "patience": 3, "min_delta": 0.01}}, seed=0)
+    assert r.status == "ok" and r.epochs == 4  # epoch 1 sets the best, then 3 without improvement
+
+
+def test_schedule_and_clipping_are_applied(moons):
+    r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "sgd", "lr": 0.2},
+              train={"epochs": 4, "schedule": {"name": "step", "step_size": 2, "gamma": 0.5}, "clip_grad_norm": 1e-3}, seed=0)
+    assert [h["lr"] for h in r.history] == pytest.approx([0.2, 0.2, 0.1, 0.1])
+    assert r.history[0]["grad_norm"] > 1e-3  # recorded before clipping
+
+
+@pytest.mark.parametrize("loss,n_out", [("mse", 2), ("huber", 2), ("bce", 1), ("hinge", 2), ("squared_hinge", 2)])
+def test_every_classification_pairing_learns(moons, loss, n_out):
+    r = train(moons, model=MLP, loss=loss, optimizer={"name": "adam", "lr": 0.01}, train={"epochs": 15, "batch_size": 32}, seed=0)
+    assert r.summary["test_accuracy"] > 0.9
+    assert r.n_params == 2 * 32 + 32 + 32 * n_out + n_out
+
+
+def test_bce_on_many_classes_is_one_vs_rest():
+    blobs = data.load("blobs", seed=0)
+    r = train(blobs, model="linear", loss="bce", optimizer={"name": "adam", "lr": 0.05}, train={"epochs": 10}, seed=0)
+    assert r.n_params == 2 * 3 + 3 and r.summary["test_accuracy"] > 0.8
+
+
+def test_regression_metrics_and_robust_losses(regression):
+    res = {}
+    for loss in ("mse", "mae", "huber", "log_cosh"):
+        r = train(regression, model={"name": "mlp", "hidden": [64]}, loss=loss, optimizer={"name": "adam", "lr": 0.01},
+                  train={"epochs": 30, "batch_size": 32}, seed=0)
+        assert set(r.history[0]) >= {"val_mae", "val_r2"}
+        res[loss] = r.summary["test_mae"]
+    # outliers in the training targets pull MSE off; the robust losses resist them
+    assert res["mae"] < res["mse"] and res["huber"] < res["mse"]
+
+
+def test_classification_loss_on_regression_data_is_a_config_error(regression):
+    with pytest.raises(ConfigError, match="needs a classification dataset"):
+        train(regression, model="linear", loss="cross_entropy", optimizer="sgd", train={"epochs": 1})
+
+
+@pytest.mark.parametrize(
+    "train_cfg,pattern",
+    [({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"batch_size": "all"}, "batch_size"),
+     ({"early_stopping": {"monitor": "val_acc"}}, "monitor"), ({"clip_grad_norm": -1}, "clip_grad_norm")],
+)
+def test_bad_train_options(moons, train_cfg, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        train(moons, model="linear", loss="cross_entropy", optimizer="sgd", train=train_cfg)
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").exists(), reason="Debian's dataset-fashion-mnist not installed")
+def test_fashion_mnist_mlp_adam_two_epochs():
+    fm = data.load("fashion_mnist", seed=0, path=str(FASHION))
+    r = train(fm, model={"name": "mlp", "hidden": [256, 128]}, loss="cross_entropy",
+              optimizer={"name": "adam", "lr": 1e-3}, train={"epochs": 2, "batch_size": 128}, seed=0)
+    assert r.status == "ok"
+    assert r.summary["test_accuracy"] >= 0.85
