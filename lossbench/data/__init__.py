@@ -1,0 +1,148 @@
+"""Datasets: one `load(name, ...)` for every source, registered by name in DATASETS.
+
+A loader (idx.py, synthetic.py, csv.py) only produces raw arrays; `load` does what all
+sources share — option checks, the seeded train/val split, `limit`, normalization — so
+every dataset behaves the same way for the same config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from .base import DATASETS, Raw
+from . import csv, idx, synthetic  # noqa: F401  (importing registers the loaders)
+
+__all__ = ["DATASETS", "Dataset", "dataset_options", "load"]
+
+NORMALIZE = ("none", "standard", "minmax")
+_BLOCK_ROWS = 512  # rows per block when computing the variance (measured fastest)
+
+
+@dataclass(repr=False)
+class Dataset:
+    """Train/val/test arrays ready for training: float32 features, normalized."""
+
+    name: str
+    task: str  # "classification" or "regression"
+    n_outputs: int  # classes (classification) or target columns (regression)
+    x_train: np.ndarray  # float32 (N, n_features), C-contiguous
+    y_train: np.ndarray  # int64 (N,) class indices, or float32 (N, n_outputs)
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
+
+    def __repr__(self) -> str:  # the default would print the arrays
+        return (f"Dataset({self.name!r}, {self.task}, n_outputs={self.n_outputs}, "
+                f"n_features={self.n_features}, train={len(self.x_train)}, "
+                f"val={len(self.x_val)}, test={len(self.x_test)})")
+
+
+def dataset_options(name: str) -> dict:
+    """The loader-specific options of a dataset with their defaults (for listings)."""
+    return DATASETS.hyperparams(name)
+
+
+def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, normalize: str = "standard",
+         limit: int | None = None, **options) -> Dataset:
+    """Load a dataset, split train/val with `seed`, and normalize with train statistics.
+
+    `limit` caps the train pool (before the val split) and the test split to that many
+    randomly chosen examples each. The same arguments always give identical arrays.
+    """
+    loader = DATASETS.get(name)
+    DATASETS.check_kwargs(name, options)
+    _check_common(seed, val_fraction, normalize, limit)
+
+    raw: Raw = loader(seed, **options)
+    rng = np.random.default_rng(seed)
+    x, y, x_test, y_test = raw.x, raw.y, raw.x_test, raw.y_test
+    if limit is not None:
+        x, y = _subset(x, y, limit, rng)
+        x_test, y_test = _subset(x_test, y_test, limit, rng)
+
+    n = len(x)
+    n_val = int(round(n * val_fraction))
+    if val_fraction > 0:
+        n_val = max(n_val, 1)
+    n_val = min(n_val, n - 1)  # keep at least one training example
+    order = rng.permutation(n)
+    val, train = order[:n_val], order[n_val:]
+
+    x_train, x_val = _features(x[train], raw), _features(x[val], raw)
+    x_test = _features(x_test, raw)
+    shift, scale = _stats(x_train, normalize)
+    for part in (x_train, x_val, x_test):  # in place: each is a fresh float32 array
+        part -= shift
+        part /= scale
+    return Dataset(
+        name=name, task=raw.task, n_outputs=int(raw.n_outputs),
+        x_train=x_train, y_train=_target(y[train], raw),
+        x_val=x_val, y_val=_target(y[val], raw),
+        x_test=x_test, y_test=_target(y_test, raw),
+    )
+
+
+def _check_common(seed, val_fraction, normalize, limit) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if (isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float))
+            or not 0 <= val_fraction < 1):
+        raise ConfigError(f"dataset option 'val_fraction' must be in [0, 1), got {val_fraction!r}")
+    if normalize not in NORMALIZE:
+        raise ConfigError(f"dataset option 'normalize' must be one of {list(NORMALIZE)}, "
+                          f"got {normalize!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
+                              or limit < 1):
+        raise ConfigError(f"dataset option 'limit' must be an integer >= 1, got {limit!r}")
+
+
+def _subset(x, y, limit, rng):
+    if len(x) <= limit:
+        return x, y
+    keep = np.sort(rng.choice(len(x), size=limit, replace=False))  # sorted: keep source order
+    return x[keep], y[keep]
+
+
+def _features(x: np.ndarray, raw: Raw) -> np.ndarray:
+    """A new C-contiguous float32 array (never a view of the loader's data)."""
+    out = np.array(x, dtype=np.float32, order="C", copy=True)
+    if raw.x_divisor != 1:
+        out /= np.float32(raw.x_divisor)
+    return out
+
+
+def _stats(x: np.ndarray, normalize: str):
+    """Per-feature (shift, scale) from the train split only, so val/test stay unseen."""
+    n_features = x.shape[1]
+    if normalize == "none" or len(x) == 0:
+        return np.zeros(n_features, np.float32), np.ones(n_features, np.float32)
+    if normalize == "standard":
+        shift = x.mean(axis=0, dtype=np.float64)
+        # Two-pass variance in float64, a block of rows at a time: exact enough for
+        # features with a large mean, without a full-size temporary.
+        squares = np.zeros(n_features)
+        for start in range(0, len(x), _BLOCK_ROWS):
+            diff = x[start:start + _BLOCK_ROWS] - shift
+            squares += np.einsum("ij,ij->j", diff, diff)
+        spread = np.sqrt(squares / len(x))
+    else:  # minmax
+        shift = x.min(axis=0).astype(np.float64)
+        spread = x.max(axis=0).astype(np.float64) - shift
+    # A constant feature (e.g. MNIST's border pixels) would divide by zero.
+    spread[spread == 0] = 1.0
+    return shift.astype(np.float32), spread.astype(np.float32)
+
+
+def _target(y: np.ndarray, raw: Raw) -> np.ndarray:
+    if raw.task == "classification":
+        return np.ascontiguousarray(y, dtype=np.int64)
+    y = y.reshape(len(y), raw.n_outputs)  # regression targets are always (N, n_outputs)
+    return np.ascontiguousarray(y, dtype=np.float32)

@@ -1,0 +1,95 @@
+"""The user's own table: a CSV file with a header row, one target column, numeric features.
+
+Non-numeric feature columns are rejected (DataError naming them) rather than one-hot
+encoded: silently widening the input would change the model's size behind the user's
+back, and encoding choices belong in the user's preprocessing, not here. Missing values
+are rejected for the same reason. The target may be anything: see `infer_task`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from ..registry import did_you_mean
+from .base import DATASETS, TASKS, Raw, carve_test, check_number, loader_rng
+
+MAX_AUTO_CLASSES = 20  # more distinct integer values than this look like a quantity
+
+
+def infer_task(column) -> str:
+    """Classification for text/bool targets and integer targets with few distinct values."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    if not is_numeric_dtype(column) or is_bool_dtype(column):
+        return "classification"
+    values = column.to_numpy(np.float64)
+    if np.all(values == np.round(values)) and len(np.unique(values)) <= MAX_AUTO_CLASSES:
+        return "classification"
+    return "regression"
+
+
+@DATASETS.register("csv")
+def csv_file(seed, *, path=None, target=None, task=None, test_fraction=0.2) -> Raw:
+    """Load `path`; `target` defaults to the last column, `task` is inferred if None."""
+    if path is None:
+        raise ConfigError("dataset 'csv' needs the option 'path' (the CSV file to load)")
+    if task not in (None, *TASKS):
+        raise ConfigError(f"dataset 'csv' option 'task' must be one of {list(TASKS)} or null "
+                          f"(infer), got {task!r}")
+    check_number("csv", "test_fraction", test_fraction, low=0, high=1, low_open=True,
+                 high_open=True)
+    # Imported here: pandas costs ~0.5 s to import and only this loader needs it.
+    import pandas as pd
+    from pandas.api.types import is_numeric_dtype
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"dataset 'csv': no such file {str(file)!r}")
+    try:
+        frame = pd.read_csv(file)
+    except (ValueError, UnicodeDecodeError, OSError) as e:  # pandas' parse errors are ValueErrors
+        raise DataError(f"{file}: cannot parse as CSV: {e}") from None
+    if frame.shape[1] < 2 or len(frame) < 2:
+        raise DataError(f"{file}: needs a header, at least two rows, a feature column and a "
+                        f"target column (found {frame.shape[1]} columns, {len(frame)} rows)")
+
+    target = frame.columns[-1] if target is None else target
+    if target not in frame.columns:
+        raise ConfigError(f"dataset 'csv' option 'target': {file} has no column {target!r}"
+                          f"{did_you_mean(target, frame.columns)}; columns are {list(frame.columns)}")
+    missing = frame.isna().sum()
+    if missing.any():
+        where = ", ".join(f"{c!r} ({n})" for c, n in missing[missing > 0].items())
+        raise DataError(f"{file}: missing values in column(s) {where}; fill or drop them first")
+
+    features = frame.drop(columns=[target])
+    text = [c for c in features.columns if not is_numeric_dtype(features[c])]
+    if text:
+        raise DataError(f"{file}: feature column(s) {text} are not numeric; encode them "
+                        "(e.g. pandas.get_dummies) or drop them first")
+    x = features.to_numpy(np.float32)
+    bad = [c for c, ok in zip(features.columns, np.isfinite(x).all(axis=0)) if not ok]
+    if bad:
+        raise DataError(f"{file}: feature column(s) {bad} hold infinite or too large values")
+
+    column = frame[target]
+    task = task or infer_task(column)
+    if task == "classification":
+        values = column.to_numpy() if is_numeric_dtype(column) else column.astype(str).to_numpy()
+        classes, y = np.unique(values, return_inverse=True)  # labels 0..k-1 in sorted order
+        if len(classes) < 2:
+            raise DataError(f"{file}: target {target!r} has a single class {classes[0]!r}")
+        n_outputs, y = len(classes), y.astype(np.int64)
+    else:
+        if not is_numeric_dtype(column):
+            raise DataError(f"{file}: target {target!r} is not numeric, so it cannot be a "
+                            "regression target (use task: classification)")
+        n_outputs, y = 1, column.to_numpy(np.float32)[:, None]
+        if not np.isfinite(y).all():
+            raise DataError(f"{file}: target {target!r} holds infinite or too large values")
+
+    x, y, x_test, y_test = carve_test(x, y, test_fraction, loader_rng(seed))
+    return Raw(task, n_outputs, x, y, x_test, y_test)

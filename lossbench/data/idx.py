@@ -1,0 +1,370 @@
+"""MNIST-format (IDX) datasets: find the four files, download them if absent, parse, cache.
+
+Where the files are looked for, first hit wins (a directory counts only if it holds all
+four, each plain or .gz):
+  1. the `path` option (if given, it must hold them: no silent fallback);
+  2. $LOSSBENCH_DATA/<name>;
+  3. the cache, $LOSSBENCH_CACHE/<name> (default ~/.cache/lossbench/<name>);
+  4. system directories, e.g. Debian's dataset-fashion-mnist package.
+Otherwise the files are downloaded into the cache, each checked against a pinned size and
+SHA-256. Local files are not checksummed (Debian re-gzips, so its bytes differ) but every
+file, local or downloaded, goes through the same strict IDX validation.
+
+After the first parse the decoded uint8 arrays are saved as .npy in the cache, keyed by
+the source files' paths, sizes and mtimes, so later loads skip gzip and parsing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .base import DATASETS, Raw, check_labels
+
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+# Pinned (size, sha256) of each downloadable file; downloads that differ are rejected.
+SPECS = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": (9912422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        "train-labels-idx1-ubyte.gz": (28881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+        "t10k-images-idx3-ubyte.gz": (1648877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        "t10k-labels-idx1-ubyte.gz": (4542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte.gz": (26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+        "train-labels-idx1-ubyte.gz": (29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+        "t10k-images-idx3-ubyte.gz": (4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+        "t10k-labels-idx1-ubyte.gz": (5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+    },
+}
+MIRRORS = {
+    "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+              "https://storage.googleapis.com/cvdf-datasets/mnist/"],
+    "fashion_mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+}
+# Examples per split; the reader refuses anything else (and never allocates for more).
+EXPECTED_COUNTS = {
+    "mnist": {"train": 60000, "t10k": 10000},
+    "fashion_mnist": {"train": 60000, "t10k": 10000},
+}
+SYSTEM_DIRS = {"fashion_mnist": ["/usr/share/datasets/fashion-mnist"]}
+
+TIMEOUT = 30.0  # seconds without data before a mirror counts as failed
+CHUNK = 1 << 20
+SHAPE = (28, 28)
+N_CLASSES = 10
+CACHE_VERSION = 1  # bump when the decoded-array format changes
+_FILE_MODE = 0o644  # mkstemp creates 0600; a shared cache of public data must be readable
+_MAGIC = {"images": (2051, 3), "labels": (2049, 1)}  # (magic number, dimensions)
+
+
+# ---------------------------------------------------------------- reading
+
+def read_idx(path, kind: str, max_count: int, shape=SHAPE) -> np.ndarray:
+    """Parse one IDX file, plain or gzip, into uint8 (n, *shape) images or (n,) labels.
+
+    The header's count must be <= max_count and the payload is read with a cap of its
+    announced size + 1 byte, so neither a lying header nor a gzip bomb can make us
+    allocate more than the expected dataset.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            is_gzip = f.read(2) == b"\x1f\x8b"  # sniff, don't trust the extension
+        with (gzip.open(path, "rb") if is_gzip else path.open("rb")) as f:
+            return _parse(f, path, kind, max_count, tuple(shape))
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read IDX {kind} file: {e}") from None
+
+
+def _parse(f, path: Path, kind: str, max_count: int, shape: tuple) -> np.ndarray:
+    magic_expected, ndim = _MAGIC[kind]
+    header = f.read(4)
+    if len(header) < 4:
+        raise DataError(f"{path}: too short for an IDX {kind} header ({len(header)} bytes)")
+    (magic,) = struct.unpack(">I", header)
+    if magic >> 16 != 0 or magic & 0xFF != ndim:
+        raise DataError(f"{path}: magic number {magic} (0x{magic:08x}) is not an IDX {kind} "
+                        f"file (expected {magic_expected})")
+    if (magic >> 8) & 0xFF != 0x08:
+        raise DataError(f"{path}: element type 0x{(magic >> 8) & 0xFF:02x}, "
+                        "only unsigned bytes (0x08) are supported")
+    header = f.read(4 * ndim)
+    if len(header) < 4 * ndim:
+        raise DataError(f"{path}: too short for an IDX {kind} header ({4 + len(header)} bytes)")
+    count, *item_shape = struct.unpack(f">{ndim}I", header)
+    item_shape = tuple(item_shape)
+    if count > max_count:
+        raise DataError(f"{path}: header announces {count} {kind}, expected {max_count}")
+    if kind == "images" and item_shape != shape:
+        raise DataError(f"{path}: images are {item_shape[0]}x{item_shape[1]}, "
+                        f"expected {shape[0]}x{shape[1]}")
+    size = count * int(np.prod(item_shape, dtype=np.int64))
+    data = f.read(size + 1)
+    if len(data) < size:
+        raise DataError(f"{path}: truncated, header announces {count} {kind} ({size} bytes) "
+                        f"but only {len(data)} bytes follow")
+    if len(data) > size:
+        raise DataError(f"{path}: more data than the header's {count} {kind} ({size} bytes)")
+    return np.frombuffer(data, np.uint8).reshape((count,) + item_shape)
+
+
+def read_split(images_path, labels_path, count: int):
+    """(images uint8 (n, 784), labels uint8 (n,)) of one split, checked to be consistent."""
+    images = read_idx(images_path, "images", count)
+    labels = read_idx(labels_path, "labels", count)
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} "
+                        f"holds {len(labels)} labels")
+    if len(images) != count:
+        raise DataError(f"{images_path}: {len(images)} images, expected {count}")
+    check_labels(str(labels_path), labels, N_CLASSES)
+    return images.reshape(count, -1), labels
+
+
+# ---------------------------------------------------------------- finding
+
+def cache_root() -> Path:
+    env = os.environ.get("LOSSBENCH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "lossbench"
+
+
+def cache_dir(name: str) -> Path:
+    return cache_root() / name
+
+
+def _files_in(directory: Path) -> dict[str, Path] | None:
+    """{stem: path} if the directory holds all four files (plain preferred), else None."""
+    found = {}
+    for stem in FILES:
+        for candidate in (directory / stem, directory / f"{stem}.gz"):
+            if candidate.is_file():
+                found[stem] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+def find_files(name: str, path=None) -> dict[str, Path] | None:
+    """The four files from the first place that has them all, or None (download needed)."""
+    if path is not None:
+        directory = Path(path).expanduser()
+        found = _files_in(directory)
+        if found is None:  # an explicit path is a promise: falling back would hide typos
+            raise DataError(f"{name}: option path={str(path)!r} does not hold the four files "
+                            f"{', '.join(FILES)} (plain or .gz)")
+        return found
+    dirs = []
+    if os.environ.get("LOSSBENCH_DATA"):
+        dirs.append(Path(os.environ["LOSSBENCH_DATA"]).expanduser() / name)
+    dirs.append(cache_dir(name))
+    dirs += [Path(d) for d in SYSTEM_DIRS.get(name, ())]
+    for directory in dirs:
+        found = _files_in(directory)
+        if found:
+            return found
+    return None
+
+
+# ---------------------------------------------------------------- downloading
+
+def parse_mirrors(value, source: str) -> list[str]:
+    """A list of base URLs from a list or a comma-separated string; http(s) only."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{source} must be a list of URLs or a comma-separated string, "
+                          f"got {value!r}")
+    urls = [v.strip() for v in value if v.strip()]
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{source}: mirror {url!r} is not an http(s) URL")
+    return urls
+
+
+def download(name: str, mirrors: list[str]) -> dict[str, Path]:
+    """Fetch the missing files into the cache; one DataError if a file fails everywhere."""
+    target = cache_dir(name)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{name}: cannot create cache directory {target}: {e}") from None
+    for filename, (size, sha256) in SPECS[name].items():
+        stem = filename.removesuffix(".gz")
+        if (target / filename).is_file() or (target / stem).is_file():
+            continue  # fetched by an earlier, interrupted run
+        tried = []
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + filename
+            problem = _fetch(url, target / filename, size, sha256)
+            if problem is None:
+                break
+            tried.append(f"{url} ({problem})")
+        else:
+            raise DataError(
+                f"{name}: could not download {filename}; tried "
+                + ("; ".join(tried) if tried else "no mirrors (none configured)")
+                + f". Put {', '.join(f + '.gz' for f in FILES)} in {target} by hand "
+                f"(or in $LOSSBENCH_DATA/{name}, or pass the dataset option path=<dir>), "
+                "or set LOSSBENCH_MIRRORS to working base URLs")
+    return _files_in(target)
+
+
+class _Rejected(Exception):
+    pass
+
+
+def _fetch(url: str, dest: Path, size: int, sha256: str) -> str | None:
+    """Download url to dest if it is exactly the pinned file; else the reason it is not.
+
+    Bytes go to a temp file beside dest and are renamed only after the checks, so dest
+    is never partial and a failure leaves nothing behind.
+    """
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), _FILE_MODE)
+            _stream(url, out, size, sha256)
+        os.replace(tmp, dest)
+        return None
+    except _Rejected as e:
+        return str(e)
+    except urllib.error.HTTPError as e:
+        e.close()
+        return f"HTTP {e.code} {e.reason}"
+    except urllib.error.URLError as e:
+        return f"cannot connect: {e.reason}"
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        return f"{type(e).__name__}: {e}"
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _stream(url: str, out, size: int, sha256: str) -> None:
+    digest, got = hashlib.sha256(), 0
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) != size:
+            raise _Rejected(f"server announces {declared} bytes, expected {size}")
+        # http.client returns b"" (no exception) when a Content-Length response is cut
+        # short, so the byte count below is what catches a dropped connection.
+        while chunk := response.read(CHUNK):
+            got += len(chunk)
+            if got > size:
+                raise _Rejected(f"more than the expected {size} bytes")
+            digest.update(chunk)
+            out.write(chunk)
+    if got != size:
+        raise _Rejected(f"connection closed after {got} of {size} bytes")
+    if digest.hexdigest() != sha256:
+        raise _Rejected(f"sha256 {digest.hexdigest()} does not match the pinned {sha256}")
+
+
+# ---------------------------------------------------------------- decoded-array cache
+
+_PARTS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _cache_key(files: dict[str, Path]) -> str:
+    sources = []
+    for p in files.values():
+        st = p.stat()
+        sources.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
+    blob = json.dumps([CACHE_VERSION, sources]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _load_decoded(name: str, key: str, counts: dict) -> list[np.ndarray] | None:
+    directory = cache_dir(name)
+    try:
+        arrays = [np.load(directory / f"decoded-{key}-{part}.npy", allow_pickle=False)
+                  for part in _PARTS]
+    except (OSError, ValueError, EOFError):
+        return None  # absent or damaged: parse again
+    n_pixels = SHAPE[0] * SHAPE[1]
+    expected = [(counts["train"], n_pixels), (counts["train"],),
+                (counts["t10k"], n_pixels), (counts["t10k"],)]
+    if any(a.dtype != np.uint8 or a.shape != s for a, s in zip(arrays, expected)):
+        return None
+    return arrays
+
+
+def _save_decoded(name: str, key: str, arrays: list[np.ndarray]) -> None:
+    directory = cache_dir(name)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for part, array in zip(_PARTS, arrays):
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".decoded-", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    os.fchmod(out.fileno(), _FILE_MODE)
+                    np.save(out, array, allow_pickle=False)
+                os.replace(tmp, directory / f"decoded-{key}-{part}.npy")
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        for old in directory.glob("decoded-*.npy"):  # arrays of replaced source files
+            if not old.name.startswith(f"decoded-{key}-"):
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass  # the cache only saves time; a read-only cache must not break loading
+
+
+# ---------------------------------------------------------------- loaders
+
+def load_arrays(name: str, path=None, mirrors=None) -> list[np.ndarray]:
+    """uint8 [x_train (n, 784), y_train, x_test, y_test] of an IDX dataset."""
+    if mirrors is not None:  # check the option even when no download turns out needed
+        mirrors = parse_mirrors(mirrors, f"dataset {name!r} option 'mirrors'")
+    files = find_files(name, path)
+    if files is None:
+        if mirrors is None:
+            env = os.environ.get("LOSSBENCH_MIRRORS")
+            mirrors = parse_mirrors(env, "LOSSBENCH_MIRRORS") if env else MIRRORS[name]
+        files = download(name, mirrors)
+    counts = EXPECTED_COUNTS[name]
+    key = _cache_key(files)
+    arrays = _load_decoded(name, key, counts)
+    if arrays is None:
+        x_train, y_train = read_split(files["train-images-idx3-ubyte"],
+                                      files["train-labels-idx1-ubyte"], counts["train"])
+        x_test, y_test = read_split(files["t10k-images-idx3-ubyte"],
+                                    files["t10k-labels-idx1-ubyte"], counts["t10k"])
+        arrays = [x_train, y_train, x_test, y_test]
+        _save_decoded(name, key, arrays)
+    return arrays
+
+
+def _raw(name: str, path, mirrors) -> Raw:
+    x_train, y_train, x_test, y_test = load_arrays(name, path, mirrors)
+    # uint8 pixels with divisor 255: `load` turns them into float32 in [0, 1] after splitting.
+    return Raw("classification", N_CLASSES, x_train, y_train.astype(np.int64),
+               x_test, y_test.astype(np.int64), x_divisor=255.0)
+
+
+@DATASETS.register("mnist")
+def mnist(seed, *, path=None, mirrors=None) -> Raw:
+    """Handwritten digits: 60000 train + 10000 test 28x28 grey images, 10 classes."""
+    return _raw("mnist", path, mirrors)
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist(seed, *, path=None, mirrors=None) -> Raw:
+    """Zalando clothing images in MNIST's format: 60000 + 10000, 10 classes."""
+    return _raw("fashion_mnist", path, mirrors)
