@@ -234,7 +234,13 @@ class Adadelta(Optimizer):
 
 
 class _Moments(Optimizer):
-    """Shared by the Adam family: first and second moment estimates."""
+    """Shared by the Adam family: first and second moment estimates.
+
+    The moments are kept unnormalized, M = m / (1-b1) and V = v / (1-b2), so their
+    updates are M = b1 M + g and V = b2 V + g^2: two and three array passes instead of
+    three and four. Each rule folds the constant factors back into its scalars; the
+    result is torch's formula, equal up to float32 rounding (see the parity tests).
+    """
 
     def __init__(self, params, lr, betas, eps, weight_decay):
         self.beta1, self.beta2 = _check_betas(betas)
@@ -243,15 +249,22 @@ class _Moments(Optimizer):
         super().__init__(params, lr, weight_decay)
 
     def init_state(self, p):
-        return {"m": np.zeros_like(p), "v": np.zeros_like(p)}
+        return {"M": np.zeros_like(p), "V": np.zeros_like(p)}
 
     def moments(self, g, s):
-        m, v, tmp = s["m"], s["v"], s["tmp"]
-        _lerp(m, g, 1.0 - self.beta1, tmp)
-        v *= np.float32(self.beta2)
-        np.multiply(g, g, out=tmp)
-        v += _scale(tmp, 1.0 - self.beta2, tmp)
-        return m, v
+        M, V, tmp = s["M"], s["V"], s["tmp"]
+        M *= np.float32(self.beta1)
+        M += g
+        V *= np.float32(self.beta2)
+        V += np.multiply(g, g, out=tmp)
+        return M, V
+
+    def scaled_root(self, V, c: float, add: float, out):
+        """out = sqrt(V) * c + add."""
+        np.sqrt(V, out=out)
+        out *= np.float32(c)
+        out += np.float32(add)
+        return out
 
 
 @OPTIMIZERS.register("adam")
@@ -268,7 +281,7 @@ class Adam(_Moments):
     def init_state(self, p):
         s = super().init_state(p)
         if self.amsgrad:
-            s["vmax"] = np.zeros_like(p)
+            s["Vmax"] = np.zeros_like(p)
         return s
 
     def step(self, grads):
@@ -281,15 +294,15 @@ class Adam(_Moments):
             self.update(p, g, s)
 
     def update(self, p, g, s):
-        m, v = self.moments(g, s)
+        M, V = self.moments(g, s)
         if self.amsgrad:
-            np.maximum(s["vmax"], v, out=s["vmax"])
-            v = s["vmax"]
-        denom = np.sqrt(v, out=s["tmp"])
-        denom /= np.float32(math.sqrt(1.0 - self.beta2**self.t))
-        denom += np.float32(self.eps)
-        np.divide(m, denom, out=denom)
-        _descend(p, self.lr / (1.0 - self.beta1**self.t), denom, s["tmp2"])
+            np.maximum(s["Vmax"], V, out=s["Vmax"])
+            V = s["Vmax"]
+        b1, b2, t = self.beta1, self.beta2, self.t
+        step = self.lr * (1.0 - b1) / (1.0 - b1**t)
+        # p -= step * M / (sqrt((1-b2) V / (1-b2^t)) + eps), with step folded into the denominator
+        denom = self.scaled_root(V, math.sqrt((1.0 - b2) / (1.0 - b2**t)) / step, self.eps / step, s["tmp"])
+        p -= np.divide(M, denom, out=denom)
 
 
 @OPTIMIZERS.register("adamw")
@@ -310,17 +323,18 @@ class Adamax(_Moments):
         super().__init__(params, lr, betas, eps, weight_decay)
 
     def init_state(self, p):
-        return {"m": np.zeros_like(p), "u": np.zeros_like(p)}
+        return {"M": np.zeros_like(p), "u": np.zeros_like(p)}
 
     def update(self, p, g, s):
-        m, u, tmp = s["m"], s["u"], s["tmp"]
-        _lerp(m, g, 1.0 - self.beta1, tmp)
+        M, u, tmp = s["M"], s["u"], s["tmp"]
+        M *= np.float32(self.beta1)
+        M += g
         u *= np.float32(self.beta2)
         np.abs(g, out=tmp)
         tmp += np.float32(self.eps)
         np.maximum(u, tmp, out=u)
-        np.divide(m, u, out=tmp)
-        _descend(p, self.lr / (1.0 - self.beta1**self.t), tmp, s["tmp2"])
+        np.divide(M, u, out=tmp)
+        _descend(p, self.lr * (1.0 - self.beta1) / (1.0 - self.beta1**self.t), tmp, tmp)
 
 
 @OPTIMIZERS.register("nadam")
@@ -349,15 +363,14 @@ class NAdam(_Moments):
         super().step(grads)
 
     def update(self, p, g, s):
-        m, v = self.moments(g, s)
-        denom, tmp = s["tmp"], s["tmp2"]
-        np.divide(v, np.float32(1.0 - self.beta2**self.t), out=denom)
-        np.sqrt(denom, out=denom)
-        denom += np.float32(self.eps)
+        M, V = self.moments(g, s)
+        denom, tmp = self.scaled_root(V, math.sqrt((1.0 - self.beta2) / (1.0 - self.beta2**self.t)), self.eps,
+                                      s["tmp"]), s["tmp2"]
         np.divide(g, denom, out=tmp)
         _descend(p, self.lr * (1.0 - self.mu) / (1.0 - self.mu_product), tmp, tmp)
-        np.divide(m, denom, out=tmp)
-        _descend(p, self.lr * self.mu_next / (1.0 - self.mu_product * self.mu_next), tmp, tmp)
+        np.divide(M, denom, out=tmp)
+        mu_next = self.mu_next
+        _descend(p, self.lr * (1.0 - self.beta1) * mu_next / (1.0 - self.mu_product * mu_next), tmp, tmp)
 
 
 @OPTIMIZERS.register("radam")
@@ -378,24 +391,21 @@ class RAdam(_Moments):
         super().step(grads)
 
     def update(self, p, g, s):
-        m, v = self.moments(g, s)
+        M, V = self.moments(g, s)
         t, b2 = self.t, self.beta2
-        bc1, bc2 = 1.0 - self.beta1**t, 1.0 - b2**t
-        m_hat, tmp = s["tmp"], s["tmp2"]
-        np.divide(m, np.float32(bc1), out=m_hat)
+        bc2 = 1.0 - b2**t
+        step = self.lr * (1.0 - self.beta1) / (1.0 - self.beta1**t)  # lr * m_hat = step * M
         rho_inf = 2.0 / (1.0 - b2) - 1.0
         rho_t = rho_inf - 2.0 * t * b2**t / bc2
+        tmp = s["tmp"]
         if rho_t > 5.0:
             rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
-            np.sqrt(v, out=tmp)
-            tmp += np.float32(self.eps)
-            np.divide(np.float32(math.sqrt(bc2)), tmp, out=tmp)  # the adaptive learning rate
-            m_hat *= np.float32(self.lr)
-            m_hat *= tmp
-            m_hat *= np.float32(rect)
-            p -= m_hat
+            # p -= step * M * rect * sqrt(bc2) / (sqrt(v) + eps), with sqrt(v) = sqrt((1-b2) V)
+            k = step * rect * math.sqrt(bc2)
+            denom = self.scaled_root(V, math.sqrt(1.0 - b2) / k, self.eps / k, tmp)
+            p -= np.divide(M, denom, out=denom)
         else:
-            _descend(p, self.lr, m_hat, tmp)
+            _descend(p, step, M, tmp)
 
 
 def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
