@@ -33,9 +33,10 @@ def list_(
     from rich.table import Table
 
     from .catalog import KINDS, catalog
+    from .registry import did_you_mean
 
     if kind is not None and kind not in KINDS:
-        typer.echo(f"error: unknown kind {kind!r}; choose one of {list(KINDS)}", err=True)
+        typer.echo(f"error: unknown kind {kind!r}{did_you_mean(kind, KINDS)}; choose one of {list(KINDS)}", err=True)
         raise typer.Exit(2)
     console = Console()
     for k in [kind] if kind else KINDS:
