@@ -122,7 +122,7 @@ class CrossEntropy(Loss):
 
     def __init__(self, label_smoothing: float = 0.0):
         if not 0.0 <= label_smoothing <= 1.0:
-            raise ConfigError(f"loss.label_smoothing must be in [0, 1], got {label_smoothing}")
+            raise ConfigError(f"loss.label_smoothing: must be in [0, 1], got {label_smoothing}")
         self.eps = float(label_smoothing)
 
     def value_and_grad(self, pred, target):

@@ -38,7 +38,7 @@ def _lerp(m: np.ndarray, g: np.ndarray, w: float, tmp: np.ndarray) -> None:
 def _check_betas(betas) -> tuple[float, float]:
     _check(
         isinstance(betas, (list, tuple)) and len(betas) == 2,
-        f"optimizer.betas must be a pair [beta1, beta2], got {betas!r}",
+        f"optimizer.betas: must be a pair [beta1, beta2], got {betas!r}",
     )
     for i, b in enumerate(betas):
         _check(0.0 <= b < 1.0, f"optimizer.betas: invalid beta parameter at index {i}: {b} (must be in [0, 1))")
@@ -65,8 +65,8 @@ def _descend(p: np.ndarray, lr: float, d: np.ndarray, tmp: np.ndarray) -> None:
 
 class Optimizer:
     def __init__(self, params: Sequence[np.ndarray], lr: float, weight_decay: float = 0.0):
-        _check(lr > 0, f"optimizer.lr must be > 0, got {lr}")
-        _check(weight_decay >= 0, f"optimizer.weight_decay must be >= 0, got {weight_decay}")
+        _check(lr > 0, f"optimizer.lr: must be > 0, got {lr}")
+        _check(weight_decay >= 0, f"optimizer.weight_decay: must be >= 0, got {weight_decay}")
         self.params = list(params)
         for p in self.params:
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
@@ -99,7 +99,7 @@ class SGD(Optimizer):
     p -= lr (g + momentum b if nesterov else b). torch.optim.SGD."""
 
     def __init__(self, params, lr=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-        _check(momentum >= 0, f"optimizer.momentum must be >= 0, got {momentum}")
+        _check(momentum >= 0, f"optimizer.momentum: must be >= 0, got {momentum}")
         _check(not nesterov or (momentum > 0 and dampening == 0),
                "optimizer.nesterov needs momentum > 0 and dampening = 0")
         self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), bool(nesterov)
@@ -136,9 +136,9 @@ class RMSprop(Optimizer):
     torch.optim.RMSprop (Hinton, Lecture 6e)."""
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
-        _check(0.0 <= alpha <= 1.0, f"optimizer.alpha must be in [0, 1], got {alpha}")
-        _check(eps >= 0, f"optimizer.eps must be >= 0, got {eps}")
-        _check(momentum >= 0, f"optimizer.momentum must be >= 0, got {momentum}")
+        _check(0.0 <= alpha <= 1.0, f"optimizer.alpha: must be in [0, 1], got {alpha}")
+        _check(eps >= 0, f"optimizer.eps: must be >= 0, got {eps}")
+        _check(momentum >= 0, f"optimizer.momentum: must be >= 0, got {momentum}")
         self.alpha, self.eps, self.momentum, self.centered = float(alpha), float(eps), float(momentum), bool(centered)
         super().__init__(params, lr, weight_decay)
 
@@ -180,10 +180,10 @@ class Adagrad(Optimizer):
     torch.optim.Adagrad (Duchi et al., 2011)."""
 
     def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
-        _check(lr_decay >= 0, f"optimizer.lr_decay must be >= 0, got {lr_decay}")
+        _check(lr_decay >= 0, f"optimizer.lr_decay: must be >= 0, got {lr_decay}")
         _check(initial_accumulator_value >= 0,
-               f"optimizer.initial_accumulator_value must be >= 0, got {initial_accumulator_value}")
-        _check(eps >= 0, f"optimizer.eps must be >= 0, got {eps}")
+               f"optimizer.initial_accumulator_value: must be >= 0, got {initial_accumulator_value}")
+        _check(eps >= 0, f"optimizer.eps: must be >= 0, got {eps}")
         self.lr_decay, self.init_acc, self.eps = float(lr_decay), float(initial_accumulator_value), float(eps)
         super().__init__(params, lr, weight_decay)
 
@@ -207,8 +207,8 @@ class Adadelta(Optimizer):
     u = rho u + (1-rho) d^2; p -= lr d. torch.optim.Adadelta (Zeiler, 2012)."""
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
-        _check(0.0 <= rho <= 1.0, f"optimizer.rho must be in [0, 1], got {rho}")
-        _check(eps >= 0, f"optimizer.eps must be >= 0, got {eps}")
+        _check(0.0 <= rho <= 1.0, f"optimizer.rho: must be in [0, 1], got {rho}")
+        _check(eps >= 0, f"optimizer.eps: must be >= 0, got {eps}")
         self.rho, self.eps = float(rho), float(eps)
         super().__init__(params, lr, weight_decay)
 
@@ -244,7 +244,7 @@ class _Moments(Optimizer):
 
     def __init__(self, params, lr, betas, eps, weight_decay):
         self.beta1, self.beta2 = _check_betas(betas)
-        _check(eps >= 0, f"optimizer.eps must be >= 0, got {eps}")
+        _check(eps >= 0, f"optimizer.eps: must be >= 0, got {eps}")
         self.eps = float(eps)
         super().__init__(params, lr, weight_decay)
 
@@ -346,7 +346,7 @@ class NAdam(_Moments):
 
     def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=0.004,
                  decoupled_weight_decay=False):
-        _check(momentum_decay >= 0, f"optimizer.momentum_decay must be >= 0, got {momentum_decay}")
+        _check(momentum_decay >= 0, f"optimizer.momentum_decay: must be >= 0, got {momentum_decay}")
         self.momentum_decay, self.decoupled = float(momentum_decay), bool(decoupled_weight_decay)
         self.mu_product = 1.0
         super().__init__(params, lr, betas, eps, 0.0 if decoupled_weight_decay else weight_decay)

@@ -40,8 +40,8 @@ class Step(Schedule):
     """lr * gamma^(epoch // step_size) — StepLR."""
 
     def __init__(self, base_lr, epochs, step_size: int = 10, gamma: float = 0.1):
-        _check(isinstance(step_size, int) and step_size >= 1, f"schedule.step_size must be an integer >= 1, got {step_size!r}")
-        _check(gamma > 0, f"schedule.gamma must be > 0, got {gamma}")
+        _check(isinstance(step_size, int) and step_size >= 1, f"train.schedule.step_size: must be an integer >= 1, got {step_size!r}")
+        _check(gamma > 0, f"train.schedule.gamma: must be > 0, got {gamma}")
         super().__init__(base_lr, epochs)
         self.step_size, self.gamma = step_size, float(gamma)
 
@@ -54,7 +54,7 @@ class Exponential(Schedule):
     """lr * gamma^epoch — ExponentialLR."""
 
     def __init__(self, base_lr, epochs, gamma: float = 0.9):
-        _check(gamma > 0, f"schedule.gamma must be > 0, got {gamma}")
+        _check(gamma > 0, f"train.schedule.gamma: must be > 0, got {gamma}")
         super().__init__(base_lr, epochs)
         self.gamma = float(gamma)
 
@@ -74,8 +74,8 @@ class Cosine(Schedule):
     def __init__(self, base_lr, epochs, T_max: int | None = None, eta_min: float = 0.0):
         super().__init__(base_lr, epochs)
         self.T_max = T_max if T_max is not None else max(epochs, 1)
-        _check(isinstance(self.T_max, int) and self.T_max >= 1, f"schedule.T_max must be an integer >= 1, got {T_max!r}")
-        _check(eta_min >= 0, f"schedule.eta_min must be >= 0, got {eta_min}")
+        _check(isinstance(self.T_max, int) and self.T_max >= 1, f"train.schedule.T_max: must be an integer >= 1, got {T_max!r}")
+        _check(eta_min >= 0, f"train.schedule.eta_min: must be >= 0, got {eta_min}")
         self.eta_min = float(eta_min)
 
     def __call__(self, epoch, metric=None):
@@ -89,9 +89,9 @@ class WarmupCosine(Schedule):
 
     def __init__(self, base_lr, epochs, warmup_epochs: int = 1, start_factor: float = 0.1, eta_min: float = 0.0):
         _check(isinstance(warmup_epochs, int) and warmup_epochs >= 0,
-               f"schedule.warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
-        _check(0 < start_factor <= 1, f"schedule.start_factor must be in (0, 1], got {start_factor}")
-        _check(eta_min >= 0, f"schedule.eta_min must be >= 0, got {eta_min}")
+               f"train.schedule.warmup_epochs: must be an integer >= 0, got {warmup_epochs!r}")
+        _check(0 < start_factor <= 1, f"train.schedule.start_factor: must be in (0, 1], got {start_factor}")
+        _check(eta_min >= 0, f"train.schedule.eta_min: must be >= 0, got {eta_min}")
         super().__init__(base_lr, epochs)
         self.warmup, self.start, self.eta_min = warmup_epochs, float(start_factor), float(eta_min)
 
@@ -109,11 +109,11 @@ class ReduceOnPlateau(Schedule):
 
     def __init__(self, base_lr, epochs, factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
                  cooldown: int = 0, min_lr: float = 0.0):
-        _check(0 < factor < 1, f"schedule.factor must be in (0, 1), got {factor}")
-        _check(isinstance(patience, int) and patience >= 0, f"schedule.patience must be an integer >= 0, got {patience!r}")
-        _check(isinstance(cooldown, int) and cooldown >= 0, f"schedule.cooldown must be an integer >= 0, got {cooldown!r}")
-        _check(threshold >= 0, f"schedule.threshold must be >= 0, got {threshold}")
-        _check(min_lr >= 0, f"schedule.min_lr must be >= 0, got {min_lr}")
+        _check(0 < factor < 1, f"train.schedule.factor: must be in (0, 1), got {factor}")
+        _check(isinstance(patience, int) and patience >= 0, f"train.schedule.patience: must be an integer >= 0, got {patience!r}")
+        _check(isinstance(cooldown, int) and cooldown >= 0, f"train.schedule.cooldown: must be an integer >= 0, got {cooldown!r}")
+        _check(threshold >= 0, f"train.schedule.threshold: must be >= 0, got {threshold}")
+        _check(min_lr >= 0, f"train.schedule.min_lr: must be >= 0, got {min_lr}")
         super().__init__(base_lr, epochs)
         self.factor, self.patience, self.threshold = float(factor), patience, float(threshold)
         self.cooldown, self.min_lr = cooldown, float(min_lr)

@@ -33,12 +33,12 @@ class TrainConfig:
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
-            raise ConfigError(f"train.epochs must be an integer >= 1, got {self.epochs!r}")
+            raise ConfigError(f"train.epochs: must be an integer >= 1, got {self.epochs!r}")
         bs = self.batch_size
         if bs != "full" and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
-            raise ConfigError(f"train.batch_size must be an integer >= 1 or 'full', got {bs!r}")
+            raise ConfigError(f"train.batch_size: must be an integer >= 1 or 'full', got {bs!r}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
-            raise ConfigError(f"train.clip_grad_norm must be > 0, got {self.clip_grad_norm!r}")
+            raise ConfigError(f"train.clip_grad_norm: must be > 0, got {self.clip_grad_norm!r}")
 
 
 @dataclass
@@ -104,12 +104,12 @@ class _EarlyStopping:
         name = monitor.removeprefix("val_")
         if not monitor.startswith("val_") or name not in metrics:
             raise ConfigError(
-                f"train.early_stopping.monitor must be one of {['val_' + m for m in metrics]}, got {monitor!r}"
+                f"train.early_stopping.monitor: must be one of {['val_' + m for m in metrics]}, got {monitor!r}"
             )
         if not isinstance(patience, int) or patience < 1:
-            raise ConfigError(f"train.early_stopping.patience must be an integer >= 1, got {patience!r}")
+            raise ConfigError(f"train.early_stopping.patience: must be an integer >= 1, got {patience!r}")
         if min_delta < 0:
-            raise ConfigError(f"train.early_stopping.min_delta must be >= 0, got {min_delta}")
+            raise ConfigError(f"train.early_stopping.min_delta: must be >= 0, got {min_delta}")
         self.key, self.patience, self.min_delta = monitor, patience, float(min_delta)
         self.sign = 1.0 if HIGHER_IS_BETTER[name] else -1.0
         self.best, self.bad = -math.inf, 0

@@ -120,7 +120,7 @@ def test_bad_model_options():
         nn.build("mlp", 2, 2, activation="relux")
     with pytest.raises(ConfigError, match="hidden"):
         nn.build("mlp", 2, 2, hidden=[4, -1])
-    with pytest.raises(ConfigError, match="init must be one of"):
+    with pytest.raises(ConfigError, match="init: must be one of"):
         nn.build("mlp", 2, 2, init="orthogonal")
     with pytest.raises(ConfigError, match="does not take 'hiden'.*did you mean 'hidden'"):
         nn.build("mlp", 2, 2, hiden=[3])

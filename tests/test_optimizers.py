@@ -197,11 +197,11 @@ def test_clip_grad_norm():
 @pytest.mark.parametrize(
     "name,hp,pattern",
     [
-        ("adam", {"lr": -0.1}, "lr must be > 0"),
-        ("adam", {"lr": 0}, "lr must be > 0"),
+        ("adam", {"lr": -0.1}, "lr: must be > 0"),
+        ("adam", {"lr": 0}, "lr: must be > 0"),
         ("adam", {"betas": [1.5, 0.9]}, "invalid beta parameter at index 0: 1.5"),
         ("adam", {"betas": [0.9, 1.0]}, "index 1"),
-        ("sgd", {"momentum": -1}, "momentum must be >= 0"),
+        ("sgd", {"momentum": -1}, "momentum: must be >= 0"),
         ("sgd", {"nesterov": True}, "nesterov needs momentum"),
         ("rmsprop", {"alpha": 2}, "alpha"),
         ("adam", {"momentum": 0.9}, "does not take 'momentum'"),

@@ -51,7 +51,7 @@ class Linear(Layer):
             a = math.sqrt(6.0 / (fan_in + fan_out))
             w[...] = rng.uniform(-a, a, w.shape)
         else:
-            raise ConfigError(f"init must be one of ['he', 'xavier'], got {scheme!r}")
+            raise ConfigError(f"model.init: must be one of ['he', 'xavier'], got {scheme!r}")
         b[...] = 0.0
 
     def forward(self, x, train):
@@ -160,7 +160,7 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
         if not 0.0 <= p < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {p}")
+            raise ConfigError(f"model.dropout: must be in [0, 1), got {p}")
         self.p = p
         self.rng = rng if rng is not None else np.random.default_rng(0)
 
