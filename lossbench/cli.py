@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compare loss functions and optimizers on small NumPy networks.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compare loss functions and optimizers on small NumPy networks.")
 
 
 def _version(value: bool) -> None:
@@ -17,11 +19,89 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
 @app.callback()
 def main(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """Compare loss functions and optimizers on small NumPy networks."""
+
+
+def _experiment(config: Path, overrides: list[str]):
+    from .config import load_experiment
+    from .errors import LossbenchError
+
+    try:
+        return load_experiment(config, overrides or ())
+    except LossbenchError as e:
+        _fail(str(e))
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Results directory (default: results/<name>/).")] = None,
+    set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override a key before validation: --set optimizer.lr=0.1 (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the runs; train nothing.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Train every run of the grid and print the convergence summary."""
+    from rich.console import Console
+
+    from .api import default_out, load
+    from .execute import run_experiment
+    from .report import Progress, print_preview, print_summary
+
+    exp = _experiment(config, set_)
+    out_dir = out if out is not None else default_out(exp.name)
+    console = Console()
+    if dry_run:
+        print_preview(console, exp, out_dir)
+        return
+    with Progress(console, enabled=not quiet and console.is_terminal) as progress:
+        run_experiment(exp, out_dir, progress.on_event)
+    res = load(out_dir)
+    print_summary(console, res.summary, res.runs, f"{exp.name} — {out_dir}", exp.target)
+    if (res.runs.status == "failed").any():
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override a key before validation (repeatable).")] = None,
+) -> None:
+    """Validate a config and preview its expanded grid."""
+    from rich.console import Console
+
+    from .api import default_out
+    from .report import print_preview
+
+    exp = _experiment(config, set_)
+    print_preview(Console(), exp, default_out(exp.name))
+
+
+@app.command()
+def show(results_dir: Annotated[Path, typer.Argument(help="A results directory written by `lossbench run`.")]) -> None:
+    """Print the summary of finished results again."""
+    from rich.console import Console
+
+    from .api import load
+    from .errors import LossbenchError
+    from .report import print_summary
+
+    try:
+        res = load(results_dir)
+    except (LossbenchError, OSError, ValueError, KeyError) as e:
+        _fail(str(e))
+    import json
+
+    target = json.loads((results_dir / "manifest.json").read_text()).get("target")
+    print_summary(Console(), res.summary, res.runs, str(results_dir), target)
 
 
 @app.command("list")
@@ -36,11 +116,10 @@ def list_(
     from .registry import did_you_mean
 
     if kind is not None and kind not in KINDS:
-        typer.echo(f"error: unknown kind {kind!r}{did_you_mean(kind, KINDS)}; choose one of {list(KINDS)}", err=True)
-        raise typer.Exit(2)
+        _fail(f"unknown kind {kind!r}{did_you_mean(kind, KINDS)}; choose one of {list(KINDS)}")
     console = Console()
     for k in [kind] if kind else KINDS:
-        table = Table(title=k, title_justify="left", show_lines=False)
+        table = Table(title=k, title_justify="left")
         table.add_column("name", style="bold cyan")
         table.add_column("hyperparameters (defaults)")
         table.add_column("what it is")

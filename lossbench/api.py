@@ -1,0 +1,41 @@
+"""`lossbench.run(...)`: the whole pipeline from Python, returning DataFrames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class Results:
+    dir: Path
+    runs: pd.DataFrame  # runs.csv
+    history: pd.DataFrame  # history.csv
+    summary: pd.DataFrame  # one row per grid cell, seeds aggregated, best first
+
+
+def default_out(name: str) -> Path:
+    return Path("results") / name
+
+
+def run(config: str | Path, out: str | Path | None = None, overrides: list[str] | tuple = (),
+        on_event=None) -> Results:
+    """Validate `config`, train every run not yet recorded in `out` (default
+    results/<name>/), and return the tables."""
+    from .config import load_experiment
+    from .execute import run_experiment
+
+    exp = load_experiment(config, overrides)
+    out_dir = Path(out) if out is not None else default_out(exp.name)
+    run_experiment(exp, out_dir, on_event)
+    return load(out_dir)
+
+
+def load(directory: str | Path) -> Results:
+    """The tables of a finished (or partly finished) results directory."""
+    from .results import read_results, summarize
+
+    runs, history, man = read_results(directory)
+    return Results(Path(directory), runs, history, summarize(runs, history, man["swept"], man["target"]))

@@ -1,0 +1,153 @@
+"""Run records -> runs.csv / history.csv, and the per-cell aggregation over seeds."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import LossbenchError
+from .train import HIGHER_IS_BETTER
+
+RECORDS = "records"
+
+
+def higher_is_better(metric: str) -> bool:
+    return HIGHER_IS_BETTER[metric.split("_", 1)[-1] if metric != "train_loss" else "loss"]
+
+
+def to_target(history: list[dict], target: dict | None) -> tuple[float, float]:
+    """(epochs, seconds) until the target metric first reaches the target value; NaN if never."""
+    if not target:
+        return math.nan, math.nan
+    metric, value = target["metric"], target["value"]
+    up = higher_is_better(metric)
+    for row in history:
+        v = row.get(metric)
+        if v is not None and (v >= value if up else v <= value):
+            return row["epoch"], row["elapsed_s"]
+    return math.nan, math.nan
+
+
+def load_records(out: Path, run_ids: list[str]) -> list[dict]:
+    recs = []
+    for rid in run_ids:
+        path = out / RECORDS / f"{rid}.json"
+        if path.exists():
+            recs.append(json.loads(path.read_text()))
+    return recs
+
+
+def runs_frame(records: list[dict], swept: list[str], metrics: tuple, target: dict | None) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        s = r.get("summary") or {}
+        row = {"run_id": r["run_id"]}
+        row.update({k: _cell_value(r["cell"].get(k)) for k in swept})
+        row.update(seed=r["seed"], status=r["status"], epochs=r["epochs"],
+                   final_train_loss=s.get("final_train_loss"), final_val_loss=s.get("final_val_loss"))
+        for m in metrics:
+            row[f"best_{m}"] = s.get(f"best_{m}")
+        for m in metrics:
+            row[f"test_{m[4:]}"] = s.get(f"test_{m[4:]}")
+        e, t = to_target(r.get("history") or [], target) if r["status"] == "ok" else (math.nan, math.nan)
+        row.update(epochs_to_target=e, time_to_target_s=t, wall_time_s=r["wall_time_s"],
+                   n_params=r["n_params"], error=r.get("error", ""))
+        rows.append(row)
+    cols = ["run_id", *swept, "seed", "status", "epochs", "final_train_loss", "final_val_loss",
+            *[f"best_{m}" for m in metrics], *[f"test_{m[4:]}" for m in metrics],
+            "epochs_to_target", "time_to_target_s", "wall_time_s", "n_params", "error"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _cell_value(v):
+    return json.dumps(v) if isinstance(v, (list, dict)) else v
+
+
+def history_frame(records: list[dict], metrics: tuple) -> pd.DataFrame:
+    cols = ["run_id", "epoch", "step", "train_loss", *metrics, "lr", "grad_norm", "elapsed_s"]
+    rows = [{"run_id": r["run_id"], **h} for r in records for h in r.get("history") or []]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def write_tables(out: Path, exp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from .execute import atomic_write
+
+    records = load_records(out, [s.run_id for s in exp.runs])
+    runs = runs_frame(records, exp.swept, exp.metrics, exp.target)
+    history = history_frame(records, exp.metrics)
+    atomic_write(out / "runs.csv", runs.to_csv(index=False))
+    atomic_write(out / "history.csv", history.to_csv(index=False))
+    return runs, history
+
+
+def read_results(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    d = Path(directory)
+    if not (d / "runs.csv").is_file() or not (d / "manifest.json").is_file():
+        raise LossbenchError(f"{directory}: not a lossbench results directory (no runs.csv / manifest.json)")
+    runs = pd.read_csv(d / "runs.csv", keep_default_na=True)
+    runs["error"] = runs["error"].fillna("")
+    history = pd.read_csv(d / "history.csv")
+    return runs, history, json.loads((d / "manifest.json").read_text())
+
+
+def sort_key(target: dict | None, metrics) -> tuple[str, bool]:
+    """The runs.csv column cells are ranked by, and whether higher is better."""
+    if target:
+        m = target["metric"]
+        return ("final_train_loss", False) if m == "train_loss" else (f"best_{m}", higher_is_better(m))
+    return "final_val_loss", False
+
+
+def summarize(runs: pd.DataFrame, history: pd.DataFrame, swept: list[str], target: dict | None) -> pd.DataFrame:
+    """One row per grid cell: counts by status, mean and std over the seeds of the ranking
+    metric and the test metrics, median epochs-to-target, mean validation-loss curve.
+    Diverged and failed runs count but never contribute figures, so never rank best."""
+    col, up = sort_key(target, None)
+    keys = [k for k in swept if k in runs.columns]
+    frame = runs.copy()
+    for k in keys:  # groupby drops NaN keys; a cell without that key is its own value
+        frame[k] = frame[k].astype(object).where(frame[k].notna(), "-")
+    groups = frame.groupby(keys, sort=False, dropna=False) if keys else [((), frame)]
+    curves = {rid: g["val_loss"].tolist() for rid, g in history.groupby("run_id")} if len(history) else {}
+    test_cols = [c for c in runs.columns if c.startswith("test_")]
+    rows = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        ok = g[g.status == "ok"]
+        row = {"cell": cell_label(keys, key),
+               **dict(zip(keys, key)), "runs": len(g), "ok": len(ok),
+               "diverged": int((g.status == "diverged").sum()), "failed": int((g.status == "failed").sum()),
+               f"{col}_mean": ok[col].mean(), f"{col}_std": ok[col].std(ddof=1) if len(ok) > 1 else 0.0 if len(ok) else math.nan}
+        for c in test_cols:
+            row[f"{c}_mean"], row[f"{c}_std"] = ok[c].mean(), ok[c].std(ddof=1) if len(ok) > 1 else math.nan
+        row["epochs_to_target"] = ok["epochs_to_target"].median() if target else math.nan
+        row["reached_target"] = ok["epochs_to_target"].notna().mean() if target and len(ok) else math.nan
+        row["wall_time_s"] = g["wall_time_s"].mean()
+        cs = [curves[r] for r in ok["run_id"] if r in curves]
+        n = min((len(c) for c in cs), default=0)
+        row["val_loss_curve"] = [sum(c[i] for c in cs) / len(cs) for i in range(n)] if n else []
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if len(out):
+        out = out.sort_values(f"{col}_mean", ascending=not up, na_position="last", kind="stable").reset_index(drop=True)
+    out.attrs["rank_by"], out.attrs["higher_is_better"] = col, up
+    return out
+
+
+def cell_label(keys: list[str], values: tuple) -> str:
+    """'sgd, lr=0.1, momentum=0.9': a `.name` key shows just its value; unset keys are left out."""
+    parts = []
+    for k, v in zip(keys, values):
+        if v == "-":
+            continue
+        parts.append(_fmt(v) if k.endswith(".name") or "." not in k else f"{k.rsplit('.', 1)[-1]}={_fmt(v)}")
+    return ", ".join(parts) or "all"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
