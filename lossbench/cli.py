@@ -31,6 +31,15 @@ def main(
     """Compare loss functions and optimizers on small NumPy networks."""
 
 
+def _console():
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
+        console.width = 160
+    return console
+
+
 def _experiment(config: Path, overrides: list[str]):
     from .config import load_experiment
     from .errors import LossbenchError
@@ -50,7 +59,6 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Train every run of the grid and print the convergence summary."""
-    from rich.console import Console
 
     from .api import default_out, load
     from .execute import run_experiment
@@ -58,7 +66,7 @@ def run(
 
     exp = _experiment(config, set_)
     out_dir = out if out is not None else default_out(exp.name)
-    console = Console()
+    console = _console()
     if dry_run:
         print_preview(console, exp, out_dir)
         return
@@ -76,19 +84,17 @@ def validate(
     set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override a key before validation (repeatable).")] = None,
 ) -> None:
     """Validate a config and preview its expanded grid."""
-    from rich.console import Console
 
     from .api import default_out
     from .report import print_preview
 
     exp = _experiment(config, set_)
-    print_preview(Console(), exp, default_out(exp.name))
+    print_preview(_console(), exp, default_out(exp.name))
 
 
 @app.command()
 def show(results_dir: Annotated[Path, typer.Argument(help="A results directory written by `lossbench run`.")]) -> None:
     """Print the summary of finished results again."""
-    from rich.console import Console
 
     from .api import load
     from .errors import LossbenchError
@@ -101,7 +107,7 @@ def show(results_dir: Annotated[Path, typer.Argument(help="A results directory w
     import json
 
     target = json.loads((results_dir / "manifest.json").read_text()).get("target")
-    print_summary(Console(), res.summary, res.runs, str(results_dir), target)
+    print_summary(_console(), res.summary, res.runs, str(results_dir), target)
 
 
 @app.command("list")
@@ -109,7 +115,6 @@ def list_(
     kind: Annotated[Optional[str], typer.Argument(help="datasets, models, losses, optimizers or schedules (default: all)")] = None,
 ) -> None:
     """The catalog: every dataset, model, loss, optimizer and schedule with its hyperparameters and defaults."""
-    from rich.console import Console
     from rich.table import Table
 
     from .catalog import KINDS, catalog
@@ -117,7 +122,7 @@ def list_(
 
     if kind is not None and kind not in KINDS:
         _fail(f"unknown kind {kind!r}{did_you_mean(kind, KINDS)}; choose one of {list(KINDS)}")
-    console = Console()
+    console = _console()
     for k in [kind] if kind else KINDS:
         table = Table(title=k, title_justify="left")
         table.add_column("name", style="bold cyan")

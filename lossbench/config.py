@@ -147,8 +147,9 @@ def _check_types(section: str, registry, name: str, options: dict) -> None:
         elif isinstance(default, (int, float)):
             _number(where, value)  # integer-only options check that themselves
         elif isinstance(default, tuple) and all(isinstance(d, (int, float)) for d in default):
-            if not isinstance(value, list) or len(value) != len(default):
-                raise _Fail(where, f"must be a list of {len(default)} numbers, got {_show(value)}")
+            if not isinstance(value, list) and not (key == "hidden" and isinstance(value, int)):
+                raise _Fail(where, f"must be a list of numbers, got {_show(value)}")
+            value = value if isinstance(value, list) else [value]
             for i, v in enumerate(value):
                 _number(f"{where}[{i}]", v)
         elif default is inspect.Parameter.empty or default is None:
@@ -344,7 +345,7 @@ def _experiment(raw: dict, default_name: str) -> Experiment:
             cell: dict = {}
             for key, value in zip(keys, combo):
                 _set(cfg, key, value)
-                _flatten(key, value, cell)
+                _flatten(key, _named(key, value) if key in NAMED else value, cell)
             ckey = json.dumps(cfg, sort_keys=True, default=str)
             if ckey not in checked:
                 try:

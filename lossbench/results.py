@@ -87,7 +87,7 @@ def read_results(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dic
     d = Path(directory)
     if not (d / "runs.csv").is_file() or not (d / "manifest.json").is_file():
         raise LossbenchError(f"{directory}: not a lossbench results directory (no runs.csv / manifest.json)")
-    runs = pd.read_csv(d / "runs.csv", keep_default_na=True)
+    runs = pd.read_csv(d / "runs.csv", dtype={"error": str, "run_id": str}, keep_default_na=True)
     runs["error"] = runs["error"].fillna("")
     history = pd.read_csv(d / "history.csv")
     return runs, history, json.loads((d / "manifest.json").read_text())

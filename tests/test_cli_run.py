@@ -1,0 +1,105 @@
+"""`lossbench run` end to end on the shipped quickstart config."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import lossbench
+from lossbench.cli import app
+from lossbench.config import load_experiment
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qs") / "out"
+    r = runner.invoke(app, ["run", str(CONFIGS / "quickstart.yaml"), "--out", str(out)])
+    return r, out
+
+
+def test_run_writes_the_four_files_with_the_contract_columns(quickstart):
+    r, out = quickstart
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["config.yaml", "history.csv", "manifest.json", "runs.csv"]
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(runs.columns) == [
+        "run_id", "loss.name", "optimizer.name", "optimizer.lr", "seed", "status", "epochs", "final_train_loss",
+        "final_val_loss", "best_val_loss", "best_val_accuracy", "test_loss", "test_accuracy", "epochs_to_target",
+        "time_to_target_s", "wall_time_s", "n_params", "error"]
+    assert len(runs) == 18 and (runs.status == "ok").all() and runs.run_id.is_unique
+    hist = pd.read_csv(out / "history.csv")
+    assert list(hist.columns) == ["run_id", "epoch", "step", "train_loss", "val_loss", "val_accuracy", "lr", "grad_norm", "elapsed_s"]
+    assert len(hist) == 18 * 30 and set(hist.run_id) == set(runs.run_id)
+    # epochs_to_target agrees with the history it was computed from
+    row = runs.dropna(subset=["epochs_to_target"]).iloc[0]
+    h = hist[hist.run_id == row.run_id]
+    assert h[h.val_accuracy >= 0.9].epoch.min() == row.epochs_to_target
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["lossbench"] == lossbench.__version__ and man["ended"] and man["numpy"]
+
+
+def test_summary_names_the_best_cell_first(quickstart):
+    r, out = quickstart
+    lines = r.output.splitlines()
+    first = next(line for line in lines if line.startswith("│ 1 "))
+    assert "cross_entropy, adam" in first or "hinge, adam" in first
+    assert "18 runs: 18 ok, 0 diverged, 0 failed" in r.output
+    assert "best_val_accuracy (mean ± std)" in r.output and "epochs to val_accuracy ≥ 0.9" in r.output
+
+
+def test_rerun_trains_nothing_new_and_show_repeats_the_summary(quickstart):
+    _, out = quickstart
+    before = (out / "runs.csv").read_text()
+    r = runner.invoke(app, ["run", str(CONFIGS / "quickstart.yaml"), "--out", str(out)])
+    assert r.exit_code == 0 and (out / "runs.csv").read_text() == before
+    s = runner.invoke(app, ["show", str(out)])
+    assert s.exit_code == 0 and "cross_entropy, adam, lr=0.01" in s.output
+
+
+def test_python_api_returns_the_same_tables(quickstart):
+    _, out = quickstart
+    res = lossbench.run(CONFIGS / "quickstart.yaml", out=out)  # everything recorded: trains nothing
+    pd.testing.assert_frame_equal(res.runs, pd.read_csv(out / "runs.csv", dtype={"error": str, "run_id": str}).fillna({"error": ""}))
+    assert len(res.summary) == 9 and res.summary.iloc[0]["ok"] == 2
+    best = res.summary.iloc[0]["best_val_accuracy_mean"]
+    assert best == res.summary["best_val_accuracy_mean"].max()
+
+
+def test_dry_run_and_validate_write_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["run", str(CONFIGS / "quickstart.yaml"), "--dry-run"])
+    assert r.exit_code == 0 and "9 grid cells × 2 seeds = 18 runs" in r.output
+    r = runner.invoke(app, ["validate", str(CONFIGS / "mnist.yaml")])
+    assert r.exit_code == 0 and "12 grid cells × 3 seeds = 36 runs" in r.output
+    assert not (tmp_path / "results").exists()
+
+
+def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("""
+name: mixed
+dataset: {name: moons, n_samples: 200}
+model: {name: mlp, hidden: [8]}
+loss: mse
+optimizer: {name: sgd, lr: 0.1}
+train: {epochs: 3}
+grid: {optimizer.lr: [0.1, 1.0e+6]}
+""")
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv")
+    assert sorted(runs.status) == ["diverged", "ok"]
+    assert "1 diverged" in r.output
+    # the diverged cell is never ranked first
+    assert next(line for line in r.output.splitlines() if line.startswith("│ 1 ")).count("lr=0.1") == 1
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    exp = load_experiment(path)
+    assert exp.runs and exp.name
