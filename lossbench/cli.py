@@ -117,6 +117,8 @@ def list_(
     """The catalog: every dataset, model, loss, optimizer and schedule with its hyperparameters and defaults."""
     from rich.table import Table
 
+    from rich.markup import escape
+
     from .catalog import KINDS, catalog
     from .registry import did_you_mean
 
@@ -129,5 +131,5 @@ def list_(
         table.add_column("hyperparameters (defaults)")
         table.add_column("what it is")
         for name, params, doc in catalog(k):
-            table.add_row(name, ", ".join(f"{p}={v!r}" if v != "required" else f"{p} (required)" for p, v in params.items()), doc)
+            table.add_row(escape(name), escape(", ".join(f"{p}={v!r}" if v != "required" else f"{p} (required)" for p, v in params.items())), escape(doc))
         console.print(table)

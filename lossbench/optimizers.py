@@ -83,6 +83,9 @@ class Optimizer:
     def step(self, grads: Sequence[np.ndarray]) -> None:
         if len(grads) != len(self.params):
             raise ValueError(f"expected {len(self.params)} gradients, got {len(grads)}")
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            if np.shape(g) != p.shape:
+                raise ValueError(f"gradient {i} has shape {np.shape(g)}, its parameter {p.shape}")
         self.t += 1
         for p, g, s in zip(self.params, grads, self.state):
             if self.weight_decay:
@@ -300,6 +303,8 @@ class Adam(_Moments):
             V = s["Vmax"]
         b1, b2, t = self.beta1, self.beta2, self.t
         step = self.lr * (1.0 - b1) / (1.0 - b1**t)
+        if step == 0.0:  # lr reached 0 (e.g. the end of a cosine schedule): nothing moves
+            return
         # p -= step * M / (sqrt((1-b2) V / (1-b2^t)) + eps), with step folded into the denominator
         denom = self.scaled_root(V, math.sqrt((1.0 - b2) / (1.0 - b2**t)) / step, self.eps / step, s["tmp"])
         p -= np.divide(M, denom, out=denom)
@@ -398,7 +403,7 @@ class RAdam(_Moments):
         rho_inf = 2.0 / (1.0 - b2) - 1.0
         rho_t = rho_inf - 2.0 * t * b2**t / bc2
         tmp = s["tmp"]
-        if rho_t > 5.0:
+        if rho_t > 5.0 and step != 0.0:
             rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
             # p -= step * M * rect * sqrt(bc2) / (sqrt(v) + eps), with sqrt(v) = sqrt((1-b2) V)
             k = step * rect * math.sqrt(bc2)

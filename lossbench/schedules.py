@@ -63,13 +63,13 @@ class Exponential(Schedule):
 
 
 def _cosine(base: float, eta_min: float, e: float, span: float) -> float:
-    return eta_min + (base - eta_min) * (1.0 + math.cos(math.pi * min(e, span) / span)) / 2.0
+    return eta_min + (base - eta_min) * (1.0 + math.cos(math.pi * e / span)) / 2.0
 
 
 @SCHEDULES.register("cosine")
 class Cosine(Schedule):
     """eta_min + (lr - eta_min)(1 + cos(pi epoch / T_max)) / 2 — CosineAnnealingLR's
-    closed form; T_max defaults to the number of epochs."""
+    closed form, periodic past T_max as torch's is; T_max defaults to the number of epochs."""
 
     def __init__(self, base_lr, epochs, T_max: int | None = None, eta_min: float = 0.0):
         super().__init__(base_lr, epochs)
@@ -98,7 +98,8 @@ class WarmupCosine(Schedule):
     def __call__(self, epoch, metric=None):
         if epoch < self.warmup:
             return self.base_lr * (self.start + (1.0 - self.start) * epoch / self.warmup)
-        return _cosine(self.base_lr, self.eta_min, epoch - self.warmup, max(self.epochs - self.warmup, 1))
+        span = max(self.epochs - self.warmup, 1)
+        return _cosine(self.base_lr, self.eta_min, min(epoch - self.warmup, span), span)
 
 
 @SCHEDULES.register("reduce_on_plateau")

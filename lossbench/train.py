@@ -37,6 +37,8 @@ class TrainConfig:
         bs = self.batch_size
         if bs != "full" and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
             raise ConfigError(f"train.batch_size: must be an integer >= 1 or 'full', got {bs!r}")
+        if not isinstance(self.shuffle, bool):
+            raise ConfigError(f"train.shuffle: must be true or false, got {self.shuffle!r}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise ConfigError(f"train.clip_grad_norm: must be > 0, got {self.clip_grad_norm!r}")
 
@@ -106,7 +108,7 @@ class _EarlyStopping:
             raise ConfigError(
                 f"train.early_stopping.monitor: must be one of {['val_' + m for m in metrics]}, got {monitor!r}"
             )
-        if not isinstance(patience, int) or patience < 1:
+        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
             raise ConfigError(f"train.early_stopping.patience: must be an integer >= 1, got {patience!r}")
         if min_delta < 0:
             raise ConfigError(f"train.early_stopping.min_delta: must be >= 0, got {min_delta}")
@@ -161,6 +163,10 @@ def _train(
         s_name, s_kw = _named(cfg.schedule)
         sched = schedules.build(s_name, opt.lr, cfg.epochs, **s_kw)
     metrics = TASK_METRICS[data.task]
+    if len(data.x_val) == 0 and (cfg.early_stopping or (isinstance(cfg.schedule, dict) and cfg.schedule.get("name") == "reduce_on_plateau")
+                                 or cfg.schedule == "reduce_on_plateau"):
+        raise ConfigError("train: early_stopping and reduce_on_plateau watch the validation split, "
+                          "but dataset.val_fraction is 0")
     stopper = _EarlyStopping(metrics, **cfg.early_stopping) if cfg.early_stopping else None
 
     x, n = data.x_train, len(data.x_train)

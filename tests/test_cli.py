@@ -26,3 +26,8 @@ def test_list_unknown_kind_exits_2():
     r = runner.invoke(app, ["list", "lossses"])
     assert r.exit_code == 2 and "unknown kind 'lossses' (did you mean 'losses'?)" in r.output
     assert "Traceback" not in r.output
+
+
+def test_list_shows_docstrings_verbatim():
+    r = runner.invoke(app, ["list", "losses"], env={"COLUMNS": "250"})
+    assert "x[y_i] + x[j]" in r.output  # not eaten as Rich markup

@@ -251,3 +251,19 @@ def test_matches_torch_optim_over_many_steps(name, tname, hp):
         tp.grad = torch.tensor(g) + 0.1 * tp.detach()
         topt.step()
     np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", optimizers.OPTIMIZERS.names())
+def test_lr_zero_is_a_no_op_step(name):
+    # a cosine schedule ends at lr = 0; torch then leaves the parameters alone
+    p = np.array([1.0, -2.0], np.float32)
+    opt = optimizers.build(name, [p], **({"weight_decay": 0.0} if name == "adamw" else {}))
+    opt.lr = 0.0
+    opt.step([np.array([0.5, 0.5], np.float32)])
+    np.testing.assert_array_equal(p, [1.0, -2.0])
+
+
+def test_gradient_of_the_wrong_shape_is_refused():
+    opt = optimizers.build("adam", [np.zeros((3, 2), np.float32)])
+    with pytest.raises(ValueError, match=r"gradient 0 has shape \(2,\), its parameter \(3, 2\)"):
+        opt.step([np.zeros(2, np.float32)])

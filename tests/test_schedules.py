@@ -71,3 +71,7 @@ def test_matches_torch_schedulers():
     ours = lrs("reduce_on_plateau", 20, metrics[:20], patience=1, factor=0.5, cooldown=1, threshold=0.01)
     ref = torch_lrs(lambda o: S.ReduceLROnPlateau(o, factor=0.5, patience=1, cooldown=1, threshold=0.01), 20, metrics)
     assert ours == pytest.approx(ref)
+
+
+def test_cosine_is_periodic_past_t_max_like_torch():
+    assert lrs("cosine", 10, T_max=4) == pytest.approx([0.1, 0.085355, 0.05, 0.014645, 0, 0.014645, 0.05, 0.085355, 0.1, 0.085355], abs=1e-6)

@@ -122,3 +122,26 @@ def test_fashion_mnist_mlp_adam_two_epochs():
               optimizer={"name": "adam", "lr": 1e-3}, train={"epochs": 2, "batch_size": 128}, seed=0)
     assert r.status == "ok"
     assert r.summary["test_accuracy"] >= 0.85
+
+
+def test_watching_a_missing_validation_split_is_a_config_error():
+    d = data.load("moons", seed=0, val_fraction=0)
+    for cfg in ({"early_stopping": {"patience": 3}}, {"schedule": {"name": "reduce_on_plateau"}}):
+        with pytest.raises(ConfigError, match="val_fraction is 0"):
+            train(d, model="linear", loss="cross_entropy", optimizer="sgd", train=cfg)
+
+
+def test_cosine_to_zero_with_adam_does_not_crash(moons):
+    r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "adam", "lr": 0.01},
+              train={"epochs": 6, "schedule": {"name": "cosine", "T_max": 3}}, seed=0)
+    assert r.status == "ok" and r.history[3]["lr"] == 0.0
+
+
+@pytest.mark.parametrize("model,train_cfg,pattern", [
+    ({"name": "mlp", "dropout": -0.5}, {}, "model.dropout"),
+    ("linear", {"shuffle": "no"}, "train.shuffle"),
+    ("linear", {"early_stopping": {"patience": True}}, "patience"),
+])
+def test_silently_wrong_values_are_refused(moons, model, train_cfg, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        train(moons, model=model, loss="cross_entropy", optimizer="sgd", train=train_cfg)

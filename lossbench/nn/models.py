@@ -89,6 +89,8 @@ def mlp(
     for h in hidden:
         if not isinstance(h, int) or isinstance(h, bool) or h < 1:
             raise ConfigError(f"model.hidden: sizes must be integers >= 1, got {h!r}")
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise ConfigError(f"model.dropout: must be in [0, 1), got {dropout!r}")
     init_rng, dropout_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     layers: list[Layer] = []
     width = n_in
