@@ -120,7 +120,7 @@ def summarize(runs: pd.DataFrame, history: pd.DataFrame, swept: list[str], targe
         row = {"cell": cell_label(keys, key),
                **dict(zip(keys, key)), "runs": len(g), "ok": len(ok),
                "diverged": int((g.status == "diverged").sum()), "failed": int((g.status == "failed").sum()),
-               f"{col}_mean": ok[col].mean(), f"{col}_std": ok[col].std(ddof=1) if len(ok) > 1 else 0.0 if len(ok) else math.nan}
+               f"{col}_mean": ok[col].mean(), f"{col}_std": ok[col].std(ddof=1) if len(ok) > 1 else math.nan}  # one seed: no spread to show
         for c in test_cols:
             row[f"{c}_mean"], row[f"{c}_std"] = ok[c].mean(), ok[c].std(ddof=1) if len(ok) > 1 else math.nan
         row["epochs_to_target"] = ok["epochs_to_target"].median() if target else math.nan
