@@ -3,8 +3,9 @@
 An optimizer owns a list of parameter arrays and updates them in place from a matching
 list of gradients; the gradients are never modified. A model hands over its one flat
 parameter buffer, so each step is a handful of vectorized operations on one array.
-Coupled L2 weight decay (g + wd * p) is shared by every optimizer as in torch; AdamW
-decays the weights directly. Updates write into per-parameter scratch arrays
+Weight decay is one link shared by every optimizer, as in torch: coupled L2
+(g + wd * p) by default, or decoupled (p *= 1 - lr * wd, AdamW) where the optimizer
+offers `decoupled_weight_decay`. Updates write into per-parameter scratch arrays
 (`out=`) instead of allocating temporaries: for a model-sized buffer a fresh array per
 operation costs page faults that made steps markedly slower. The update rule of each is in its docstring, with
 t = step count, g = gradient (after weight decay), p = parameter.
@@ -64,7 +65,8 @@ def _descend(p: np.ndarray, lr: float, d: np.ndarray, tmp: np.ndarray) -> None:
 
 
 class Optimizer:
-    def __init__(self, params: Sequence[np.ndarray], lr: float, weight_decay: float = 0.0):
+    def __init__(self, params: Sequence[np.ndarray], lr: float, weight_decay: float = 0.0,
+                 decoupled_weight_decay: bool = False):
         _check(lr > 0, f"optimizer.lr: must be > 0, got {lr}")
         _check(weight_decay >= 0, f"optimizer.weight_decay: must be >= 0, got {weight_decay}")
         self.params = list(params)
@@ -73,6 +75,7 @@ class Optimizer:
                 raise TypeError("optimizer params must be float NumPy arrays (updated in place)")
         self.lr = float(lr)  # a schedule may change it between steps
         self.weight_decay = float(weight_decay)
+        self.decoupled = bool(decoupled_weight_decay)
         self.t = 0
         self.state = [{**self.init_state(p), "tmp": np.empty_like(p), "tmp2": np.empty_like(p),
                        "gwd": np.empty_like(p)} for p in self.params]
@@ -88,7 +91,9 @@ class Optimizer:
                 raise ValueError(f"gradient {i} has shape {np.shape(g)}, its parameter {p.shape}")
         self.t += 1
         for p, g, s in zip(self.params, grads, self.state):
-            if self.weight_decay:
+            if self.weight_decay and self.decoupled:  # shrink the weights, not the gradient
+                p *= np.float32(1.0 - self.lr * self.weight_decay)
+            elif self.weight_decay:
                 g = _axpy(self.weight_decay, p, g, s["gwd"])
             self.update(p, g, s)
 
@@ -245,11 +250,11 @@ class _Moments(Optimizer):
     result is torch's formula, equal up to float32 rounding (see the parity tests).
     """
 
-    def __init__(self, params, lr, betas, eps, weight_decay):
+    def __init__(self, params, lr, betas, eps, weight_decay, decoupled_weight_decay=False):
         self.beta1, self.beta2 = _check_betas(betas)
         _check(eps >= 0, f"optimizer.eps: must be >= 0, got {eps}")
         self.eps = float(eps)
-        super().__init__(params, lr, weight_decay)
+        super().__init__(params, lr, weight_decay, decoupled_weight_decay)
 
     def init_state(self, p):
         return {"M": np.zeros_like(p), "V": np.zeros_like(p)}
@@ -278,23 +283,14 @@ class Adam(_Moments):
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
                  decoupled_weight_decay=False):
-        self.amsgrad, self.decoupled = bool(amsgrad), bool(decoupled_weight_decay)
-        super().__init__(params, lr, betas, eps, weight_decay)
+        self.amsgrad = bool(amsgrad)
+        super().__init__(params, lr, betas, eps, weight_decay, decoupled_weight_decay)
 
     def init_state(self, p):
         s = super().init_state(p)
         if self.amsgrad:
             s["Vmax"] = np.zeros_like(p)
         return s
-
-    def step(self, grads):
-        if not self.decoupled:
-            return super().step(grads)
-        # AdamW (Loshchilov & Hutter): shrink the weights, not the gradient.
-        self.t += 1
-        for p, g, s in zip(self.params, grads, self.state):
-            p *= np.float32(1.0 - self.lr * self.weight_decay)
-            self.update(p, g, s)
 
     def update(self, p, g, s):
         M, V = self.moments(g, s)
@@ -352,19 +348,15 @@ class NAdam(_Moments):
     def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=0.004,
                  decoupled_weight_decay=False):
         _check(momentum_decay >= 0, f"optimizer.momentum_decay: must be >= 0, got {momentum_decay}")
-        self.momentum_decay, self.decoupled = float(momentum_decay), bool(decoupled_weight_decay)
+        self.momentum_decay = float(momentum_decay)
         self.mu_product = 1.0
-        super().__init__(params, lr, betas, eps, 0.0 if decoupled_weight_decay else weight_decay)
-        self.decay = float(weight_decay) if decoupled_weight_decay else 0.0
+        super().__init__(params, lr, betas, eps, weight_decay, decoupled_weight_decay)
 
     def step(self, grads):
         t = self.t + 1
         self.mu = self.beta1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
         self.mu_next = self.beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * self.momentum_decay))
         self.mu_product *= self.mu
-        if self.decay:
-            for p in self.params:
-                p *= np.float32(1.0 - self.lr * self.decay)
         super().step(grads)
 
     def update(self, p, g, s):
@@ -386,14 +378,7 @@ class RAdam(_Moments):
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  decoupled_weight_decay=False):
-        self.decay = float(weight_decay) if decoupled_weight_decay else 0.0
-        super().__init__(params, lr, betas, eps, 0.0 if decoupled_weight_decay else weight_decay)
-
-    def step(self, grads):
-        if self.decay:
-            for p in self.params:
-                p *= np.float32(1.0 - self.lr * self.decay)
-        super().step(grads)
+        super().__init__(params, lr, betas, eps, weight_decay, decoupled_weight_decay)
 
     def update(self, p, g, s):
         M, V = self.moments(g, s)
