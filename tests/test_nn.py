@@ -71,17 +71,7 @@ def test_dropout_scales_in_training_and_is_identity_in_eval():
 def test_whole_model_gradient_in_flat_buffer(activation):
     net = nn.build("mlp", 4, 3, seed=0, hidden=[5, 6], activation=activation)
     # float64 copy of the flat buffer so finite differences are exact enough
-    net.params = net.params.astype(np.float64)
-    net.grads = np.zeros_like(net.params)
-    offset = 0
-    for layer in net.layers:
-        views, gviews = [], []
-        for s in layer.shapes:
-            k = int(np.prod(s))
-            views.append(net.params[offset : offset + k].reshape(s))
-            gviews.append(net.grads[offset : offset + k].reshape(s))
-            offset += k
-        layer.bind(views, gviews)
+    net.bind(net.params.astype(np.float64))
     rng = np.random.default_rng(2)
     # Zero-initialised biases put dead ReLU units exactly on the kink; move them off.
     net.params += rng.normal(scale=0.1, size=net.params.size)

@@ -17,11 +17,18 @@ class Sequential:
 
     def __init__(self, layers: list[Layer], rng: np.random.Generator, init: str = "he"):
         self.layers = layers
-        sizes = [int(np.prod(s)) for layer in layers for s in layer.shapes]
-        self.params = np.zeros(sum(sizes), dtype=np.float32)
-        self.grads = np.zeros_like(self.params)
-        offset = 0
+        n = sum(int(np.prod(s)) for layer in layers for s in layer.shapes)
+        self.bind(np.zeros(n, dtype=np.float32))
         for layer in layers:
+            layer.init(rng, init)
+        self._backprops: list = []
+
+    def bind(self, params: np.ndarray) -> None:
+        """Make `params` (flat, the model's size) the parameter buffer, with a zeroed
+        gradient buffer of its dtype, and point every layer's views into both."""
+        self.params, self.grads = params, np.zeros_like(params)
+        offset = 0
+        for layer in self.layers:
             views, gviews = [], []
             for shape in layer.shapes:
                 n = int(np.prod(shape))
@@ -29,8 +36,6 @@ class Sequential:
                 gviews.append(self.grads[offset : offset + n].reshape(shape))
                 offset += n
             layer.bind(views, gviews)
-            layer.init(rng, init)
-        self._backprops: list = []
 
     @property
     def n_params(self) -> int:
