@@ -51,6 +51,7 @@ class Experiment:
     task: str = "classification"
     metrics: tuple = ()
     cells: list[dict] = field(default_factory=list)
+    datasets: dict = field(default_factory=dict, repr=False)  # loaded while validating; runs reuse them
 
 
 def run_id(config: dict, seed: int) -> str:
@@ -173,8 +174,9 @@ def _build(section: str, registry, spec: dict, build) -> Any:
         raise _Fail("" if msg.startswith(f"{section}.") else section, msg) from None
 
 
-def validate_run(cfg: dict, data_cache: dict | None = None) -> tuple[str, int]:
-    """Check one resolved run config by building what it names; returns (task, n_outputs)."""
+def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
+    """Check one resolved run config by building what it names; returns (task, n_outputs).
+    Datasets loaded for the check stay in `data_cache` for the runs to reuse."""
     import numpy as np
 
     from . import data, losses, nn, optimizers, schedules
@@ -200,12 +202,7 @@ def validate_run(cfg: dict, data_cache: dict | None = None) -> tuple[str, int]:
 
                 parse_mirrors(options["mirrors"])
         else:  # synthetic and CSV data load in well under a second: load to check
-            key = json.dumps(ds, sort_keys=True, default=str)
-            if data_cache is None or key not in data_cache:
-                loaded = data.load(ds_name, **common, **options)
-                if data_cache is not None:
-                    data_cache[key] = loaded
-            loaded = data_cache[key] if data_cache is not None else loaded
+            loaded = data.load_spec(ds, data_cache)
             task, n_out = loaded.task, loaded.n_outputs
     except LossbenchError as e:
         msg = str(e)
@@ -387,7 +384,7 @@ def _experiment(raw: dict, default_name: str) -> Experiment:
     if target is not None:
         resolved["target"] = target
     return Experiment(source="", name=name, config=resolved, runs=runs, swept=swept, target=target,
-                      task=task, metrics=metrics, cells=cells)
+                      task=task, metrics=metrics, cells=cells, datasets=data_cache)
 
 
 def load_experiment(path: str | Path, overrides: list[str] | tuple = ()) -> Experiment:

@@ -90,12 +90,8 @@ def run_one(spec: RunSpec, datasets: dict, on_epoch=None) -> dict:
     record = {"run_id": spec.run_id, "seed": spec.seed, "cell": spec.cell, "config": spec.config}
     start = time.perf_counter()
     try:
-        ds_cfg = dict(spec.config["dataset"])
-        key = json.dumps(ds_cfg, sort_keys=True, default=str)
-        if key not in datasets:
-            datasets[key] = data.load(ds_cfg.pop("name"), **ds_cfg)
         cfg = spec.config
-        res = train(datasets[key], model=cfg["model"], loss=cfg["loss"], optimizer=cfg["optimizer"],
+        res = train(data.load_spec(cfg["dataset"], datasets), model=cfg["model"], loss=cfg["loss"], optimizer=cfg["optimizer"],
                     train=cfg["train"], seed=spec.seed, on_epoch=on_epoch)
         record.update(status=res.status, epochs=res.epochs, summary=res.summary, history=res.history,
                       wall_time_s=res.wall_time_s, n_params=res.n_params, error="")
@@ -118,7 +114,7 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None) ->
     atomic_write(out / "config.yaml", yaml.safe_dump(exp.config, sort_keys=False))
     started = _now()
     atomic_write(out / "manifest.json", json.dumps(manifest(started, None, exp), indent=2))
-    datasets: dict = {}
+    datasets = exp.datasets  # what validation already loaded is not loaded again
     total = len(exp.runs)
     emit("start", total=total, done=sum((records / f"{s.run_id}.json").exists() for s in exp.runs))
     for i, spec in enumerate(exp.runs):

@@ -93,7 +93,7 @@ def read_results(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dic
     return runs, history, json.loads((d / "manifest.json").read_text())
 
 
-def sort_key(target: dict | None, metrics) -> tuple[str, bool]:
+def sort_key(target: dict | None) -> tuple[str, bool]:
     """The runs.csv column cells are ranked by, and whether higher is better."""
     if target:
         m = target["metric"]
@@ -105,7 +105,7 @@ def summarize(runs: pd.DataFrame, history: pd.DataFrame, swept: list[str], targe
     """One row per grid cell: counts by status, mean and std over the seeds of the ranking
     metric and the test metrics, median epochs-to-target, mean validation-loss curve.
     Diverged and failed runs count but never contribute figures, so never rank best."""
-    col, up = sort_key(target, None)
+    col, up = sort_key(target)
     keys = [k for k in swept if k in runs.columns]
     frame = runs.copy()
     for k in keys:  # groupby drops NaN keys; a cell without that key is its own value

@@ -163,8 +163,7 @@ def _train(
         s_name, s_kw = _named(cfg.schedule)
         sched = schedules.build(s_name, opt.lr, cfg.epochs, **s_kw)
     metrics = TASK_METRICS[data.task]
-    if len(data.x_val) == 0 and (cfg.early_stopping or (isinstance(cfg.schedule, dict) and cfg.schedule.get("name") == "reduce_on_plateau")
-                                 or cfg.schedule == "reduce_on_plateau"):
+    if len(data.x_val) == 0 and (cfg.early_stopping or isinstance(sched, schedules.ReduceOnPlateau)):
         raise ConfigError("train: early_stopping and reduce_on_plateau watch the validation split, "
                           "but dataset.val_fraction is 0")
     stopper = _EarlyStopping(metrics, **cfg.early_stopping) if cfg.early_stopping else None

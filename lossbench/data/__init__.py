@@ -7,6 +7,7 @@ every dataset behaves the same way for the same config.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ from ..errors import ConfigError
 from .base import DATASETS, Raw
 from . import csv, idx, synthetic  # noqa: F401  (importing registers the loaders)
 
-__all__ = ["DATASETS", "Dataset", "dataset_options", "load"]
+__all__ = ["DATASETS", "Dataset", "dataset_options", "load", "load_spec"]
 
 NORMALIZE = ("none", "standard", "minmax")
 _BLOCK_ROWS = 512  # rows per block when computing the variance (measured fastest)
@@ -43,6 +44,15 @@ class Dataset:
         return (f"Dataset({self.name!r}, {self.task}, n_outputs={self.n_outputs}, "
                 f"n_features={self.n_features}, train={len(self.x_train)}, "
                 f"val={len(self.x_val)}, test={len(self.x_test)})")
+
+
+def load_spec(spec: dict, cache: dict) -> Dataset:
+    """Load a config's `dataset` mapping ({name, **options}) once per distinct mapping."""
+    key = json.dumps(spec, sort_keys=True, default=str)
+    if key not in cache:
+        options = dict(spec)
+        cache[key] = load(options.pop("name"), **options)
+    return cache[key]
 
 
 def dataset_options(name: str) -> dict:
