@@ -259,28 +259,17 @@ def test_reader_rejects_garbage_gzip(tmp_path):
         idx.read_idx(f, "images", 10)
 
 
-def test_split_rejects_mismatched_counts(tmp_path):
-    images, labels = tmp_path / "i", tmp_path / "l"
-    images.write_bytes(idx_images(np.zeros((100, 28, 28))))
-    labels.write_bytes(idx_labels(np.zeros(99)))
-    with pytest.raises(DataError, match="holds 100 images but .* holds 99 labels"):
-        idx.read_split(images, labels, 100)
-
-
-def test_split_rejects_unexpected_count(tmp_path):
-    images, labels = tmp_path / "i", tmp_path / "l"
-    images.write_bytes(idx_images(np.zeros((99, 28, 28))))
-    labels.write_bytes(idx_labels(np.zeros(99)))
-    with pytest.raises(DataError, match="99 images, expected 100"):
-        idx.read_split(images, labels, 100)
-
-
-def test_split_rejects_out_of_range_labels(tmp_path):
-    images, labels = tmp_path / "i", tmp_path / "l"
-    images.write_bytes(idx_images(np.zeros((3, 28, 28))))
-    labels.write_bytes(idx_labels(np.array([0, 10, 2])))
-    with pytest.raises(DataError, match=r"labels must be in 0\.\.9"):
-        idx.read_split(images, labels, 3)
+@pytest.mark.parametrize("n_images,labels,count,pattern", [
+    (100, np.zeros(99), 100, "holds 100 images but .* holds 99 labels"),
+    (99, np.zeros(99), 100, "99 images, expected 100"),
+    (3, np.array([0, 10, 2]), 3, r"labels must be in 0\.\.9"),
+], ids=["mismatched-counts", "unexpected-count", "out-of-range-labels"])
+def test_split_rejects_bad_pairs(tmp_path, n_images, labels, count, pattern):
+    images_path, labels_path = tmp_path / "i", tmp_path / "l"
+    images_path.write_bytes(idx_images(np.zeros((n_images, 28, 28))))
+    labels_path.write_bytes(idx_labels(labels))
+    with pytest.raises(DataError, match=pattern):
+        idx.read_split(images_path, labels_path, count)
 
 
 # ---------------------------------------------------------------- finder
