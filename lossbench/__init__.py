@@ -3,8 +3,9 @@
 __version__ = "0.1.0"
 
 
-def run(config, out=None, overrides=(), on_event=None):
-    """Run an experiment config; see lossbench.api.run."""
+def run(config, out=None, overrides=(), on_event=None, **options):
+    """Run an experiment config; see lossbench.api.run (options: workers, executor,
+    address, fresh, retry_failed)."""
     from .api import run as _run
 
-    return _run(config, out, overrides, on_event)
+    return _run(config, out, overrides, on_event, **options)

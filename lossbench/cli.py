@@ -55,25 +55,62 @@ def run(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Results directory (default: results/<name>/).")] = None,
     set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override a key before validation: --set optimizer.lr=0.1 (repeatable).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Worker processes (default: one per core; 1 trains in this process).")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local (this machine) or dask (a Dask cluster, with --address).")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Forget the runs already recorded in the results directory and start over.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs recorded as failed again (others are kept).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the runs; train nothing.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """Train every run of the grid and print the convergence summary."""
+    """Train every run of the grid not yet recorded and print the convergence summary.
+
+    Re-running the same command resumes: recorded runs are skipped. Ctrl-C stops cleanly,
+    keeps every finished run and exits 130. Exit code 1 if any run failed."""
+
+    import signal
 
     from .api import default_out, load
+    from .errors import LossbenchError
     from .execute import run_experiment
     from .report import Progress, print_preview, print_summary
 
+    if executor not in ("local", "dask"):
+        _fail(f"--executor: unknown executor {executor!r}; choose local or dask")
+    if address and executor != "dask":
+        _fail("--address: only used with --executor dask")
     exp = _experiment(config, set_)
     out_dir = out if out is not None else default_out(exp.name)
     console = _console()
     if dry_run:
         print_preview(console, exp, out_dir)
         return
+
+    def stop(signum, frame):  # SIGTERM (kill, a batch scheduler) stops as cleanly as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     with Progress(console, enabled=not quiet and console.is_terminal) as progress:
-        run_experiment(exp, out_dir, progress.on_event)
+        def on_event(kind: str, **info) -> None:
+            if kind == "start" and not quiet:
+                where = f"{info['workers']} worker{'s' * (info['workers'] != 1)}" if info["workers"] else "the Dask cluster"
+                resumed = f"{info['done']} of {info['total']} runs already recorded (skipped); " if info["done"] else ""
+                console.print(f"{out_dir}: {resumed}training {info['todo']} on {where}")
+            progress.on_event(kind, **info)
+
+        try:
+            outcome = run_experiment(exp, out_dir, on_event, workers=workers, executor=executor, address=address,
+                                     fresh=fresh, retry_failed=retry_failed)
+        except LossbenchError as e:
+            _fail(str(e))
+        except KeyboardInterrupt:
+            outcome = None
     res = load(out_dir)
     print_summary(console, res.summary, res.runs, f"{exp.name} — {out_dir}", exp.target)
+    if outcome is None:
+        console.print(f"[yellow]interrupted[/yellow]: {len(res.runs)} of {len(exp.runs)} runs recorded; "
+                      "run the same command again to train the rest")
+        raise typer.Exit(130)
     if (res.runs.status == "failed").any():
         raise typer.Exit(1)
 

@@ -1,9 +1,11 @@
 """Run an experiment's RunSpecs and record each finished run durably.
 
-Each finished run becomes one JSON record in `<out>/records/`, written atomically
-(temporary file, fsync, rename), so a crash never leaves half a record; the CSV tables
-are rebuilt from the records after every run. Runs whose record exists are skipped.
-A run that raises is recorded `failed` with its error; the sweep goes on.
+Only this process writes the results directory, under its lock, whatever executes the
+runs (in process, a local worker pool, or a Dask cluster). Each finished run becomes one
+JSON record in `<out>/records/`, written atomically (temporary file, fsync, rename), so a
+kill at any moment never leaves half a record; the CSV tables are rebuilt from the
+records, also atomically. Runs whose record exists are skipped. A run that raises is
+recorded `failed` with its error; the sweep goes on.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import yaml
 
 from . import __version__
 from .config import Experiment, RunSpec
-from .results import RECORDS, write_tables
+from .results import RECORDS, load_records, write_tables
+from .workers import cpu_count, run_pool
 
 Event = Callable[..., None]
 
@@ -52,7 +58,7 @@ def _clean(v):
     return v
 
 
-def manifest(started: str, ended: str | None, exp: Experiment) -> dict:
+def manifest(started: str, ended: str | None, exp: Experiment, interrupted: bool = False) -> dict:
     import numpy as np
 
     try:
@@ -73,8 +79,10 @@ def manifest(started: str, ended: str | None, exp: Experiment) -> dict:
         "target": exp.target,
         "task": exp.task,
         "runs": len(exp.runs),
+        "run_ids": [s.run_id for s in exp.runs],  # what the directory is for; see resdir.check_compatible
         "started": started,
         "ended": ended,
+        "interrupted": interrupted,
     }
 
 
@@ -82,51 +90,123 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def failed_record(spec: RunSpec, error: str, wall_time_s: float) -> dict:
+    return {"run_id": spec.run_id, "seed": spec.seed, "cell": spec.cell, "config": spec.config, "status": "failed",
+            "epochs": 0, "summary": {}, "history": [], "wall_time_s": wall_time_s, "n_params": 0, "error": error}
+
+
 def run_one(spec: RunSpec, datasets: dict, on_epoch=None) -> dict:
     """Train one RunSpec; never raises: a failure is a record with status 'failed'."""
     from . import data
     from .train import train
 
-    record = {"run_id": spec.run_id, "seed": spec.seed, "cell": spec.cell, "config": spec.config}
     start = time.perf_counter()
     try:
         cfg = spec.config
         res = train(data.load_spec(cfg["dataset"], datasets), model=cfg["model"], loss=cfg["loss"], optimizer=cfg["optimizer"],
                     train=cfg["train"], seed=spec.seed, on_epoch=on_epoch)
-        record.update(status=res.status, epochs=res.epochs, summary=res.summary, history=res.history,
-                      wall_time_s=res.wall_time_s, n_params=res.n_params, error="")
     except Exception as e:  # isolate the failure to this run
         last = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
         where = f" ({Path(last.filename).name}:{last.lineno})" if last else ""
-        record.update(status="failed", epochs=0, summary={}, history=[], wall_time_s=time.perf_counter() - start,
-                      n_params=0, error=f"{type(e).__name__}: {e}{where}")
-    return _clean(record)
+        return _clean(failed_record(spec, f"{type(e).__name__}: {e}{where}", time.perf_counter() - start))
+    return _clean({"run_id": spec.run_id, "seed": spec.seed, "cell": spec.cell, "config": spec.config,
+                   "status": res.status, "epochs": res.epochs, "summary": res.summary, "history": res.history,
+                   "wall_time_s": res.wall_time_s, "n_params": res.n_params, "error": ""})
 
 
-def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None) -> None:
-    """Train every run of `exp` not yet recorded in `out`; write the tables as it goes."""
+@dataclass
+class Outcome:
+    total: int  # runs in the experiment
+    skipped: int  # already recorded before this call
+    trained: int = 0  # recorded by this call
+    failed: int = 0  # of those, status failed
+    interrupted: bool = False
+
+
+def _serial(specs: list[RunSpec], datasets: dict, emit: Event) -> Iterator[dict]:
+    for spec in specs:
+        emit("run_start", spec=spec)
+        yield run_one(spec, datasets, on_epoch=lambda row, spec=spec: emit("epoch", spec=spec, row=row))
+
+
+def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *, workers: int | None = None,
+                   executor: str = "local", address: str | None = None, fresh: bool = False,
+                   retry_failed: bool = False) -> Outcome:
+    """Train every run of `exp` not yet recorded in `out` and keep the tables current.
+
+    `workers` local processes (default: one per core; 1 trains in this process), or the
+    Dask cluster at `address` with executor="dask". Raises ResultsDirError before any
+    training if `out` is locked by a live run or holds a different experiment. On
+    KeyboardInterrupt every finished run stays recorded, the tables are written, and the
+    interrupt propagates.
+    """
+    from .resdir import Lock, check_compatible, clear
+
     emit = on_event or (lambda *a, **k: None)
     out.mkdir(parents=True, exist_ok=True)
-    records = out / RECORDS
-    records.mkdir(exist_ok=True)
-    import yaml
+    with Lock(out):
+        if fresh:
+            clear(out)
+        ids = [s.run_id for s in exp.runs]
+        check_compatible(out, exp.config, ids)
+        records = {r["run_id"]: r for r in load_records(out, ids)}
+        if retry_failed:
+            records = {k: r for k, r in records.items() if r["status"] != "failed"}
+        todo = [s for s in exp.runs if s.run_id not in records]
+        outcome = Outcome(total=len(exp.runs), skipped=len(exp.runs) - len(todo))
+        n_workers = max(1, min(workers or cpu_count(), len(todo)))
+        if executor == "dask":
+            from .cluster import run_dask
 
-    atomic_write(out / "config.yaml", yaml.safe_dump(exp.config, sort_keys=False))
-    started = _now()
-    atomic_write(out / "manifest.json", json.dumps(manifest(started, None, exp), indent=2))
-    datasets = exp.datasets  # what validation already loaded is not loaded again
-    total = len(exp.runs)
-    emit("start", total=total, done=sum((records / f"{s.run_id}.json").exists() for s in exp.runs))
-    for i, spec in enumerate(exp.runs):
-        path = records / f"{spec.run_id}.json"
-        if path.exists():
-            emit("skip", index=i, spec=spec)
-            continue
-        emit("run_start", index=i, total=total, spec=spec)
-        record = run_one(spec, datasets, on_epoch=lambda row: emit("epoch", spec=spec, row=row))
-        atomic_write(path, json.dumps(record))
-        write_tables(out, exp)
-        emit("run_end", index=i, total=total, spec=spec, record=record)
-    write_tables(out, exp)
-    atomic_write(out / "manifest.json", json.dumps(manifest(started, _now(), exp), indent=2))
-    emit("end", total=total)
+            stream = run_dask(todo, address, emit)  # connects now: an unreachable cluster writes nothing
+        elif n_workers > 1:
+            stream = run_pool(todo, n_workers, emit)
+        else:
+            stream = _serial(todo, exp.datasets, emit)  # what validation loaded is not loaded again
+        records_dir = out / RECORDS
+        records_dir.mkdir(exist_ok=True)
+        atomic_write(out / "config.yaml", yaml.safe_dump(exp.config, sort_keys=False))
+        started = _now()
+        atomic_write(out / "manifest.json", json.dumps(manifest(started, None, exp), indent=2))
+        emit("start", total=outcome.total, done=outcome.skipped, todo=len(todo),
+             workers=n_workers if executor == "local" else None, executor=executor)
+        tables = _Tables(out, exp, records)
+        try:
+            for record in stream:
+                atomic_write(records_dir / f"{record['run_id']}.json", json.dumps(record))
+                outcome.trained += 1
+                outcome.failed += record["status"] == "failed"
+                tables.add(record)
+                emit("run_end", record=record, done=outcome.skipped + outcome.trained, total=outcome.total)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            raise
+        finally:
+            stream.close()  # stop workers / cancel cluster tasks before writing the last tables
+            tables.write()
+            atomic_write(out / "manifest.json",
+                         json.dumps(manifest(started, _now(), exp, interrupted=outcome.interrupted), indent=2))
+    emit("end", total=outcome.total)
+    return outcome
+
+
+class _Tables:
+    """runs.csv / history.csv from the records held in memory, in the experiment's run order
+    (so tables do not depend on which worker finished first). Rewriting them costs a few
+    ms per hundred runs, so during a sweep they are refreshed at most every `every` seconds;
+    the records are the truth and the last write happens in all cases but SIGKILL, after
+    which the next run rebuilds them."""
+
+    def __init__(self, out: Path, exp: Experiment, records: dict, every: float = 1.0):
+        self.out, self.exp, self.records, self.every = out, exp, records, every
+        self.last = -math.inf
+
+    def add(self, record: dict) -> None:
+        self.records[record["run_id"]] = record
+        if time.monotonic() - self.last >= self.every:
+            self.write()
+
+    def write(self) -> None:
+        ordered = [self.records[s.run_id] for s in self.exp.runs if s.run_id in self.records]
+        write_tables(self.out, self.exp, ordered)
+        self.last = time.monotonic()

@@ -72,10 +72,9 @@ def history_frame(records: list[dict], metrics: tuple) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def write_tables(out: Path, exp) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_tables(out: Path, exp, records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     from .execute import atomic_write
 
-    records = load_records(out, [s.run_id for s in exp.runs])
     runs = runs_frame(records, exp.swept, exp.metrics, exp.target)
     history = history_frame(records, exp.metrics)
     atomic_write(out / "runs.csv", runs.to_csv(index=False))

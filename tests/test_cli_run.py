@@ -25,7 +25,7 @@ def quickstart(tmp_path_factory):
 def test_run_writes_the_four_files_with_the_contract_columns(quickstart):
     r, out = quickstart
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["config.yaml", "history.csv", "manifest.json", "runs.csv"]
+    assert sorted(p.name for p in out.iterdir() if p.is_file() and p.name != ".lock") == ["config.yaml", "history.csv", "manifest.json", "runs.csv"]
     runs = pd.read_csv(out / "runs.csv")
     assert list(runs.columns) == [
         "run_id", "loss.name", "optimizer.name", "optimizer.lr", "seed", "status", "epochs", "final_train_loss",

@@ -1,0 +1,140 @@
+"""A pool of worker processes that train RunSpecs and send back their records.
+
+Each worker is a fresh `python -m lossbench.workers` process (not a fork: the parent may
+hold threads and BLAS state, and a spawned interpreter needs no `if __name__ ==
+"__main__"` guard in the user's script). Its BLAS threads are pinned through the
+environment before NumPy loads, so workers x threads <= cores. Tasks and results travel as
+pickles over two pipes, one run at a time per worker, so a worker that dies (killed, out
+of memory) takes only its own run with it: the parent sees the pipe close, records that
+run `failed` and starts a replacement.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from multiprocessing.connection import Connection, wait
+from typing import Callable, Iterator
+
+from .config import RunSpec
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (the affinity mask, not the whole machine)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, cpu_count() // max(1, workers))
+
+
+class _Worker:
+    def __init__(self, threads: int):
+        task_r, task_w = os.pipe()
+        res_r, res_w = os.pipe()
+        env = {**os.environ, **{v: str(threads) for v in THREAD_VARS}}
+        self.proc = subprocess.Popen([sys.executable, "-m", "lossbench.workers", str(task_r), str(res_w)],
+                                     pass_fds=(task_r, res_w), env=env, stdin=subprocess.DEVNULL)
+        os.close(task_r)
+        os.close(res_w)
+        self.tasks = Connection(task_w, readable=False)
+        self.results = Connection(res_r, writable=False)
+        self.spec: RunSpec | None = None
+
+    def give(self, spec: RunSpec) -> None:
+        self.spec = spec
+        self.tasks.send(spec)
+
+    def death(self) -> str:
+        """Why the process is gone, for the run it took with it."""
+        code = self.proc.wait()
+        if code < 0:
+            try:
+                return f"worker process killed by {signal.Signals(-code).name} while training this run"
+            except ValueError:
+                pass
+        return f"worker process exited with code {code} while training this run"
+
+    def stop(self) -> None:
+        for c in (self.tasks, self.results):
+            c.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+class _Idle:
+    """Stands in for a dead worker when no run is left to give a replacement."""
+    spec = None
+
+    def stop(self) -> None:
+        pass
+
+
+def run_pool(specs: list[RunSpec], workers: int, emit: Callable[..., None]) -> Iterator[dict]:
+    """Yield one record per spec, in completion order. Closing the generator (or an
+    interrupt) kills the workers; runs in flight are simply not recorded."""
+    from .execute import failed_record
+
+    pending = list(reversed(specs))
+    threads = threads_per_worker(workers)
+    pool = [_Worker(threads) for _ in range(min(workers, len(specs)))]
+    try:
+        for w in pool:
+            if pending:
+                w.give(pending.pop())
+                emit("run_start", spec=w.spec)
+        while any(w.spec is not None for w in pool):
+            ready = wait([w.results for w in pool if w.spec is not None])
+            for w in [w for w in pool if w.results in ready]:
+                try:
+                    kind, payload = w.results.recv()
+                except (EOFError, OSError):  # the worker died: fail its run, carry on without it
+                    kind, payload = "done", failed_record(w.spec, w.death(), 0.0)
+                    w.stop()
+                    pool[pool.index(w)] = w = _Worker(threads) if pending else _Idle()
+                if kind == "epoch":
+                    emit("epoch", spec=w.spec, row=payload)
+                    continue
+                w.spec = None
+                yield payload
+                if pending:
+                    w.give(pending.pop())
+                    emit("run_start", spec=w.spec)
+    finally:
+        for w in pool:
+            w.stop()
+
+
+def _serve(task_fd: int, result_fd: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from .execute import run_one
+
+    # Ctrl-C reaches the whole process group; the parent decides what happens to us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threadpool_limits(int(os.environ.get("OMP_NUM_THREADS", "1")))  # in case a BLAS ignored the env
+    tasks, results = Connection(task_fd, writable=False), Connection(result_fd, readable=False)
+    datasets: dict = {}  # each distinct dataset is loaded once per worker
+    while True:
+        try:
+            spec = tasks.recv()
+        except EOFError:  # the parent is gone or done
+            return
+        record = run_one(spec, datasets, on_epoch=lambda row: results.send(("epoch", row)))
+        results.send(("done", record))
+
+
+if __name__ == "__main__":
+    try:
+        _serve(int(sys.argv[1]), int(sys.argv[2]))
+    except (BrokenPipeError, ConnectionResetError):  # the parent died mid-run: nobody to tell
+        pass
