@@ -9,3 +9,10 @@ def run(config, out=None, overrides=(), on_event=None, **options):
     from .api import run as _run
 
     return _run(config, out, overrides, on_event, **options)
+
+
+def load(directory):
+    """The tables of a results directory; see lossbench.api.load."""
+    from .api import load as _load
+
+    return _load(directory)

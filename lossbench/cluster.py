@@ -38,7 +38,8 @@ def run_dask(specs: list[RunSpec], address: str | None, emit: Callable[..., None
     if not address:
         raise LossbenchError("--executor dask needs --address tcp://HOST:PORT (the scheduler's address)")
     try:
-        client = Client(address, timeout="10s", set_as_default=False)
+        # how long to try: Dask's own setting, distributed.comm.timeouts.connect (30s by default)
+        client = Client(address, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
         raise LossbenchError(f"cannot reach the Dask scheduler at {address}: {e}") from None
     return _stream(client, specs)
@@ -55,7 +56,7 @@ def _stream(client, specs: list[RunSpec]) -> Iterator[dict]:
     try:
         for spec in specs:
             futures[client.submit(_task, spec, key=f"lossbench-{spec.run_id}", pure=False)] = spec
-        for fut in as_completed(futures):
+        for fut in as_completed(futures, loop=client.loop):  # not the default client: we set none
             spec = futures.pop(fut)
             try:
                 record = fut.result()

@@ -108,6 +108,8 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple = ()) -> dict:
         except yaml.YAMLError:
             value = text
         parts = key.split(".")
+        if parts[0] == "grid" and len(parts) > 2:  # grid keys are dotted paths themselves
+            parts = ["grid", ".".join(parts[1:])]
         node = raw
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)

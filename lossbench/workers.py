@@ -87,11 +87,14 @@ def run_pool(specs: list[RunSpec], workers: int, emit: Callable[..., None]) -> I
     pending = list(reversed(specs))
     threads = threads_per_worker(workers)
     pool = [_Worker(threads) for _ in range(min(workers, len(specs)))]
+
+    def give(w: _Worker) -> None:
+        w.give(pending.pop())
+        emit("run_start", spec=w.spec, pid=w.proc.pid)
+
     try:
         for w in pool:
-            if pending:
-                w.give(pending.pop())
-                emit("run_start", spec=w.spec)
+            give(w)
         while any(w.spec is not None for w in pool):
             ready = wait([w.results for w in pool if w.spec is not None])
             for w in [w for w in pool if w.results in ready]:
@@ -107,8 +110,7 @@ def run_pool(specs: list[RunSpec], workers: int, emit: Callable[..., None]) -> I
                 w.spec = None
                 yield payload
                 if pending:
-                    w.give(pending.pop())
-                    emit("run_start", spec=w.spec)
+                    give(w)
     finally:
         for w in pool:
             w.stop()

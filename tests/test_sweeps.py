@@ -1,0 +1,201 @@
+"""Sweeps across worker processes: determinism, failure isolation, the lock, reuse rules."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import lossbench
+from lossbench.cli import app
+from lossbench.config import load_experiment
+from lossbench.execute import run_experiment
+from lossbench.resdir import ResultsDirError
+
+runner = CliRunner()
+TIMING = ["wall_time_s", "time_to_target_s"]
+
+MIXED = """
+name: mixed
+dataset: {name: blobs, n_samples: 300, n_classes: 3}
+model: {name: mlp, hidden: [16]}
+loss: cross_entropy
+optimizer: {name: sgd, lr: 0.1}
+train: {epochs: 6, batch_size: 32}
+seeds: [0, 1]
+target: {metric: val_accuracy, value: 0.9}
+grid:
+  - {optimizer: [{name: adam, lr: 0.01}, {name: rmsprop, lr: 0.01}, {name: momentum, lr: 0.05, nesterov: true}]}
+  - {loss: [mse, {name: hinge, margin: 0.5}], optimizer.name: [adagrad]}
+"""
+
+
+def write(tmp_path, text, name="c.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def tables(out):
+    runs = pd.read_csv(out / "runs.csv").drop(columns=TIMING)
+    hist = pd.read_csv(out / "history.csv").drop(columns=["elapsed_s"])
+    return runs, hist
+
+
+def test_one_worker_and_two_workers_give_identical_tables(tmp_path):
+    cfg = write(tmp_path, MIXED)
+    r1 = lossbench.run(cfg, out=tmp_path / "one", workers=1)
+    r2 = lossbench.run(cfg, out=tmp_path / "two", workers=2)
+    assert len(r1.runs) == 10 and (r1.runs.status == "ok").all()
+    (a, ha), (b, hb) = tables(tmp_path / "one"), tables(tmp_path / "two")
+    pd.testing.assert_frame_equal(a, b)  # exact: same floats, same order
+    pd.testing.assert_frame_equal(ha, hb)
+    assert r1.summary["cell"].tolist() == r2.summary["cell"].tolist()
+
+
+def test_raising_diverging_and_killed_runs_fail_alone(tmp_path):
+    """Across two worker processes: a run whose data vanished raises, one diverges, and the
+    worker training a third is SIGKILLed mid-run; every other run finishes normally."""
+    keep, vanish = tmp_path / "keep.csv", tmp_path / "vanish.csv"
+    rows = "\n".join(f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(120))
+    for p in (keep, vanish):
+        p.write_text("a,b,y\n" + rows + "\n")
+    cfg = write(tmp_path, f"""
+name: isolation
+dataset: {{name: csv, path: {keep}}}
+model: {{name: mlp, hidden: [8]}}
+loss: cross_entropy
+optimizer: {{name: sgd, lr: 0.1}}
+train: {{epochs: 300, batch_size: 4}}
+grid:
+  - {{optimizer.lr: [0.1, 0.05, 0.02, 1.0e+9]}}
+  - {{dataset.path: ["{vanish}"]}}
+""")
+    exp = load_experiment(cfg)  # validation reads both files; the workers read them again
+    vanish.unlink()
+    victim = exp.runs[1].run_id  # lr 0.05
+
+    def on_event(kind, **info):
+        if kind == "epoch" and info["spec"].run_id == victim and info["row"]["epoch"] == 2:
+            os.kill(pids[victim], signal.SIGKILL)
+        if kind == "run_start":
+            pids[info["spec"].run_id] = info["pid"]
+
+    pids = {}
+    outcome = run_experiment(exp, tmp_path / "o", on_event, workers=2)
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv").set_index("run_id")
+    status = {s.run_id: runs.loc[s.run_id, "status"] for s in exp.runs}
+    assert list(status.values()) == ["ok", "failed", "ok", "diverged", "failed"]
+    assert outcome.failed == 2 and outcome.trained == 5
+    assert "killed by SIGKILL" in runs.loc[victim, "error"]
+    assert "vanish.csv" in runs.loc[exp.runs[4].run_id, "error"]
+    # the survivors trained to the end, and the diverged run is not ranked
+    assert (runs[runs.status == "ok"].epochs == 300).all()
+    summary = lossbench.load(tmp_path / "o").summary
+    assert summary.iloc[0]["cell"] in ("lr=0.1", "lr=0.02") and summary.iloc[0]["ok"] == 1
+    # the exit code says a run failed; --retry-failed trains the failed ones again (the kill is gone)
+    vanish.write_text("a,b,y\n" + rows + "\n")
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "--retry-failed", "-j", "2"])
+    assert r.exit_code == 0, r.output
+    assert "3 of 5 runs already recorded (skipped); training 2" in r.output
+    again = pd.read_csv(tmp_path / "o" / "runs.csv").set_index("run_id")
+    assert again.loc[victim, "status"] == "ok" and again.loc[exp.runs[4].run_id, "status"] == "ok"
+    pd.testing.assert_series_equal(again.loc[exp.runs[0].run_id].drop(TIMING), runs.loc[exp.runs[0].run_id].drop(TIMING))
+
+
+def test_exit_code_is_1_when_a_run_fails(tmp_path):
+    data = tmp_path / "d.csv"
+    text = "a,y\n" + "\n".join(f"{i},{i % 2}" for i in range(40)) + "\n"
+    data.write_text(text)
+    cfg = write(tmp_path, f"""
+dataset: {{name: csv, path: {data}}}
+model: {{name: linear}}
+loss: cross_entropy
+optimizer: {{name: sgd, lr: 0.1}}
+train: {{epochs: 2}}
+seeds: [0, 1]
+""")
+    exp = load_experiment(cfg)
+    data.unlink()
+    outcome = run_experiment(exp, tmp_path / "o", workers=2)
+    assert outcome.failed == 2
+    data.write_text(text)  # a plain re-run trains nothing, and still reports the failures
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1, r.output
+    assert "2 of 2 runs already recorded (skipped); training 0" in r.output and "2 failed" in r.output
+
+
+QUICK = """
+name: quick
+dataset: {name: moons, n_samples: 200}
+model: {name: mlp, hidden: [8]}
+loss: cross_entropy
+optimizer: {name: sgd, lr: 0.1}
+train: {epochs: 3}
+grid: {optimizer.lr: [0.1, 0.2]}
+"""
+
+
+def test_a_changed_config_is_refused_unless_it_only_adds_runs(tmp_path):
+    cfg, out = write(tmp_path, QUICK), tmp_path / "o"
+    assert runner.invoke(app, ["run", str(cfg), "--out", str(out), "-q"]).exit_code == 0
+    before = {p.name: p.read_text() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "--set", "train.epochs=4"])
+    assert r.exit_code == 2
+    assert r.output.strip() == (f"error: {out}: holds results of a different config (train.epochs 3 -> 4); only adding "
+                                "grid values or seeds may reuse it. Use --fresh to start over, or --out for a new directory")
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "--set", "grid.optimizer.lr=[0.1]"])
+    assert r.exit_code == 2 and "grid.optimizer.lr [0.1, 0.2] -> [0.1]" in r.output
+    assert {p.name: p.read_text() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before  # nothing touched
+
+    # a wider grid and more seeds: only the new runs train
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "--set", "grid.optimizer.lr=[0.1, 0.2, 0.4]",
+                            "--set", "seeds=[0, 1]"])
+    assert r.exit_code == 0, r.output
+    assert "2 of 6 runs already recorded (skipped); training 4" in r.output
+    assert len(pd.read_csv(out / "runs.csv")) == 6
+
+    # --fresh forgets everything and trains what the config says
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "--set", "train.epochs=4", "--fresh"])
+    assert r.exit_code == 0 and "training 2 on" in r.output
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 2 and (runs.epochs == 4).all() and len(list((out / "records").iterdir())) == 2
+
+
+def test_a_second_run_on_a_locked_directory_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
+    cfg, out = write(tmp_path, QUICK), tmp_path / "o"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from lossbench.resdir import Lock\nwith Lock(Path(sys.argv[1])):\n"
+                               " print('held', flush=True); time.sleep(120)", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = runner.invoke(app, ["run", str(cfg), "--out", str(out)])
+        assert r.exit_code == 2
+        assert f"another `lossbench run` is writing here (pid {holder.pid} on" in r.output
+        assert not (out / "runs.csv").exists()
+        with pytest.raises(ResultsDirError):
+            lossbench.run(cfg, out=out)
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without cleaning up: its lock file is still there, and is taken over
+    assert (out / ".lock").read_text().startswith(f"pid {holder.pid} ")
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert len(pd.read_csv(out / "runs.csv")) == 2
+
+
+def test_the_manifest_records_the_plan(tmp_path):
+    cfg = write(tmp_path, QUICK)
+    exp = load_experiment(cfg)
+    run_experiment(exp, tmp_path / "o", workers=1)
+    man = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert man["run_ids"] == [s.run_id for s in exp.runs] and man["interrupted"] is False and man["ended"]
