@@ -20,7 +20,7 @@ def _task(spec: RunSpec) -> dict:
     from distributed import get_worker
     from threadpoolctl import threadpool_limits
 
-    from .execute import run_one
+    from .job import run_one
     from .workers import threads_per_worker
 
     # A worker running N tasks at once gets cores/N BLAS threads per task.
@@ -50,7 +50,7 @@ def _stream(client, specs: list[RunSpec]) -> Iterator[dict]:
     `failed` record for its run only."""
     from distributed import as_completed
 
-    from .execute import failed_record
+    from .job import failed_record
 
     futures = {}
     try:

@@ -17,7 +17,6 @@ import platform
 import sys
 import tempfile
 import time
-import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import yaml
 
 from . import __version__
 from .config import Experiment, RunSpec
+from .job import run_one
 from .results import RECORDS, load_records, write_tables
 from .workers import cpu_count, run_pool
 
@@ -45,17 +45,6 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _clean(v):
-    """JSON has no NaN: store it as null."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_clean(x) for x in v]
-    return v
 
 
 def manifest(started: str, ended: str | None, exp: Experiment, interrupted: bool = False) -> dict:
@@ -90,30 +79,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def failed_record(spec: RunSpec, error: str, wall_time_s: float) -> dict:
-    return {"run_id": spec.run_id, "seed": spec.seed, "cell": spec.cell, "config": spec.config, "status": "failed",
-            "epochs": 0, "summary": {}, "history": [], "wall_time_s": wall_time_s, "n_params": 0, "error": error}
-
-
-def run_one(spec: RunSpec, datasets: dict, on_epoch=None) -> dict:
-    """Train one RunSpec; never raises: a failure is a record with status 'failed'."""
-    from . import data
-    from .train import train
-
-    start = time.perf_counter()
-    try:
-        cfg = spec.config
-        res = train(data.load_spec(cfg["dataset"], datasets), model=cfg["model"], loss=cfg["loss"], optimizer=cfg["optimizer"],
-                    train=cfg["train"], seed=spec.seed, on_epoch=on_epoch)
-    except Exception as e:  # isolate the failure to this run
-        last = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
-        where = f" ({Path(last.filename).name}:{last.lineno})" if last else ""
-        return _clean(failed_record(spec, f"{type(e).__name__}: {e}{where}", time.perf_counter() - start))
-    return _clean({"run_id": spec.run_id, "seed": spec.seed, "cell": spec.cell, "config": spec.config,
-                   "status": res.status, "epochs": res.epochs, "summary": res.summary, "history": res.history,
-                   "wall_time_s": res.wall_time_s, "n_params": res.n_params, "error": ""})
-
-
 @dataclass
 class Outcome:
     total: int  # runs in the experiment
@@ -140,11 +105,12 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
     KeyboardInterrupt every finished run stays recorded, the tables are written, and the
     interrupt propagates.
     """
-    from .resdir import Lock, check_compatible, clear
+    from .resdir import Lock, check_compatible, clear, sweep_temporaries
 
     emit = on_event or (lambda *a, **k: None)
     out.mkdir(parents=True, exist_ok=True)
     with Lock(out):
+        sweep_temporaries(out)
         if fresh:
             clear(out)
         ids = [s.run_id for s in exp.runs]

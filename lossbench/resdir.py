@@ -55,6 +55,14 @@ class Lock:
             self.fd = None
 
 
+def sweep_temporaries(out: Path) -> None:
+    """Remove what a killed writer left mid-`atomic_write` (called with the lock held:
+    nobody else is writing). Such a file was never renamed, so it was never a result."""
+    for d in (out, out / RECORDS):
+        for p in d.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+
+
 def clear(out: Path) -> None:
     """`--fresh`: forget every recorded run (called with the lock held)."""
     records = out / RECORDS

@@ -82,7 +82,7 @@ class _Idle:
 def run_pool(specs: list[RunSpec], workers: int, emit: Callable[..., None]) -> Iterator[dict]:
     """Yield one record per spec, in completion order. Closing the generator (or an
     interrupt) kills the workers; runs in flight are simply not recorded."""
-    from .execute import failed_record
+    from .job import failed_record
 
     pending = list(reversed(specs))
     threads = threads_per_worker(workers)
@@ -119,7 +119,7 @@ def run_pool(specs: list[RunSpec], workers: int, emit: Callable[..., None]) -> I
 def _serve(task_fd: int, result_fd: int) -> None:
     from threadpoolctl import threadpool_limits
 
-    from .execute import run_one
+    from .job import run_one
 
     # Ctrl-C reaches the whole process group; the parent decides what happens to us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
