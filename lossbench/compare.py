@@ -1,0 +1,316 @@
+"""Comparing groups of runs across seeds, from the result tables alone.
+
+One row per group (by default a grid cell): final and best metric as mean, std and a 95%
+t-interval over the seeds; epochs, steps and seconds to a target (median over the seeds
+that reached it, and the fraction of all runs that did); the area under the loss curve;
+status counts and a rank. Figures come only from `ok` runs, so diverged and failed runs
+count against a group (they never reach the target) but never make it look good.
+Everything is NaN-safe: a group with no usable run gets NaN figures and no rank.
+
+Also: performance profiles across several results directories (Dolan & Moré, as in
+AlgoPerf) and learning-rate sensitivity.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import LossbenchError
+
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def t975(df: int) -> float:
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964  # Cornish-Fisher expansion around the normal quantile; < 1e-4 off beyond 30 df
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def mean_std_ci(values) -> tuple[float, float, float, float]:
+    """(mean, sample std, ci_low, ci_high) of the finite values; std and interval need two."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return (math.nan,) * 4
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, math.nan, math.nan, math.nan
+    s = float(v.std(ddof=1))
+    h = t975(len(v) - 1) * s / math.sqrt(len(v))
+    return m, s, m - h, m + h
+
+
+def higher_is_better(metric: str) -> bool:
+    from .train import HIGHER_IS_BETTER
+
+    name = metric.split("_", 1)[1] if "_" in metric else metric
+    if name not in HIGHER_IS_BETTER:
+        raise LossbenchError(f"--metric: unknown metric {metric!r}; use train_loss, val_loss, val_<m> or test_<m> "
+                             f"with m one of {sorted(HIGHER_IS_BETTER)}")
+    return HIGHER_IS_BETTER[name]
+
+
+@dataclass
+class Problem:
+    """One results directory."""
+
+    name: str
+    dir: Path
+    runs: pd.DataFrame
+    history: pd.DataFrame
+    swept: list[str]
+    target: dict | None
+
+
+def load_problem(directory: str | Path) -> Problem:
+    from .results import read_results
+
+    runs, history, man = read_results(directory)
+    src = man.get("config") or str(directory)
+    return Problem(Path(src).stem if man.get("config") else Path(directory).name, Path(directory), runs, history,
+                   list(man.get("swept") or []), man.get("target"))
+
+
+def default_metric(p: Problem) -> str:
+    if p.target:
+        return p.target["metric"]
+    for c in p.history.columns:
+        if c.startswith("val_") and c != "val_loss" and p.history[c].notna().any():
+            return c
+    return "val_loss"
+
+
+def per_run(p: Problem, metric: str, target: float | None) -> pd.DataFrame:
+    """One row per run: final and best of `metric`, epochs/steps/seconds to `target`, and the
+    area under the loss curve (val_loss, or train_loss without a validation split),
+    trapezoidal over epochs and divided by their span: the mean loss level of the run."""
+    up = higher_is_better(metric)
+    rows = []
+    hist = {rid: g.sort_values("epoch") for rid, g in p.history.groupby("run_id")} if len(p.history) else {}
+    for r in p.runs.itertuples(index=False):
+        r = r._asdict()
+        h = hist.get(r["run_id"])
+        row = {"run_id": r["run_id"], "status": r["status"], "final": math.nan, "best": math.nan,
+               "epochs_to_target": math.nan, "steps_to_target": math.nan, "time_to_target": math.nan,
+               "loss_auc": math.nan}
+        if metric.startswith("test_"):
+            row["final"] = r.get(metric, math.nan)
+        elif h is not None and metric in h:
+            vals = h[metric].to_numpy(dtype=float)
+            finite = vals[np.isfinite(vals)]
+            row["final"] = vals[-1]
+            row["best"] = (finite.max() if up else finite.min()) if len(finite) else math.nan
+            if target is not None:
+                hit = np.flatnonzero(vals >= target if up else vals <= target)
+                if len(hit):
+                    i = hit[0]
+                    row.update(epochs_to_target=h["epoch"].iloc[i], steps_to_target=h["step"].iloc[i],
+                               time_to_target=h["elapsed_s"].iloc[i])
+        if h is not None and len(h):
+            curve = h["val_loss"] if h["val_loss"].notna().all() else h["train_loss"]
+            y, x = curve.to_numpy(dtype=float), h["epoch"].to_numpy(dtype=float)
+            area = float(((y[1:] + y[:-1]) / 2 * np.diff(x)).sum())  # trapezoids
+            row["loss_auc"] = area / (x[-1] - x[0]) if len(x) > 1 else float(y[0])
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["run_id", "status", "final", "best", "epochs_to_target", "steps_to_target",
+                                       "time_to_target", "loss_auc"])
+
+
+def group_keys(problems: list[Problem], by: list[str] | None) -> list[str]:
+    """`by` as given (each key must be a runs.csv column of every problem), else the swept
+    keys all the problems share."""
+    if by:
+        for p in problems:
+            missing = [k for k in by if k not in p.runs.columns]
+            if missing:
+                swept = ", ".join(p.swept) or "none"
+                raise LossbenchError(f"--by: {p.dir} has no column {missing[0]!r}; its swept keys are: {swept}")
+        return list(by)
+    keys = list(problems[0].swept)
+    return [k for k in keys if all(k in q.swept for q in problems)]
+
+
+def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> pd.DataFrame:
+    """One row per group of `p` (see the module docstring), ranked, best first."""
+    from .results import cell_label
+
+    up = higher_is_better(metric)
+    stats = per_run(p, metric, target)
+    stats = stats.drop(columns="status")
+    frame = p.runs.drop(columns=[c for c in stats.columns if c != "run_id" and c in p.runs]) \
+        .merge(stats, on="run_id", how="left")  # ours: computed for this metric and target
+    for k in by:  # groupby drops NaN keys; a run without that key is its own value
+        frame[k] = frame[k].astype(object).where(frame[k].notna(), "-")
+    groups = frame.groupby(by, sort=False, dropna=False) if by else [((), frame)]
+    curves = {rid: g.sort_values("epoch")["val_loss"].tolist() for rid, g in p.history.groupby("run_id")} \
+        if len(p.history) else {}
+    test_cols = [c for c in p.runs.columns if c.startswith("test_")]
+    rows = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        ok = g[g.status == "ok"]
+        row = {"problem": p.name, "group": cell_label(by, key), **dict(zip(by, key)), "runs": len(g), "ok": len(ok),
+               "diverged": int((g.status == "diverged").sum()), "failed": int((g.status == "failed").sum())}
+        for what in ("final", "best"):
+            m, s, lo, hi = mean_std_ci(ok[what])
+            row.update({f"{what}_mean": m, f"{what}_std": s, f"{what}_ci_low": lo, f"{what}_ci_high": hi})
+        reached = ok.dropna(subset=["epochs_to_target"])
+        for c in ("epochs_to_target", "steps_to_target", "time_to_target"):
+            row[c] = reached[c].median() if len(reached) else math.nan
+        row["reached"] = len(reached) / len(g) if target is not None else math.nan
+        row["loss_auc_mean"], row["loss_auc_std"] = mean_std_ci(ok["loss_auc"])[:2]
+        for c in test_cols:
+            row[f"{c}_mean"], row[f"{c}_std"] = mean_std_ci(ok[c])[:2]
+        row["wall_time_s"] = g["wall_time_s"].mean()
+        cs = [curves[r] for r in ok["run_id"] if r in curves]
+        n = min((len(c) for c in cs), default=0)
+        row["val_loss_curve"] = [float(np.nanmean([c[i] for c in cs])) for i in range(n)]
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return _rank(out, up, target is not None) if len(out) else out
+
+
+def _rank(out: pd.DataFrame, up: bool, with_target: bool) -> pd.DataFrame:
+    """With a target: most seeds reaching it, then fewest epochs, then best metric.
+    Without: best metric (mean over seeds of each run's best epoch). Groups without an
+    `ok` run get no rank."""
+    primary = out["best_mean"].where(out["best_mean"].notna(), out["final_mean"])
+    score = pd.DataFrame({"m": -primary if up else primary})
+    cols = ["m"]
+    if with_target:
+        score["r"], score["e"] = -out["reached"], out["epochs_to_target"].fillna(math.inf)
+        cols = ["r", "e", "m"]
+    order = score.sort_values(cols, na_position="last", kind="stable").index
+    out = out.loc[order].reset_index(drop=True)
+    ranked = out["ok"].gt(0) & primary.loc[order].reset_index(drop=True).notna()
+    out.insert(0, "rank", np.where(ranked, ranked.cumsum(), np.nan))
+    return out
+
+
+def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | None = None,
+            target: float | None = None) -> pd.DataFrame:
+    """The comparison table of one or more results directories (rows of all problems,
+    each ranked within its problem). Each problem's target is its config's target when
+    the metric matches, unless `target` is given."""
+    problems = [load_problem(d) for d in dirs]
+    names = [p.name for p in problems]
+    for p in problems:
+        if names.count(p.name) > 1:  # the same experiment twice (e.g. two machines): tell them apart
+            p.name = str(p.dir)
+    keys = group_keys(problems, by)
+    m = metric or default_metric(problems[0])
+    higher_is_better(m)  # an unknown metric is one line before any work
+    frames = []
+    for p in problems:
+        t = target if target is not None else (p.target["value"] if p.target and p.target["metric"] == m else None)
+        f = aggregate(p, keys, m, t)
+        f.insert(2, "target", t)
+        frames.append(f)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs.update(metric=m, keys=keys, higher_is_better=higher_is_better(m))
+    return out
+
+
+def performance_profile(table: pd.DataFrame, cost: str = "time_to_target",
+                        taus=(1.0, 1.25, 1.5, 2.0, 4.0, 10.0)) -> pd.DataFrame:
+    """For each group label, the fraction of problems on which its cost (median to target;
+    infinite when fewer than half its seeds reach the target) is within a factor tau of
+    the best group's on that problem. A problem that no group solves counts against all."""
+    t = table.copy()
+    t["cost"] = t[cost].where(t["reached"] >= 0.5, math.inf).fillna(math.inf)
+    wide = t.pivot_table(index="group", columns="problem", values="cost", aggfunc="first")
+    wide = wide.reindex(columns=t["problem"].unique()).fillna(math.inf)  # a group absent from a problem never solves it
+    best = wide.min(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = wide / best
+    ratio.loc[:, ~np.isfinite(best.to_numpy())] = math.inf  # nobody solved it: no group is within any factor
+    rows = {f"tau={tau:g}": (ratio <= tau).mean(axis=1) for tau in taus}
+    out = pd.DataFrame(rows)
+    out.insert(0, "problems", wide.shape[1])
+    out = out.sort_values(list(rows), ascending=False, kind="stable")
+    out.attrs["ratios"] = ratio
+    return out.reset_index()
+
+
+def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.05,
+                   lr_key: str = "optimizer.lr") -> pd.DataFrame:
+    """For each group of `by` (without the lr key): the mean best metric at each swept lr,
+    the best lr, and the width in decades of the contiguous lr range around it whose mean
+    is within `tolerance` (relative) of the best."""
+    if lr_key not in p.runs.columns:
+        raise LossbenchError(f"{p.dir}: {lr_key} is not swept, so there is no learning-rate sensitivity to show")
+    keys = [k for k in by if k != lr_key]
+    up = higher_is_better(metric)
+    table = aggregate(p, [*keys, lr_key], metric, None)
+    table = table[table[lr_key] != "-"]
+    value = table["best_mean"].where(table["best_mean"].notna(), table["final_mean"])
+    table = table.assign(value=value, lr=table[lr_key].astype(float))
+    from .results import cell_label
+
+    rows = []
+    for key, g in (table.groupby(keys, sort=False) if keys else [((), table)]):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.sort_values("lr")
+        lrs, vals = g["lr"].to_numpy(), g["value"].to_numpy(dtype=float)
+        row = {"group": cell_label(keys, key), **dict(zip(keys, key)), "lrs": lrs.tolist(), "values": vals.tolist(),
+               "stds": g["best_std"].tolist(), "best_lr": math.nan, "best": math.nan, "lr_low": math.nan,
+               "lr_high": math.nan, "width_decades": math.nan}
+        if np.isfinite(vals).any():
+            i = int(np.nanargmax(vals) if up else np.nanargmin(vals))
+            best = vals[i]
+            ok = vals >= best - tolerance * abs(best) if up else vals <= best + tolerance * abs(best)
+            ok &= np.isfinite(vals)
+            lo = hi = i
+            while lo > 0 and ok[lo - 1]:
+                lo -= 1
+            while hi < len(vals) - 1 and ok[hi + 1]:
+                hi += 1
+            row.update(best_lr=lrs[i], best=best, lr_low=lrs[lo], lr_high=lrs[hi],
+                       width_decades=float(np.log10(lrs[hi] / lrs[lo])))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.sort_values("best", ascending=not up, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def curves(p: Problem, by: list[str], column: str) -> dict[str, pd.DataFrame]:
+    """group label -> per-epoch mean and std of `column` over the group's ok runs."""
+    from .results import cell_label
+
+    frame = p.runs[p.runs.status == "ok"].copy()
+    for k in by:
+        frame[k] = frame[k].astype(object).where(frame[k].notna(), "-")
+    out = {}
+    for key, g in (frame.groupby(by, sort=False) if by else [((), frame)]):
+        key = key if isinstance(key, tuple) else (key,)
+        h = p.history[p.history.run_id.isin(g.run_id)]
+        if len(h) and column in h:
+            out[cell_label(by, key)] = h.groupby("epoch")[column].agg(["mean", "std", "count"]).reset_index()
+    return out
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A pipe table (GitHub/pandoc); cells are plain text, pipes escaped."""
+    cols = list(table.columns)
+    esc = [[str(c).replace("|", "\\|") for c in cols]]
+    for row in table.itertuples(index=False):
+        esc.append([_md(v).replace("|", "\\|") for v in row])
+    lines = ["| " + " | ".join(r) + " |" for r in esc]
+    lines.insert(1, "| " + " | ".join("---" for _ in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _md(v) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6g}"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return str(v)
