@@ -42,8 +42,12 @@ def run(config: str | Path, out: str | Path | None = None, overrides: list[str] 
 
 
 def load(directory: str | Path) -> Results:
-    """The tables of a finished (or partly finished) results directory."""
-    from .results import read_results, summarize
+    """The tables of a finished (or partly finished) results directory; `summary` ranks
+    the grid cells on the config's target metric (or the first validation metric)."""
+    from .compare import aggregate, default_metric, load_problem
 
-    runs, history, man = read_results(directory)
-    return Results(Path(directory), runs, history, summarize(runs, history, man["swept"], man["target"]))
+    p = load_problem(directory)
+    metric = default_metric(p)
+    summary = aggregate(p, [k for k in p.swept if k in p.runs.columns], metric, p.target["value"] if p.target else None)
+    summary.attrs.update(metric=metric)
+    return Results(Path(directory), p.runs, p.history, summary)

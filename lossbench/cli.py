@@ -147,6 +147,90 @@ def show(results_dir: Annotated[Path, typer.Argument(help="A results directory w
     print_summary(_console(), res.summary, res.runs, str(results_dir), target)
 
 
+def _keys(by: Optional[List[str]]) -> Optional[list[str]]:
+    return [k.strip() for item in by for k in item.split(",") if k.strip()] if by else None
+
+
+@app.command()
+def compare(
+    results_dirs: Annotated[List[Path], typer.Argument(help="One or more results directories (several: one problem each).")],
+    by: Annotated[Optional[List[str]], typer.Option("--by", help="Group by these runs.csv columns, comma-separated (default: the swept keys, seed excluded).")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="val_accuracy, val_loss, train_loss, val_mae, test_accuracy, ... (default: the target's metric).")] = None,
+    target: Annotated[Optional[float], typer.Option("--target", help="Target value of the metric for the to-target columns (default: the config's).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or markdown.")] = "table",
+    profile: Annotated[bool, typer.Option("--profile", help="Performance profile across the directories instead of the table.")] = False,
+    cost: Annotated[str, typer.Option("--cost", help="What the profile compares: time, epochs or steps to target.")] = "time",
+    lr: Annotated[bool, typer.Option("--lr", help="Learning-rate sensitivity instead of the table (needs optimizer.lr swept).")] = False,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="For --lr: the range of lrs within this fraction of the best.")] = 0.05,
+) -> None:
+    """Compare groups of runs across seeds: mean ± std and 95% intervals, epochs/steps/time
+    to target, loss AUC, ranks; or a performance profile (--profile) or lr sensitivity (--lr)."""
+    from . import compare as cmp
+    from .errors import LossbenchError
+    from .report import compare_table, lr_table, profile_table
+
+    if fmt not in ("table", "csv", "markdown"):
+        _fail(f"--format: unknown format {fmt!r}; choose table, csv or markdown")
+    if cost not in ("time", "epochs", "steps"):
+        _fail(f"--cost: unknown cost {cost!r}; choose time, epochs or steps")
+    if profile and lr:
+        _fail("--profile and --lr are two different views; choose one")
+    try:
+        table = cmp.compare(results_dirs, _keys(by), metric, target)
+        if profile:
+            if table["target"].isna().all():
+                raise LossbenchError("--profile needs a target: set one in the configs or give --metric and --target")
+            view, rich = cmp.performance_profile(table, f"{cost}_to_target"), None
+            rich = profile_table(view, f"{cost}_to_target") if fmt == "table" else None
+        elif lr:
+            keys = table.attrs["keys"]
+            parts = [cmp.lr_sensitivity(cmp.load_problem(d), keys, table.attrs["metric"], tolerance) for d in results_dirs]
+            view = pd_concat(parts, results_dirs)
+            rich = lr_table(view, table.attrs["metric"], tolerance) if fmt == "table" else None
+        else:
+            view, rich = table, compare_table(table) if fmt == "table" else None
+    except (LossbenchError, OSError, ValueError, KeyError) as e:
+        _fail(str(e))
+    if rich is not None:
+        _console().print(rich)
+    elif fmt == "csv":
+        typer.echo(cmp.flat(view).to_csv(index=False), nl=False)
+    else:
+        typer.echo(cmp.to_markdown(cmp.flat(view)), nl=False)
+
+
+@app.command()
+def plot(
+    results_dirs: Annotated[List[Path], typer.Argument(help="A results directory (several for --kind profile).")],
+    kind: Annotated[str, typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr or profile.")] = "all",
+    metric: Annotated[Optional[str], typer.Option("--metric", help="The metric to plot (default: the target's metric).")] = None,
+    by: Annotated[Optional[List[str]], typer.Option("--by", help="Group by these columns, comma-separated (default: the swept keys).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="FILE.png, .svg or .pdf (default: RESULTS_DIR/plot-KIND.png).")] = None,
+    log: Annotated[bool, typer.Option("--log", help="Log scale for losses.")] = False,
+    cost: Annotated[str, typer.Option("--cost", help="For --kind profile: time, epochs or steps to target.")] = "time",
+) -> None:
+    """Draw convergence curves (mean ± std band over seeds), training vs validation loss,
+    final metric with error bars, lr sensitivity, or a performance profile."""
+    from .errors import LossbenchError
+    from .plots import plot as draw
+
+    if cost not in ("time", "epochs", "steps"):
+        _fail(f"--cost: unknown cost {cost!r}; choose time, epochs or steps")
+    try:
+        path = draw(results_dirs, kind, metric, _keys(by), out, log, f"{cost}_to_target")
+    except (LossbenchError, OSError, ValueError, KeyError) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {path}")
+
+
+def pd_concat(parts, dirs):
+    import pandas as pd
+
+    for p, d in zip(parts, dirs):
+        p.insert(0, "problem", str(d))
+    return pd.concat(parts, ignore_index=True)
+
+
 @app.command("list")
 def list_(
     kind: Annotated[Optional[str], typer.Argument(help="datasets, models, losses, optimizers or schedules (default: all)")] = None,

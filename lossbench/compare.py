@@ -176,7 +176,9 @@ def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> p
         row["val_loss_curve"] = [float(np.nanmean([c[i] for c in cs])) for i in range(n)]
         rows.append(row)
     out = pd.DataFrame(rows)
-    return _rank(out, up, target is not None) if len(out) else out
+    out = _rank(out, up, target is not None) if len(out) else out
+    out.attrs.update(metric=metric, higher_is_better=up)
+    return out
 
 
 def _rank(out: pd.DataFrame, up: bool, with_target: bool) -> pd.DataFrame:
@@ -294,6 +296,15 @@ def curves(p: Problem, by: list[str], column: str) -> dict[str, pd.DataFrame]:
         h = p.history[p.history.run_id.isin(g.run_id)]
         if len(h) and column in h:
             out[cell_label(by, key)] = h.groupby("epoch")[column].agg(["mean", "std", "count"]).reset_index()
+    return out
+
+
+def flat(table: pd.DataFrame) -> pd.DataFrame:
+    """For CSV and Markdown: list-valued columns (curves, per-lr values) as JSON text."""
+    out = table.copy()
+    for c in out.columns:
+        if out[c].map(lambda v: isinstance(v, list)).any():
+            out[c] = out[c].map(json.dumps)
     return out
 
 

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -32,32 +33,50 @@ def _pm(mean, std, digits=4) -> str:
     return s
 
 
+def _ci(lo, hi, digits=4) -> str:
+    return "—" if lo is None or math.isnan(lo) else f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _to_target(row) -> str:
+    e = row["epochs_to_target"]
+    if math.isnan(row["reached"]):  # no target
+        return "—"
+    return "never" if math.isnan(e) else f"{e:g} ({row['reached']:.0%})"
+
+
+def _status(row):
+    status = f"{row['ok']}/{row['diverged']}/{row['failed']}"
+    return Text(status, style="red") if row["diverged"] or row["failed"] else status
+
+
+def _rank(row) -> str:
+    return "–" if math.isnan(row["rank"]) else f"{row['rank']:.0f}"
+
+
 def summary_table(summary: pd.DataFrame, title: str, target: dict | None) -> Table:
-    col = summary.attrs.get("rank_by", "final_val_loss")
+    """The table `run` and `show` print: one row per grid cell, best first."""
+    metric = summary.attrs.get("metric", "metric")
     table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("grid cell")
-    table.add_column(f"{col} (mean ± std)", justify="right")
+    table.add_column(f"best {metric} (mean ± std)", justify="right")
     test_cols = [c[:-5] for c in summary.columns if c.startswith("test_") and c.endswith("_mean")]
-    if len(test_cols) > 1:  # the loss is already ranked on; keep the table narrow
+    if len(test_cols) > 1:  # keep the table narrow: the loss is not comparable across losses anyway
         test_cols = [c for c in test_cols if c != "test_loss"]
     for c in test_cols:
         table.add_column(c, justify="right")
     if target:
-        table.add_column(f"epochs to {target['metric']} {'≥' if 'loss' not in target['metric'] and 'mae' not in target['metric'] else '≤'} {target['value']:g}", justify="right")
+        table.add_column(f"epochs to {target['metric']} {'≥' if summary.attrs.get('higher_is_better') else '≤'} "
+                         f"{target['value']:g}", justify="right")
     table.add_column("ok/div/fail", justify="center")
     table.add_column("val loss", no_wrap=True)
-    for i, row in summary.iterrows():
-        ranked = not math.isnan(row[f"{col}_mean"])
-        cells = [str(i + 1) if ranked else "–", str(row["cell"]), _pm(row[f"{col}_mean"], row[f"{col}_std"])]
+    for _, row in summary.iterrows():
+        cells = [_rank(row), escape(str(row["group"])), _pm(row["best_mean"], row["best_std"])]
         cells += [_pm(row[f"{c}_mean"], row[f"{c}_std"]) for c in test_cols]
         if target:
-            e = row["epochs_to_target"]
-            cells.append("never" if math.isnan(e) else f"{e:g} ({row['reached_target']:.0%})")
-        status = f"{row['ok']}/{row['diverged']}/{row['failed']}"
-        cells.append(Text(status, style="red") if row["diverged"] or row["failed"] else status)
-        cells.append(sparkline(row["val_loss_curve"]))
-        table.add_row(*cells, style="bold green" if i == 0 and ranked else None)
+            cells.append(_to_target(row))
+        cells += [_status(row), sparkline(row["val_loss_curve"])]
+        table.add_row(*cells, style="bold green" if row["rank"] == 1 else None)
     return table
 
 
@@ -68,7 +87,58 @@ def print_summary(console: Console, summary: pd.DataFrame, runs: pd.DataFrame, t
                   f"{counts.get('failed', 0)} failed")
     failed = runs[runs.status == "failed"]
     for _, r in failed.head(5).iterrows():
-        console.print(f"[red]failed[/red] {r['run_id']}: {r['error']}")
+        console.print(f"[red]failed[/red] {r['run_id']}: {escape(str(r['error']))}")
+
+
+def compare_table(table: pd.DataFrame) -> Table:
+    """`lossbench compare`: every figure of compare.aggregate for each group."""
+    metric = table.attrs["metric"]
+    several = table["problem"].nunique() > 1
+    t = Table(title=f"{metric} ({'higher' if table.attrs['higher_is_better'] else 'lower'} is better); "
+                    "mean ± std and 95% interval over seeds", title_justify="left")
+    cols = ["#", *(["problem"] if several else []), "group", f"final {metric}", "95% CI", f"best {metric}", "95% CI",
+            "epochs to target", "steps", "time (s)", "loss AUC", "ok/div/fail", "val loss"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("problem", "group", "val loss") else "right", no_wrap=c == "val loss")
+    for _, row in table.iterrows():
+        cells = [_rank(row), *([escape(str(row["problem"]))] if several else []), escape(str(row["group"])),
+                 _pm(row["final_mean"], row["final_std"]), _ci(row["final_ci_low"], row["final_ci_high"]),
+                 _pm(row["best_mean"], row["best_std"]), _ci(row["best_ci_low"], row["best_ci_high"]),
+                 _to_target(row), _num(row["steps_to_target"], 0), _num(row["time_to_target"], 3),
+                 _pm(row["loss_auc_mean"], row["loss_auc_std"]), _status(row), sparkline(row["val_loss_curve"])]
+        t.add_row(*cells, style="bold green" if row["rank"] == 1 else None)
+    return t
+
+
+def profile_table(profile: pd.DataFrame, cost: str) -> Table:
+    t = Table(title=f"performance profile: fraction of problems on which the {cost.replace('_', ' ')} is within "
+                    "a factor τ of the best", title_justify="left")
+    t.add_column("group")
+    t.add_column("problems", justify="right")
+    taus = [c for c in profile.columns if c.startswith("tau=")]
+    for c in taus:
+        t.add_column(c.replace("tau", "τ"), justify="right")
+    for _, row in profile.iterrows():
+        t.add_row(escape(str(row["group"])), str(row["problems"]), *[f"{row[c]:.2f}" for c in taus])
+    return t
+
+
+def lr_table(sens: pd.DataFrame, metric: str, tolerance: float) -> Table:
+    t = Table(title=f"learning-rate sensitivity: best {metric} per lr (mean over seeds); the range within "
+                    f"{tolerance:.0%} of the best", title_justify="left")
+    for c in ("group", "best lr", f"best {metric}", "lr range", "width (decades)", "per lr"):
+        t.add_column(c, justify="left" if c in ("group", "per lr") else "right")
+    for _, row in sens.iterrows():
+        per = "  ".join(f"{lr:g}: {_num(v)}" for lr, v in zip(row["lrs"], row["values"]))
+        rng = "—" if math.isnan(row["lr_low"]) else f"{row['lr_low']:g} – {row['lr_high']:g}"
+        t.add_row(escape(str(row["group"])), _num(row["best_lr"], 4, "g"), _num(row["best"]), rng,
+                  _num(row["width_decades"], 2), per)
+    return t
+
+
+def _num(v, digits=4, kind="f") -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}{kind}}" if kind == "f" \
+        else f"{v:{kind}}"
 
 
 def print_preview(console: Console, exp, out_dir) -> None:

@@ -9,13 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import LossbenchError
-from .train import HIGHER_IS_BETTER
+from .compare import higher_is_better
 
 RECORDS = "records"
-
-
-def higher_is_better(metric: str) -> bool:
-    return HIGHER_IS_BETTER[metric.split("_", 1)[-1] if metric != "train_loss" else "loss"]
 
 
 def to_target(history: list[dict], target: dict | None) -> tuple[float, float]:
@@ -90,50 +86,6 @@ def read_results(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dic
     runs["error"] = runs["error"].fillna("")
     history = pd.read_csv(d / "history.csv")
     return runs, history, json.loads((d / "manifest.json").read_text())
-
-
-def sort_key(target: dict | None) -> tuple[str, bool]:
-    """The runs.csv column cells are ranked by, and whether higher is better."""
-    if target:
-        m = target["metric"]
-        return ("final_train_loss", False) if m == "train_loss" else (f"best_{m}", higher_is_better(m))
-    return "final_val_loss", False
-
-
-def summarize(runs: pd.DataFrame, history: pd.DataFrame, swept: list[str], target: dict | None) -> pd.DataFrame:
-    """One row per grid cell: counts by status, mean and std over the seeds of the ranking
-    metric and the test metrics, median epochs-to-target, mean validation-loss curve.
-    Diverged and failed runs count but never contribute figures, so never rank best."""
-    col, up = sort_key(target)
-    keys = [k for k in swept if k in runs.columns]
-    frame = runs.copy()
-    for k in keys:  # groupby drops NaN keys; a cell without that key is its own value
-        frame[k] = frame[k].astype(object).where(frame[k].notna(), "-")
-    groups = frame.groupby(keys, sort=False, dropna=False) if keys else [((), frame)]
-    curves = {rid: g["val_loss"].tolist() for rid, g in history.groupby("run_id")} if len(history) else {}
-    test_cols = [c for c in runs.columns if c.startswith("test_")]
-    rows = []
-    for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        ok = g[g.status == "ok"]
-        row = {"cell": cell_label(keys, key),
-               **dict(zip(keys, key)), "runs": len(g), "ok": len(ok),
-               "diverged": int((g.status == "diverged").sum()), "failed": int((g.status == "failed").sum()),
-               f"{col}_mean": ok[col].mean(), f"{col}_std": ok[col].std(ddof=1) if len(ok) > 1 else math.nan}  # one seed: no spread to show
-        for c in test_cols:
-            row[f"{c}_mean"], row[f"{c}_std"] = ok[c].mean(), ok[c].std(ddof=1) if len(ok) > 1 else math.nan
-        row["epochs_to_target"] = ok["epochs_to_target"].median() if target else math.nan
-        row["reached_target"] = ok["epochs_to_target"].notna().mean() if target and len(ok) else math.nan
-        row["wall_time_s"] = g["wall_time_s"].mean()
-        cs = [curves[r] for r in ok["run_id"] if r in curves]
-        n = min((len(c) for c in cs), default=0)
-        row["val_loss_curve"] = [sum(c[i] for c in cs) / len(cs) for i in range(n)] if n else []
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    if len(out):
-        out = out.sort_values(f"{col}_mean", ascending=not up, na_position="last", kind="stable").reset_index(drop=True)
-    out.attrs["rank_by"], out.attrs["higher_is_better"] = col, up
-    return out
 
 
 def cell_label(keys: list[str], values: tuple) -> str:

@@ -122,7 +122,7 @@ def test_ctrl_c_keeps_finished_runs_prints_the_partial_summary_and_exits_130(tmp
     runs = pd.read_csv(out / "runs.csv")
     assert sorted(runs.run_id) == sorted(recorded)  # the tables were brought up to date on the way out
     assert f"{len(recorded)} of {N_RUNS} runs recorded; run the same command again" in output
-    assert f"{len(recorded)} runs: {len(recorded)} ok" in output and "best_val_accuracy" in output
+    assert f"{len(recorded)} runs: {len(recorded)} ok" in output and "best val_accuracy" in output
     assert json.loads((out / "manifest.json").read_text())["interrupted"] is True
 
     r = subprocess.run([sys.executable, "-m", "lossbench", "run", str(cfg), "--out", str(out), "-q"],

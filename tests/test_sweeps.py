@@ -54,7 +54,7 @@ def test_one_worker_and_two_workers_give_identical_tables(tmp_path):
     (a, ha), (b, hb) = tables(tmp_path / "one"), tables(tmp_path / "two")
     pd.testing.assert_frame_equal(a, b)  # exact: same floats, same order
     pd.testing.assert_frame_equal(ha, hb)
-    assert r1.summary["cell"].tolist() == r2.summary["cell"].tolist()
+    assert r1.summary["group"].tolist() == r2.summary["group"].tolist()
 
 
 def test_raising_diverging_and_killed_runs_fail_alone(tmp_path):
@@ -96,7 +96,7 @@ grid:
     # the survivors trained to the end, and the diverged run is not ranked
     assert (runs[runs.status == "ok"].epochs == 300).all()
     summary = lossbench.load(tmp_path / "o").summary
-    assert summary.iloc[0]["cell"] in ("lr=0.1", "lr=0.02") and summary.iloc[0]["ok"] == 1
+    assert summary.iloc[0]["group"] in ("lr=0.1", "lr=0.02") and summary.iloc[0]["ok"] == 1
     # the exit code says a run failed; --retry-failed trains the failed ones again (the kill is gone)
     vanish.write_text("a,b,y\n" + rows + "\n")
     r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "--retry-failed", "-j", "2"])

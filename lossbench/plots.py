@@ -1,0 +1,148 @@
+"""PNG/SVG figures of a comparison (the optional extra `lossbench[plot]`: matplotlib).
+
+Every figure is drawn from the same aggregation as `compare` (lossbench.compare), on a
+matplotlib `Figure` object rather than pyplot's global state, so plotting from a
+notebook or a thread does not disturb anything else.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from . import compare as cmp
+from .errors import LossbenchError
+
+KINDS = ("all", "curves", "train-val", "bars", "lr", "profile")
+
+
+def _figure(rows: int, cols: int, size=(6.4, 4.2)):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise LossbenchError("lossbench plot needs matplotlib: pip install 'lossbench[plot]'") from None
+    return Figure(figsize=(size[0] * cols, size[1] * rows), layout="constrained")
+
+
+def _label(metric: str) -> str:
+    return metric.replace("_", " ")
+
+
+def draw_curves(ax, p: cmp.Problem, by: list[str], metric: str, log: bool) -> None:
+    """Mean over the seeds per group, with a ±std band."""
+    for label, c in cmp.curves(p, by, metric).items():
+        line, = ax.plot(c["epoch"], c["mean"], label=label, lw=1.6)
+        std = c["std"].fillna(0.0)
+        ax.fill_between(c["epoch"], c["mean"] - std, c["mean"] + std, color=line.get_color(), alpha=0.2, lw=0)
+    ax.set(title=f"{_label(metric)} by epoch (mean ± std over seeds)", xlabel="epoch", ylabel=_label(metric))
+    if log and "loss" in metric:
+        ax.set_yscale("log")
+    _legend(ax)
+
+
+def draw_train_val(ax, p: cmp.Problem, by: list[str], log: bool) -> None:
+    """Training loss solid, validation loss dashed, same colour per group: the gap shows over-fitting."""
+    train, val = cmp.curves(p, by, "train_loss"), cmp.curves(p, by, "val_loss")
+    for label, c in train.items():
+        line, = ax.plot(c["epoch"], c["mean"], lw=1.6, label=label)
+        if label in val:
+            ax.plot(val[label]["epoch"], val[label]["mean"], lw=1.6, ls="--", color=line.get_color())
+    ax.set(title="training (solid) vs validation (dashed) loss", xlabel="epoch", ylabel="loss")
+    if log:
+        ax.set_yscale("log")
+    _legend(ax)
+
+
+def draw_bars(ax, table, metric: str) -> None:
+    """Best metric per group, mean with std error bars, in rank order."""
+    t = table[table["best_mean"].notna() | table["final_mean"].notna()]
+    col = "best" if t["best_mean"].notna().any() else "final"
+    ax.bar(range(len(t)), t[f"{col}_mean"], yerr=t[f"{col}_std"].fillna(0.0), capsize=4, color="tab:blue", alpha=0.8)
+    ax.set_xticks(range(len(t)), t["group"], rotation=30, ha="right", fontsize=8)
+    ax.set(title=f"{col} {_label(metric)} per group (mean ± std over seeds)", ylabel=_label(metric))
+    if len(t):
+        lo, hi = (t[f"{col}_mean"] - t[f"{col}_std"].fillna(0)).min(), (t[f"{col}_mean"] + t[f"{col}_std"].fillna(0)).max()
+        pad = (hi - lo) * 0.15 or abs(hi) * 0.05 or 1.0
+        ax.set_ylim(lo - pad, hi + pad)  # differences of a percent must be visible
+
+
+def draw_lr(ax, sens, metric: str) -> None:
+    for _, row in sens.iterrows():
+        ax.errorbar(row["lrs"], row["values"], yerr=[0.0 if math.isnan(s) else s for s in row["stds"]],
+                    marker="o", capsize=3, label=row["group"] or "all")
+    ax.set_xscale("log")
+    ax.set(title=f"learning-rate sensitivity: best {_label(metric)}", xlabel="learning rate (log scale)",
+           ylabel=_label(metric))
+    _legend(ax)
+
+
+def draw_profile(ax, profile) -> None:
+    ratios = profile.attrs["ratios"]
+    finite = ratios.to_numpy()[~(ratios.to_numpy() == math.inf)]
+    top = max(2.0, float(finite.max()) * 1.1) if finite.size else 2.0
+    for group, r in ratios.iterrows():
+        taus = sorted(v for v in r if math.isfinite(v))
+        xs = [1.0, *taus, top]
+        ys = [sum(t <= x for t in taus) / len(r) for x in xs]
+        ax.step(xs, ys, where="post", label=group, lw=1.6)
+    ax.set(title="performance profile", xlabel="τ (within this factor of the best)", ylabel="fraction of problems",
+           ylim=(-0.02, 1.02))
+    ax.set_xscale("log")
+    _legend(ax)
+
+
+def _history_metric(metric: str) -> str:
+    """Test metrics exist only at the end of a run; their curve is the validation one."""
+    return "val_" + metric[5:] if metric.startswith("test_") else metric
+
+
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
+
+
+def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, by: list[str] | None = None,
+         out: str | Path | None = None, log: bool = False, cost: str = "time_to_target",
+         tolerance: float = 0.05) -> Path:
+    """Draw `kind` for the results in `dirs` and save it; returns the file written."""
+    if kind not in KINDS:
+        raise LossbenchError(f"--kind: unknown figure {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind != "profile" and len(dirs) != 1:
+        raise LossbenchError(f"--kind {kind} draws one results directory; --kind profile compares several")
+    table = cmp.compare(dirs, by, metric)
+    metric, keys = table.attrs["metric"], table.attrs["keys"]
+    p = cmp.load_problem(dirs[0])
+    if kind == "profile":
+        if table["target"].isna().all():
+            raise LossbenchError("--kind profile needs a target: set one in the configs or give --metric and a target")
+        fig = _figure(1, 1)
+        draw_profile(fig.add_subplot(), cmp.performance_profile(table, cost))
+    elif kind == "all":
+        lr_swept = "optimizer.lr" in p.runs.columns
+        fig = _figure(2, 2)
+        axes = fig.subplots(2, 2).ravel()
+        draw_curves(axes[0], p, keys, _history_metric(metric), log)
+        draw_train_val(axes[1], p, keys, log)
+        draw_bars(axes[2], table, metric)
+        if lr_swept:
+            draw_lr(axes[3], cmp.lr_sensitivity(p, keys, metric, tolerance), metric)
+        else:
+            axes[3].set_axis_off()
+            axes[3].text(0.5, 0.5, "optimizer.lr is not swept:\nno learning-rate sensitivity", ha="center", va="center")
+        fig.suptitle(f"{p.name}: {len(p.runs)} runs")
+    else:
+        fig = _figure(1, 1)
+        ax = fig.add_subplot()
+        if kind == "curves":
+            draw_curves(ax, p, keys, _history_metric(metric), log)
+        elif kind == "train-val":
+            draw_train_val(ax, p, keys, log)
+        elif kind == "bars":
+            draw_bars(ax, table, metric)
+        else:
+            draw_lr(ax, cmp.lr_sensitivity(p, keys, metric, tolerance), metric)
+    path = Path(out) if out is not None else Path(dirs[0]) / f"plot-{kind}.png"
+    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise LossbenchError(f"--out: {path}: the file must end in .png, .svg or .pdf")
+    fig.savefig(path, dpi=120)
+    return path
