@@ -215,7 +215,7 @@ def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | N
     for p in problems:
         t = target if target is not None else (p.target["value"] if p.target and p.target["metric"] == m else None)
         f = aggregate(p, keys, m, t)
-        f.insert(2, "target", t)
+        f.insert(2, "target", math.nan if t is None else t)
         frames.append(f)
     out = pd.concat(frames, ignore_index=True)
     out.attrs.update(metric=m, keys=keys, higher_is_better=higher_is_better(m))

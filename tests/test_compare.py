@@ -1,0 +1,224 @@
+"""`compare` and `plot` on results directories whose numbers the test wrote itself, so every
+figure is checked against a computation made here, independently of lossbench."""
+
+import io
+import json
+import math
+import statistics
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lossbench import compare as cmp
+from lossbench.cli import app
+
+runner = CliRunner()
+T975_2DF = 4.303  # Student's t, 97.5% quantile, 2 degrees of freedom (three seeds)
+
+
+def make_dir(path, name, runs, swept=("optimizer.name", "optimizer.lr"), target=None):
+    """A results directory as `lossbench run` writes it, from per-run accuracy/loss curves."""
+    path.mkdir(parents=True)
+    rows, hist = [], []
+    for i, r in enumerate(runs):
+        rid = f"{name[:4]}{i:08d}"
+        acc, loss, dt = r.get("acc", []), r.get("loss") or [1.0 / (e + 1) for e in range(len(r.get("acc", [])))], r.get("dt", 0.5)
+        rows.append({"run_id": rid, **{k: r[k.split(".")[1]] for k in swept}, "seed": r["seed"], "status": r["status"],
+                     "epochs": len(acc), "test_accuracy": r.get("test", math.nan), "wall_time_s": dt * len(acc),
+                     "n_params": 10, "error": "boom" if r["status"] == "failed" else ""})
+        for e, (a, lo) in enumerate(zip(acc, loss), start=1):
+            hist.append({"run_id": rid, "epoch": e, "step": 10 * e, "train_loss": lo * 0.9, "val_loss": lo,
+                         "val_accuracy": a, "lr": 0.1, "grad_norm": 1.0, "elapsed_s": dt * e})
+    pd.DataFrame(rows).to_csv(path / "runs.csv", index=False)
+    pd.DataFrame(hist).to_csv(path / "history.csv", index=False)
+    (path / "manifest.json").write_text(json.dumps({"config": f"configs/{name}.yaml", "swept": list(swept),
+                                                     "target": target}))
+    return path
+
+
+A = [[0.5, 0.8, 0.9, 0.95], [0.6, 0.85, 0.92, 0.91], [0.4, 0.7, 0.75, 0.88]]
+LOSS_A0 = [1.0, 0.6, 0.4, 0.3]
+
+
+@pytest.fixture
+def problem(tmp_path):
+    runs = [{"name": "adam", "lr": 0.1, "seed": s, "status": "ok", "acc": a, "test": 0.9 + s / 100} for s, a in enumerate(A)]
+    runs[0]["loss"] = LOSS_A0
+    runs += [{"name": "sgd", "lr": 0.1, "seed": 0, "status": "ok", "acc": [0.3, 0.5, 0.6, 0.7]},
+             {"name": "sgd", "lr": 0.1, "seed": 1, "status": "ok", "acc": [0.35, 0.55, 0.65, 0.72]},
+             # diverged after a lucky first epoch: must count, but never contribute its 0.99
+             {"name": "sgd", "lr": 0.1, "seed": 2, "status": "diverged", "acc": [0.99, math.nan]},
+             {"name": "rmsprop", "lr": 0.1, "seed": 0, "status": "failed"},
+             {"name": "sgd", "lr": 0.01, "seed": 0, "status": "ok", "acc": [0.91, 0.93, 0.94, 0.96]}]
+    return make_dir(tmp_path / "p", "toy", runs, target={"metric": "val_accuracy", "value": 0.9})
+
+
+def row(table, group):
+    return table.set_index("group").loc[group]
+
+
+def test_aggregation_matches_an_independent_computation(problem):
+    t = cmp.compare([problem])
+    a = row(t, "adam, lr=0.1")
+    finals, bests = [x[-1] for x in A], [max(x) for x in A]
+    assert a["final_mean"] == pytest.approx(statistics.mean(finals))
+    assert a["final_std"] == pytest.approx(statistics.stdev(finals))
+    half = T975_2DF * statistics.stdev(bests) / math.sqrt(3)
+    assert (a["best_ci_low"], a["best_ci_high"]) == pytest.approx((statistics.mean(bests) - half, statistics.mean(bests) + half), abs=1e-4)
+    # target 0.9: seeds 0 and 1 reach it at epoch 3 (step 30, 1.5 s), seed 2 never
+    assert (a["epochs_to_target"], a["steps_to_target"], a["time_to_target"]) == (3, 30, 1.5)
+    assert a["reached"] == pytest.approx(2 / 3)
+    # area under seed 0's validation loss, by trapezoids over epochs 1..4, per epoch
+    auc0 = ((1.0 + 0.6) / 2 + (0.6 + 0.4) / 2 + (0.4 + 0.3) / 2) / 3
+    other = [sum((1 / (e + 1) + 1 / (e + 2)) / 2 for e in range(3)) / 3] * 2
+    assert a["loss_auc_mean"] == pytest.approx(statistics.mean([auc0, *other]))
+    assert a["test_accuracy_mean"] == pytest.approx(0.91)
+
+    s = row(t, "sgd, lr=0.1")
+    assert (s["runs"], s["ok"], s["diverged"], s["failed"]) == (3, 2, 1, 0)
+    assert s["best_mean"] == pytest.approx(0.71) and s["reached"] == 0 and math.isnan(s["epochs_to_target"])
+
+
+def test_ranking_puts_reliability_first_and_never_ranks_a_group_without_ok_runs(problem):
+    t = cmp.compare([problem])
+    # sgd 0.01: its one seed reaches 0.9 at epoch 1; adam: 2 of 3 seeds; sgd 0.1: none (its diverged run does not help)
+    assert t["group"].tolist() == ["sgd, lr=0.01", "adam, lr=0.1", "sgd, lr=0.1", "rmsprop, lr=0.1"]
+    assert t["rank"].tolist()[:3] == [1, 2, 3] and math.isnan(t["rank"].iloc[3])
+    r = row(t, "rmsprop, lr=0.1")
+    assert r["failed"] == 1 and math.isnan(r["best_mean"]) and math.isnan(r["loss_auc_mean"])
+    # single seed: a mean, no spread and no interval
+    one = row(t, "sgd, lr=0.01")
+    assert one["best_mean"] == 0.96 and math.isnan(one["best_std"]) and math.isnan(one["best_ci_low"])
+    # without a target (val_loss, lower is better) cells rank on the metric alone
+    by_loss = cmp.compare([problem], metric="val_loss")
+    ranked = by_loss.dropna(subset=["rank"])
+    assert ranked["best_mean"].is_monotonic_increasing and math.isnan(by_loss["target"].iloc[0])
+
+
+def test_grouping_by_a_chosen_key_pools_the_rest(problem):
+    t = cmp.compare([problem], by=["optimizer.name"])
+    s = row(t, "sgd")
+    assert (s["runs"], s["ok"]) == (4, 3)
+    assert s["best_mean"] == pytest.approx(statistics.mean([0.7, 0.72, 0.96]))
+
+
+def test_performance_profile(tmp_path):
+    def runs(times):  # reaching 0.9 at epoch 2; dt scales the time it took
+        return [{"name": n, "lr": 0.1, "seed": 0, "status": "ok", "acc": [0.5, 0.95], "dt": dt / 2}
+                for n, dt in times.items()] + [{"name": "sgd", "lr": 0.1, "seed": 0, "status": "ok", "acc": [0.1, 0.2]}]
+    target = {"metric": "val_accuracy", "value": 0.9}
+    p1 = make_dir(tmp_path / "a", "one", runs({"adam": 1.0, "momentum": 2.0}), target=target)
+    p2 = make_dir(tmp_path / "b", "two", runs({"adam": 3.0, "momentum": 1.5}), target=target)
+    prof = cmp.performance_profile(cmp.compare([p1, p2]), taus=(1, 1.5, 2, 10)).set_index("group")
+    # ratios to the best: adam 1 and 2, momentum 2 and 1, sgd never reaches the target
+    assert prof.loc["adam, lr=0.1", ["tau=1", "tau=1.5", "tau=2", "tau=10"]].tolist() == [0.5, 0.5, 1.0, 1.0]
+    assert prof.loc["momentum, lr=0.1", ["tau=1", "tau=2"]].tolist() == [0.5, 1.0]
+    assert prof.loc["sgd, lr=0.1", "tau=10"] == 0 and (prof["problems"] == 2).all()
+    r = runner.invoke(app, ["compare", str(p1), str(p2), "--profile", "--format", "csv"])
+    assert r.exit_code == 0 and pd.read_csv(io.StringIO(r.output)).set_index("group").loc["adam, lr=0.1", "tau=2"] == 1.0
+    r = runner.invoke(app, ["compare", str(p1), str(p2), "--profile", "--cost", "epochs"])
+    assert r.exit_code == 0 and "epochs to target" in r.output  # epochs: both reach at 2, a tie
+
+
+def test_lr_sensitivity(tmp_path):
+    best = {0.001: 0.5, 0.01: 0.9, 0.03: 0.95, 0.1: 0.93, 1.0: 0.2}
+    runs = [{"name": "sgd", "lr": lr, "seed": s, "status": "ok", "acc": [v - 0.1, v + (s - 0.5) * 0.01]}
+            for lr, v in best.items() for s in (0, 1)]
+    p = make_dir(tmp_path / "p", "lrs", runs)
+    sens = cmp.lr_sensitivity(cmp.load_problem(p), ["optimizer.name", "optimizer.lr"], "val_accuracy", tolerance=0.05)
+    r = sens.iloc[0]
+    assert r["group"] == "sgd" and r["best_lr"] == 0.03 and r["best"] == pytest.approx(0.95)
+    # within 5% of 0.95 (>= 0.9025): 0.03 and 0.1 are; 0.01 (0.90) is not
+    assert (r["lr_low"], r["lr_high"]) == (0.03, 0.1) and r["width_decades"] == pytest.approx(math.log10(0.1 / 0.03))
+    assert r["values"] == pytest.approx([0.5, 0.9, 0.95, 0.93, 0.2])
+    r = runner.invoke(app, ["compare", str(p), "--lr", "--tolerance", "0.06"])
+    assert r.exit_code == 0 and "0.01 – 0.1" in r.output
+
+
+def test_csv_and_markdown_exports_parse_back(problem):
+    table = cmp.compare([problem])
+    r = runner.invoke(app, ["compare", str(problem), "--format", "csv"])
+    assert r.exit_code == 0
+    back = pd.read_csv(io.StringIO(r.output))
+    assert back["group"].tolist() == table["group"].tolist()
+    for c in ("best_mean", "best_ci_low", "epochs_to_target", "reached", "loss_auc_mean"):
+        pd.testing.assert_series_equal(back[c], table[c].astype(float), check_names=False)
+    assert json.loads(back["val_loss_curve"].iloc[0]) == pytest.approx(table["val_loss_curve"].iloc[0])
+
+    r = runner.invoke(app, ["compare", str(problem), "--format", "markdown"])
+    lines = r.output.strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert set(lines[1].replace("|", "").split()) == {"---"}
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    md = pd.DataFrame(cells, columns=header)
+    assert md["group"].tolist() == table["group"].tolist()
+    assert [float(v) for v in md["best_mean"][:3]] == pytest.approx(table["best_mean"][:3].tolist(), rel=1e-5)
+    assert md["best_mean"].iloc[3] == ""  # NaN is an empty cell, not "nan"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--metric", "val_banana"], "--metric: unknown metric 'val_banana'"),
+    (["--by", "optimizer.momentum"], "has no column 'optimizer.momentum'"),
+    (["--format", "xml"], "--format: unknown format 'xml'"),
+    (["--lr", "--profile"], "choose one"),
+])
+def test_bad_compare_arguments_are_one_line(problem, args, message):
+    r = runner.invoke(app, ["compare", str(problem), *args])
+    assert r.exit_code == 2 and message in r.output and r.output.count("\n") == 1
+
+
+def test_compare_on_a_directory_that_is_not_results(tmp_path):
+    r = runner.invoke(app, ["compare", str(tmp_path)])
+    assert r.exit_code == 2 and "not a lossbench results directory" in r.output
+
+
+@pytest.mark.parametrize("kind", ["all", "curves", "train-val", "bars", "lr"])
+def test_every_figure_kind_is_written_and_not_empty(tmp_path, kind):
+    pytest.importorskip("matplotlib")
+    best = {0.01: 0.9, 0.1: 0.95}
+    runs = [{"name": n, "lr": lr, "seed": s, "status": "ok", "acc": [v - 0.3, v - 0.1, v + s * 0.01]}
+            for n in ("adam", "sgd") for lr, v in best.items() for s in (0, 1)]
+    p = make_dir(tmp_path / "p", "figs", runs, target={"metric": "val_accuracy", "value": 0.85})
+    out = tmp_path / f"{kind}.png"
+    r = runner.invoke(app, ["plot", str(p), "--kind", kind, "--out", str(out), "--log"])
+    assert r.exit_code == 0, r.output
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 15_000  # a blank 768x504 PNG is ~5 kB
+    svg = tmp_path / f"{kind}.svg"
+    assert runner.invoke(app, ["plot", str(p), "--kind", kind, "--out", str(svg)]).exit_code == 0
+    text = svg.read_text()
+    # titles, axis labels and legends are real text in the figure
+    assert {"all": "learning-rate sensitivity", "curves": "mean ± std over seeds", "train-val": "validation (dashed)",
+            "bars": "per group", "lr": "learning rate (log scale)"}[kind] in text
+    if kind in ("curves", "lr", "all"):
+        assert "adam" in text and "sgd" in text
+
+
+def test_profile_figure_and_its_errors(tmp_path):
+    pytest.importorskip("matplotlib")
+    target = {"metric": "val_accuracy", "value": 0.9}
+    runs = [{"name": "adam", "lr": 0.1, "seed": 0, "status": "ok", "acc": [0.5, 0.95]},
+            {"name": "sgd", "lr": 0.1, "seed": 0, "status": "ok", "acc": [0.95, 0.96]}]
+    a, b = make_dir(tmp_path / "a", "one", runs, target=target), make_dir(tmp_path / "b", "two", runs, target=target)
+    r = runner.invoke(app, ["plot", str(a), str(b), "--kind", "profile", "--out", str(tmp_path / "prof.svg")])
+    assert r.exit_code == 0 and "performance profile" in (tmp_path / "prof.svg").read_text()
+    r = runner.invoke(app, ["plot", str(a), str(b)])
+    assert r.exit_code == 2 and "--kind profile compares several" in r.output
+    r = runner.invoke(app, ["plot", str(a), "--out", str(tmp_path / "x.jpg")])
+    assert r.exit_code == 2 and "must end in .png, .svg or .pdf" in r.output
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(problem, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_mpl(name, *a, **k):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_mpl)
+    r = runner.invoke(app, ["plot", str(problem)])
+    assert r.exit_code == 2 and "pip install 'lossbench[plot]'" in r.output
