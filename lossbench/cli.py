@@ -192,9 +192,19 @@ def compare(
     except (LossbenchError, OSError, ValueError, KeyError) as e:
         _fail(str(e))
     if rich is not None:
-        _console().print(rich)
+        console = _console()
+        if not console.is_terminal:
+            console.width = 240  # a file or a pipe: no wrapping of wide comparison tables
+        console.print(rich)
     elif fmt == "csv":
         typer.echo(cmp.flat(view).to_csv(index=False), nl=False)
+    elif view is table:  # Markdown for papers and READMEs: the figures as the terminal shows them
+        import pandas as pd
+
+        from .report import compare_cells
+
+        cols, rows = compare_cells(table)
+        typer.echo(cmp.to_markdown(pd.DataFrame(rows, columns=cols)), nl=False)
     else:
         typer.echo(cmp.to_markdown(cmp.flat(view)), nl=False)
 

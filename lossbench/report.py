@@ -90,22 +90,35 @@ def print_summary(console: Console, summary: pd.DataFrame, runs: pd.DataFrame, t
         console.print(f"[red]failed[/red] {r['run_id']}: {escape(str(r['error']))}")
 
 
-def compare_table(table: pd.DataFrame) -> Table:
-    """`lossbench compare`: every figure of compare.aggregate for each group."""
+def compare_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """The comparison as plain text cells: the terminal table and the Markdown export."""
     metric = table.attrs["metric"]
     several = table["problem"].nunique() > 1
-    t = Table(title=f"{metric} ({'higher' if table.attrs['higher_is_better'] else 'lower'} is better); "
-                    "mean ± std and 95% interval over seeds", title_justify="left")
     cols = ["#", *(["problem"] if several else []), "group", f"final {metric}", "95% CI", f"best {metric}", "95% CI",
             "epochs to target", "steps", "time (s)", "loss AUC", "ok/div/fail", "val loss"]
-    for c in cols:
-        t.add_column(c, justify="left" if c in ("problem", "group", "val loss") else "right", no_wrap=c == "val loss")
+    rows = []
     for _, row in table.iterrows():
-        cells = [_rank(row), *([escape(str(row["problem"]))] if several else []), escape(str(row["group"])),
-                 _pm(row["final_mean"], row["final_std"]), _ci(row["final_ci_low"], row["final_ci_high"]),
-                 _pm(row["best_mean"], row["best_std"]), _ci(row["best_ci_low"], row["best_ci_high"]),
-                 _to_target(row), _num(row["steps_to_target"], 0), _num(row["time_to_target"], 3),
-                 _pm(row["loss_auc_mean"], row["loss_auc_std"]), _status(row), sparkline(row["val_loss_curve"])]
+        rows.append([_rank(row), *([str(row["problem"])] if several else []), str(row["group"]),
+                     _pm(row["final_mean"], row["final_std"]), _ci(row["final_ci_low"], row["final_ci_high"]),
+                     _pm(row["best_mean"], row["best_std"]), _ci(row["best_ci_low"], row["best_ci_high"]),
+                     _to_target(row), _num(row["steps_to_target"], 0), _num(row["time_to_target"], 3),
+                     _pm(row["loss_auc_mean"], row["loss_auc_std"]), f"{row['ok']}/{row['diverged']}/{row['failed']}",
+                     sparkline(row["val_loss_curve"])])
+    return cols, rows
+
+
+def compare_table(table: pd.DataFrame) -> Table:
+    """`lossbench compare`: every figure of compare.aggregate for each group."""
+    t = Table(title=f"{table.attrs['metric']} ({'higher' if table.attrs['higher_is_better'] else 'lower'} is better); "
+                    "mean ± std and 95% interval over seeds", title_justify="left")
+    cols, rows = compare_cells(table)
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("problem", "group", "val loss") else "right", no_wrap=True)
+    for (_, row), cells in zip(table.iterrows(), rows):
+        cells = [escape(c) for c in cells]
+        status = -2
+        if row["diverged"] or row["failed"]:
+            cells[status] = Text(cells[status], style="red")
         t.add_row(*cells, style="bold green" if row["rank"] == 1 else None)
     return t
 

@@ -151,10 +151,14 @@ def test_csv_and_markdown_exports_parse_back(problem):
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert set(lines[1].replace("|", "").split()) == {"---"}
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert header[:4] == ["#", "group", "final val_accuracy", "95% CI"]
     md = pd.DataFrame(cells, columns=header)
     assert md["group"].tolist() == table["group"].tolist()
-    assert [float(v) for v in md["best_mean"][:3]] == pytest.approx(table["best_mean"][:3].tolist(), rel=1e-5)
-    assert md["best_mean"].iloc[3] == ""  # NaN is an empty cell, not "nan"
+    mean_std = md["best val_accuracy"].str.split(" ± ")
+    assert [float(v[0]) for v in mean_std[:3]] == pytest.approx(table["best_mean"][:3].tolist(), abs=5e-5)
+    assert float(mean_std[1][1]) == pytest.approx(table["best_std"][1], abs=5e-5)
+    assert md["epochs to target"].tolist()[:3] == ["1 (100%)", "3 (67%)", "never"]
+    assert md["#"].iloc[3] == "–" and md["best val_accuracy"].iloc[3] == "—"  # no ok run: no figure, no rank
 
 
 @pytest.mark.parametrize("args, message", [
