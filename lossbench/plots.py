@@ -28,9 +28,19 @@ def _label(metric: str) -> str:
     return metric.replace("_", " ")
 
 
+def _colors(ax, n: int) -> None:
+    """Ten distinct colours by default; past ten groups, twenty, so no two lines share one."""
+    if n > 10:
+        from matplotlib import colormaps
+
+        ax.set_prop_cycle(color=[colormaps["tab20"](i % 20) for i in range(n)])
+
+
 def draw_curves(ax, p: cmp.Problem, by: list[str], metric: str, log: bool) -> None:
     """Mean over the seeds per group, with a ±std band."""
-    for label, c in cmp.curves(p, by, metric).items():
+    groups = cmp.curves(p, by, metric)
+    _colors(ax, len(groups))
+    for label, c in groups.items():
         line, = ax.plot(c["epoch"], c["mean"], label=label, lw=1.6)
         std = c["std"].fillna(0.0)
         ax.fill_between(c["epoch"], c["mean"] - std, c["mean"] + std, color=line.get_color(), alpha=0.2, lw=0)
@@ -43,6 +53,7 @@ def draw_curves(ax, p: cmp.Problem, by: list[str], metric: str, log: bool) -> No
 def draw_train_val(ax, p: cmp.Problem, by: list[str], log: bool) -> None:
     """Training loss solid, validation loss dashed, same colour per group: the gap shows over-fitting."""
     train, val = cmp.curves(p, by, "train_loss"), cmp.curves(p, by, "val_loss")
+    _colors(ax, len(train))
     for label, c in train.items():
         line, = ax.plot(c["epoch"], c["mean"], lw=1.6, label=label)
         if label in val:
@@ -67,6 +78,7 @@ def draw_bars(ax, table, metric: str) -> None:
 
 
 def draw_lr(ax, sens, metric: str) -> None:
+    _colors(ax, len(sens))
     for _, row in sens.iterrows():
         ax.errorbar(row["lrs"], row["values"], yerr=[0.0 if math.isnan(s) else s for s in row["stds"]],
                     marker="o", capsize=3, label=row["group"] or "all")
