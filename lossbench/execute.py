@@ -105,11 +105,15 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
     KeyboardInterrupt every finished run stays recorded, the tables are written, and the
     interrupt propagates.
     """
-    from .resdir import Lock, check_compatible, clear, sweep_temporaries
+    from .resdir import Lock, ResultsDirError, check_compatible, clear, sweep_temporaries
 
     emit = on_event or (lambda *a, **k: None)
-    out.mkdir(parents=True, exist_ok=True)
-    with Lock(out):
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = Lock(out).acquire()
+    except OSError as e:
+        raise ResultsDirError(f"{out}: cannot be used as a results directory: {e.strerror or e}") from None
+    with lock:
         sweep_temporaries(out)
         if fresh:
             clear(out)

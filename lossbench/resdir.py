@@ -32,7 +32,7 @@ class Lock:
         self.path = out / LOCK
         self.fd: int | None = None
 
-    def __enter__(self) -> "Lock":
+    def acquire(self) -> "Lock":
         import fcntl
 
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -48,6 +48,9 @@ class Lock:
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode())
         self.fd = fd
         return self
+
+    def __enter__(self) -> "Lock":
+        return self if self.fd is not None else self.acquire()
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:

@@ -198,3 +198,11 @@ def test_the_manifest_records_the_plan(tmp_path):
     run_experiment(exp, tmp_path / "o", workers=1)
     man = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert man["run_ids"] == [s.run_id for s in exp.runs] and man["interrupted"] is False and man["ended"]
+
+
+def test_an_out_path_that_cannot_be_a_directory_is_one_line(tmp_path):
+    cfg, out = write(tmp_path, QUICK), tmp_path / "a-file"
+    out.write_text("not a directory")
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(out)])
+    assert r.exit_code == 2
+    assert r.output == f"error: {out}: cannot be used as a results directory: File exists\n"
