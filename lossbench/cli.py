@@ -183,14 +183,15 @@ def compare(
             view, rich = cmp.performance_profile(table, f"{cost}_to_target"), None
             rich = profile_table(view, f"{cost}_to_target") if fmt == "table" else None
         elif lr:
-            keys = table.attrs["keys"]
-            parts = [cmp.lr_sensitivity(cmp.load_problem(d), keys, table.attrs["metric"], tolerance) for d in results_dirs]
-            view = pd_concat(parts, results_dirs)
+            view = cmp.lr_sensitivity_all(results_dirs, table, tolerance)
             rich = lr_table(view, table.attrs["metric"], tolerance) if fmt == "table" else None
         else:
             view, rich = table, compare_table(table) if fmt == "table" else None
     except (LossbenchError, OSError, ValueError, KeyError) as e:
         _fail(str(e))
+    if table.attrs["pooled"]:
+        typer.echo(f"note: grouped by {', '.join(table.attrs['keys']) or 'nothing'} (the keys every directory sweeps); "
+                   f"{', '.join(table.attrs['pooled'])} pooled. Use --by to choose.", err=True)
     if rich is not None:
         console = _console()
         if not console.is_terminal:
@@ -217,7 +218,9 @@ def plot(
     by: Annotated[Optional[List[str]], typer.Option("--by", help="Group by these columns, comma-separated (default: the swept keys).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="FILE.png, .svg or .pdf (default: RESULTS_DIR/plot-KIND.png).")] = None,
     log: Annotated[bool, typer.Option("--log", help="Log scale for losses.")] = False,
+    target: Annotated[Optional[float], typer.Option("--target", help="Target value of the metric (default: the config's); for --kind profile.")] = None,
     cost: Annotated[str, typer.Option("--cost", help="For --kind profile: time, epochs or steps to target.")] = "time",
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="For the lr panel: the range within this fraction of the best.")] = 0.05,
 ) -> None:
     """Draw convergence curves (mean ± std band over seeds), training vs validation loss,
     final metric with error bars, lr sensitivity, or a performance profile."""
@@ -227,18 +230,10 @@ def plot(
     if cost not in ("time", "epochs", "steps"):
         _fail(f"--cost: unknown cost {cost!r}; choose time, epochs or steps")
     try:
-        path = draw(results_dirs, kind, metric, _keys(by), out, log, f"{cost}_to_target")
+        path = draw(results_dirs, kind, metric, _keys(by), out, log, f"{cost}_to_target", tolerance, target)
     except (LossbenchError, OSError, ValueError, KeyError) as e:
         _fail(str(e))
     typer.echo(f"wrote {path}")
-
-
-def pd_concat(parts, dirs):
-    import pandas as pd
-
-    for p, d in zip(parts, dirs):
-        p.insert(0, "problem", str(d))
-    return pd.concat(parts, ignore_index=True)
 
 
 @app.command("list")

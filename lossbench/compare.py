@@ -75,9 +75,20 @@ def load_problem(directory: str | Path) -> Problem:
     from .results import read_results
 
     runs, history, man = read_results(directory)
-    src = man.get("config") or str(directory)
-    return Problem(Path(src).stem if man.get("config") else Path(directory).name, Path(directory), runs, history,
-                   list(man.get("swept") or []), man.get("target"))
+    if runs.empty:
+        raise LossbenchError(f"{directory}: no run has finished yet; nothing to compare")
+    # named as the user sees it: the results directory (results/<config name>/ by default)
+    return Problem(Path(directory).resolve().name, Path(directory), runs, history, list(man.get("swept") or []),
+                   man.get("target"))
+
+
+def check_metric(p: Problem, metric: str) -> None:
+    """A metric the results do not hold is an error, not a table of dashes."""
+    higher_is_better(metric)
+    have = [c for c in p.history.columns if c == "train_loss" or c.startswith("val_")] + \
+        [c for c in p.runs.columns if c.startswith("test_")]
+    if metric not in have:
+        raise LossbenchError(f"--metric: {p.dir} has no {metric!r}; it has {', '.join(have)}")
 
 
 def default_metric(p: Problem) -> str:
@@ -173,7 +184,7 @@ def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> p
         row["wall_time_s"] = g["wall_time_s"].mean()
         cs = [curves[r] for r in ok["run_id"] if r in curves]
         n = min((len(c) for c in cs), default=0)
-        row["val_loss_curve"] = [float(np.nanmean([c[i] for c in cs])) for i in range(n)]
+        row["val_loss_curve"] = [_finite_mean([c[i] for c in cs]) for i in range(n)]
         rows.append(row)
     out = pd.DataFrame(rows)
     out = _rank(out, up, target is not None) if len(out) else out
@@ -181,13 +192,18 @@ def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> p
     return out
 
 
+def _finite_mean(values) -> float:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return sum(v) / len(v) if v else math.nan
+
+
 def _rank(out: pd.DataFrame, up: bool, with_target: bool) -> pd.DataFrame:
     """With a target: most seeds reaching it, then fewest epochs, then best metric.
     Without: best metric (mean over seeds of each run's best epoch). Groups without an
     `ok` run get no rank."""
     primary = out["best_mean"].where(out["best_mean"].notna(), out["final_mean"])
-    score = pd.DataFrame({"m": -primary if up else primary})
-    cols = ["m"]
+    score = pd.DataFrame({"m": -primary if up else primary, "bad": out["ok"] < out["runs"]})
+    cols = ["bad", "m"]  # a group where a seed diverged or failed ranks after every reliable one
     if with_target:
         score["r"], score["e"] = -out["reached"], out["epochs_to_target"].fillna(math.inf)
         cols = ["r", "e", "m"]
@@ -195,6 +211,7 @@ def _rank(out: pd.DataFrame, up: bool, with_target: bool) -> pd.DataFrame:
     out = out.loc[order].reset_index(drop=True)
     ranked = out["ok"].gt(0) & primary.loc[order].reset_index(drop=True).notna()
     out.insert(0, "rank", np.where(ranked, ranked.cumsum(), np.nan))
+    out.attrs["with_target"] = with_target
     return out
 
 
@@ -203,22 +220,31 @@ def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | N
     """The comparison table of one or more results directories (rows of all problems,
     each ranked within its problem). Each problem's target is its config's target when
     the metric matches, unless `target` is given."""
+    resolved = [Path(d).resolve() for d in dirs]
+    for d in resolved:
+        if resolved.count(d) > 1:
+            raise LossbenchError(f"{d}: given twice; each results directory is one problem")
     problems = [load_problem(d) for d in dirs]
     names = [p.name for p in problems]
     for p in problems:
-        if names.count(p.name) > 1:  # the same experiment twice (e.g. two machines): tell them apart
+        if names.count(p.name) > 1:  # same-named directories (e.g. from two machines): tell them apart
             p.name = str(p.dir)
     keys = group_keys(problems, by)
     m = metric or default_metric(problems[0])
-    higher_is_better(m)  # an unknown metric is one line before any work
+    for p in problems:
+        check_metric(p, m)
     frames = []
     for p in problems:
         t = target if target is not None else (p.target["value"] if p.target and p.target["metric"] == m else None)
+        if m.startswith("test_"):
+            t = None  # measured once, after training: there is no epoch at which it was reached
         f = aggregate(p, keys, m, t)
         f.insert(2, "target", math.nan if t is None else t)
         frames.append(f)
     out = pd.concat(frames, ignore_index=True)
-    out.attrs.update(metric=m, keys=keys, higher_is_better=higher_is_better(m))
+    out["rank"] = out["rank"].astype("Int64")  # 1, 2, ... and empty for unranked, in CSV too
+    pooled = sorted({k for p in problems for k in p.swept} - set(keys)) if not by else []
+    out.attrs.update(metric=m, keys=keys, higher_is_better=higher_is_better(m), pooled=pooled)
     return out
 
 
@@ -256,6 +282,10 @@ def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.
     table = table[table[lr_key] != "-"]
     value = table["best_mean"].where(table["best_mean"].notna(), table["final_mean"])
     table = table.assign(value=value, lr=table[lr_key].astype(float))
+    per_group = table.groupby(keys, sort=False)["lr"].nunique() if keys else pd.Series([table["lr"].nunique()])
+    if len(table) == 0 or per_group.max() < 2:
+        raise LossbenchError(f"{p.dir}: {lr_key} takes one value per group (it goes with another swept key), "
+                             "so there is no learning-rate curve; sweep it on its own axis of the grid")
     from .results import cell_label
 
     rows = []
@@ -263,24 +293,38 @@ def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.
         key = key if isinstance(key, tuple) else (key,)
         g = g.sort_values("lr")
         lrs, vals = g["lr"].to_numpy(), g["value"].to_numpy(dtype=float)
-        row = {"group": cell_label(keys, key), **dict(zip(keys, key)), "lrs": lrs.tolist(), "values": vals.tolist(),
+        row = {"problem": p.name, "group": cell_label(keys, key), **dict(zip(keys, key)), "lrs": lrs.tolist(),
+               "values": vals.tolist(), "ok": g["ok"].tolist(), "runs": g["runs"].tolist(),
                "stds": g["best_std"].tolist(), "best_lr": math.nan, "best": math.nan, "lr_low": math.nan,
-               "lr_high": math.nan, "width_decades": math.nan}
-        if np.isfinite(vals).any():
-            i = int(np.nanargmax(vals) if up else np.nanargmin(vals))
+               "lr_high": math.nan, "width_decades": math.nan, "best_at_edge": False}
+        # an lr at which any seed diverged or failed is never "safe": not best, not in the range
+        reliable = np.isfinite(vals) & (g["ok"].to_numpy() == g["runs"].to_numpy())
+        if reliable.any():
+            masked = np.where(reliable, vals if up else -vals, -np.inf)
+            i = int(np.argmax(masked))
             best = vals[i]
-            ok = vals >= best - tolerance * abs(best) if up else vals <= best + tolerance * abs(best)
-            ok &= np.isfinite(vals)
+            ok = reliable & (vals >= best - tolerance * abs(best) if up else vals <= best + tolerance * abs(best))
             lo = hi = i
             while lo > 0 and ok[lo - 1]:
                 lo -= 1
             while hi < len(vals) - 1 and ok[hi + 1]:
                 hi += 1
             row.update(best_lr=lrs[i], best=best, lr_low=lrs[lo], lr_high=lrs[hi],
-                       width_decades=float(np.log10(lrs[hi] / lrs[lo])))
+                       width_decades=float(np.log10(lrs[hi] / lrs[lo])), best_at_edge=i in (0, len(lrs) - 1))
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values("best", ascending=not up, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def lr_sensitivity_all(dirs: list[str | Path], table: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """lr_sensitivity of each directory of a `compare` table, problems named as in it."""
+    names = dict(zip(table["problem"].unique(), dirs))
+    parts = []
+    for name, d in names.items():
+        p = load_problem(d)
+        p.name = name
+        parts.append(lr_sensitivity(p, table.attrs["keys"], table.attrs["metric"], tolerance))
+    return pd.concat(parts, ignore_index=True)
 
 
 def curves(p: Problem, by: list[str], column: str) -> dict[str, pd.DataFrame]:

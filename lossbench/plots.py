@@ -45,7 +45,7 @@ def draw_curves(ax, p: cmp.Problem, by: list[str], metric: str, log: bool) -> No
         std = c["std"].fillna(0.0)
         ax.fill_between(c["epoch"], c["mean"] - std, c["mean"] + std, color=line.get_color(), alpha=0.2, lw=0)
     ax.set(title=f"{_label(metric)} by epoch (mean ± std over seeds)", xlabel="epoch", ylabel=_label(metric))
-    if log and "loss" in metric:
+    if log:
         ax.set_yscale("log")
     _legend(ax)
 
@@ -65,16 +65,21 @@ def draw_train_val(ax, p: cmp.Problem, by: list[str], log: bool) -> None:
 
 
 def draw_bars(ax, table, metric: str) -> None:
-    """Best metric per group, mean with std error bars, in rank order."""
+    """Best metric per group, mean with std error bars, in rank order; red where a seed
+    diverged or failed. The axis starts at zero for non-negative metrics, so bar lengths
+    compare honestly (the numbers are in `compare`)."""
     t = table[table["best_mean"].notna() | table["final_mean"].notna()]
-    col = "best" if t["best_mean"].notna().any() else "final"
-    ax.bar(range(len(t)), t[f"{col}_mean"], yerr=t[f"{col}_std"].fillna(0.0), capsize=4, color="tab:blue", alpha=0.8)
+    col = "best" if table.attrs.get("metric", "").startswith(("val_", "train_")) else "final"
+    colors = ["tab:red" if r.ok < r.runs else "tab:blue" for r in t.itertuples()]
+    ax.bar(range(len(t)), t[f"{col}_mean"], yerr=t[f"{col}_std"].fillna(0.0), capsize=4, color=colors, alpha=0.8)
     ax.set_xticks(range(len(t)), t["group"], rotation=30, ha="right", fontsize=8)
-    ax.set(title=f"{col} {_label(metric)} per group (mean ± std over seeds)", ylabel=_label(metric))
-    if len(t):
-        lo, hi = (t[f"{col}_mean"] - t[f"{col}_std"].fillna(0)).min(), (t[f"{col}_mean"] + t[f"{col}_std"].fillna(0)).max()
-        pad = (hi - lo) * 0.15 or abs(hi) * 0.05 or 1.0
-        ax.set_ylim(lo - pad, hi + pad)  # differences of a percent must be visible
+    better = "higher" if table.attrs.get("higher_is_better") else "lower"
+    dropped = len(table) - len(t)
+    ax.set(title=f"{col} {_label(metric)} per group, mean ± std ({better} is better"
+                 f"{'; red: some seeds diverged or failed' if 'tab:red' in colors else ''}"
+                 f"{f'; {dropped} group(s) with no ok run not shown' if dropped else ''})", ylabel=_label(metric))
+    if len(t) and (t[f"{col}_mean"] >= 0).all():
+        ax.set_ylim(bottom=0)
 
 
 def draw_lr(ax, sens, metric: str) -> None:
@@ -88,8 +93,9 @@ def draw_lr(ax, sens, metric: str) -> None:
     _legend(ax)
 
 
-def draw_profile(ax, profile) -> None:
+def draw_profile(ax, profile, cost: str) -> None:
     ratios = profile.attrs["ratios"]
+    _colors(ax, len(ratios))
     finite = ratios.to_numpy()[~(ratios.to_numpy() == math.inf)]
     top = max(2.0, float(finite.max()) * 1.1) if finite.size else 2.0
     for group, r in ratios.iterrows():
@@ -97,7 +103,7 @@ def draw_profile(ax, profile) -> None:
         xs = [1.0, *taus, top]
         ys = [sum(t <= x for t in taus) / len(r) for x in xs]
         ax.step(xs, ys, where="post", label=group, lw=1.6)
-    ax.set(title="performance profile", xlabel="τ (within this factor of the best)", ylabel="fraction of problems",
+    ax.set(title=f"performance profile over {ratios.shape[1]} problems ({cost.replace('_', ' ')})", xlabel="τ (within this factor of the best)", ylabel="fraction of problems",
            ylim=(-0.02, 1.02))
     ax.set_xscale("log")
     _legend(ax)
@@ -115,32 +121,34 @@ def _legend(ax) -> None:
 
 def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, by: list[str] | None = None,
          out: str | Path | None = None, log: bool = False, cost: str = "time_to_target",
-         tolerance: float = 0.05) -> Path:
+         tolerance: float = 0.05, target: float | None = None) -> Path:
     """Draw `kind` for the results in `dirs` and save it; returns the file written."""
     if kind not in KINDS:
         raise LossbenchError(f"--kind: unknown figure {kind!r}; choose one of {', '.join(KINDS)}")
     if kind != "profile" and len(dirs) != 1:
         raise LossbenchError(f"--kind {kind} draws one results directory; --kind profile compares several")
-    table = cmp.compare(dirs, by, metric)
+    table = cmp.compare(dirs, by, metric, target)
     metric, keys = table.attrs["metric"], table.attrs["keys"]
     p = cmp.load_problem(dirs[0])
+    if kind != "profile" and not (p.runs.status == "ok").any():
+        raise LossbenchError(f"{dirs[0]}: no run finished ok (all diverged or failed); nothing to plot")
     if kind == "profile":
         if table["target"].isna().all():
-            raise LossbenchError("--kind profile needs a target: set one in the configs or give --metric and a target")
+            raise LossbenchError("--kind profile needs a target: set one in the configs or give --metric and --target")
         fig = _figure(1, 1)
-        draw_profile(fig.add_subplot(), cmp.performance_profile(table, cost))
+        draw_profile(fig.add_subplot(), cmp.performance_profile(table, cost), cost)
     elif kind == "all":
-        lr_swept = "optimizer.lr" in p.runs.columns
         fig = _figure(2, 2)
         axes = fig.subplots(2, 2).ravel()
         draw_curves(axes[0], p, keys, _history_metric(metric), log)
         draw_train_val(axes[1], p, keys, log)
         draw_bars(axes[2], table, metric)
-        if lr_swept:
+        try:
             draw_lr(axes[3], cmp.lr_sensitivity(p, keys, metric, tolerance), metric)
-        else:
+        except LossbenchError:  # lr not swept on its own axis: say so in the panel
             axes[3].set_axis_off()
-            axes[3].text(0.5, 0.5, "optimizer.lr is not swept:\nno learning-rate sensitivity", ha="center", va="center")
+            axes[3].text(0.5, 0.5, "optimizer.lr is not swept on its own axis:\nno learning-rate sensitivity",
+                         ha="center", va="center")
         fig.suptitle(f"{p.name}: {len(p.runs)} runs")
     else:
         fig = _figure(1, 1)

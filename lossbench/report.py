@@ -50,7 +50,11 @@ def _status(row):
 
 
 def _rank(row) -> str:
-    return "–" if math.isnan(row["rank"]) else f"{row['rank']:.0f}"
+    return "–" if pd.isna(row["rank"]) else f"{row['rank']:.0f}"
+
+
+def _first(row):
+    return "bold green" if not pd.isna(row["rank"]) and row["rank"] == 1 else None
 
 
 def summary_table(summary: pd.DataFrame, title: str, target: dict | None) -> Table:
@@ -76,7 +80,7 @@ def summary_table(summary: pd.DataFrame, title: str, target: dict | None) -> Tab
         if target:
             cells.append(_to_target(row))
         cells += [_status(row), sparkline(row["val_loss_curve"])]
-        table.add_row(*cells, style="bold green" if row["rank"] == 1 else None)
+        table.add_row(*cells, style=_first(row))
     return table
 
 
@@ -94,8 +98,11 @@ def compare_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """The comparison as plain text cells: the terminal table and the Markdown export."""
     metric = table.attrs["metric"]
     several = table["problem"].nunique() > 1
+    targets = table["target"].dropna().unique()
+    sign = "≥" if table.attrs["higher_is_better"] else "≤"
+    to = f"epochs to {metric} {sign} {targets[0]:g}" if len(targets) == 1 else "epochs to target"
     cols = ["#", *(["problem"] if several else []), "group", f"final {metric}", "95% CI", f"best {metric}", "95% CI",
-            "epochs to target", "steps", "time (s)", "loss AUC", "ok/div/fail", "val loss"]
+            to, "steps", "time (s)", "loss AUC", "ok/div/fail", "val loss"]
     rows = []
     for _, row in table.iterrows():
         rows.append([_rank(row), *([str(row["problem"])] if several else []), str(row["group"]),
@@ -119,7 +126,7 @@ def compare_table(table: pd.DataFrame) -> Table:
         status = -2
         if row["diverged"] or row["failed"]:
             cells[status] = Text(cells[status], style="red")
-        t.add_row(*cells, style="bold green" if row["rank"] == 1 else None)
+        t.add_row(*cells, style=_first(row))
     return t
 
 
@@ -137,15 +144,20 @@ def profile_table(profile: pd.DataFrame, cost: str) -> Table:
 
 
 def lr_table(sens: pd.DataFrame, metric: str, tolerance: float) -> Table:
+    several = sens["problem"].nunique() > 1
     t = Table(title=f"learning-rate sensitivity: best {metric} per lr (mean over seeds); the range within "
-                    f"{tolerance:.0%} of the best", title_justify="left")
-    for c in ("group", "best lr", f"best {metric}", "lr range", "width (decades)", "per lr"):
-        t.add_column(c, justify="left" if c in ("group", "per lr") else "right")
+                    f"{tolerance:.0%} of the best, where every seed trained without diverging", title_justify="left",
+              caption="* the best lr is at the edge of the grid: the true optimum may lie outside it"
+              if sens["best_at_edge"].any() else None, caption_justify="left")
+    for c in (*(["problem"] if several else []), "group", "best lr", f"best {metric}", "lr range", "width (decades)", "per lr"):
+        t.add_column(c, justify="left" if c in ("problem", "group", "per lr") else "right")
     for _, row in sens.iterrows():
-        per = "  ".join(f"{lr:g}: {_num(v)}" for lr, v in zip(row["lrs"], row["values"]))
+        per = "  ".join(f"{lr:g}: {_num(v)}" + (f" ({k}/{n} ok)" if k < n else "")
+                        for lr, v, k, n in zip(row["lrs"], row["values"], row["ok"], row["runs"]))
         rng = "—" if math.isnan(row["lr_low"]) else f"{row['lr_low']:g} – {row['lr_high']:g}"
-        t.add_row(escape(str(row["group"])), _num(row["best_lr"], 4, "g"), _num(row["best"]), rng,
-                  _num(row["width_decades"], 2), per)
+        best_lr = _num(row["best_lr"], 4, "g") + ("*" if row["best_at_edge"] else "")
+        t.add_row(*([escape(str(row["problem"]))] if several else []), escape(str(row["group"])), best_lr,
+                  _num(row["best"]), rng, _num(row["width_decades"], 2), escape(per))
     return t
 
 

@@ -80,8 +80,9 @@ def write_tables(out: Path, exp, records: list[dict]) -> tuple[pd.DataFrame, pd.
 
 def read_results(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     d = Path(directory)
-    if not (d / "runs.csv").is_file() or not (d / "manifest.json").is_file():
-        raise LossbenchError(f"{directory}: not a lossbench results directory (no runs.csv / manifest.json)")
+    missing = [f for f in ("runs.csv", "history.csv", "manifest.json") if not (d / f).is_file()]
+    if missing:
+        raise LossbenchError(f"{directory}: not a lossbench results directory (no {' / '.join(missing)})")
     runs = pd.read_csv(d / "runs.csv", dtype={"error": str, "run_id": str}, keep_default_na=True)
     runs["error"] = runs["error"].fillna("")
     history = pd.read_csv(d / "history.csv")

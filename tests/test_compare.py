@@ -30,8 +30,10 @@ def make_dir(path, name, runs, swept=("optimizer.name", "optimizer.lr"), target=
         for e, (a, lo) in enumerate(zip(acc, loss), start=1):
             hist.append({"run_id": rid, "epoch": e, "step": 10 * e, "train_loss": lo * 0.9, "val_loss": lo,
                          "val_accuracy": a, "lr": 0.1, "grad_norm": 1.0, "elapsed_s": dt * e})
-    pd.DataFrame(rows).to_csv(path / "runs.csv", index=False)
-    pd.DataFrame(hist).to_csv(path / "history.csv", index=False)
+    run_cols = ["run_id", *swept, "seed", "status", "epochs", "test_accuracy", "wall_time_s", "n_params", "error"]
+    pd.DataFrame(rows, columns=run_cols).to_csv(path / "runs.csv", index=False)  # headers even with no run, as `run` writes
+    pd.DataFrame(hist, columns=["run_id", "epoch", "step", "train_loss", "val_loss", "val_accuracy", "lr", "grad_norm",
+                                "elapsed_s"]).to_csv(path / "history.csv", index=False)
     (path / "manifest.json").write_text(json.dumps({"config": f"configs/{name}.yaml", "swept": list(swept),
                                                      "target": target}))
     return path
@@ -84,7 +86,7 @@ def test_ranking_puts_reliability_first_and_never_ranks_a_group_without_ok_runs(
     t = cmp.compare([problem])
     # sgd 0.01: its one seed reaches 0.9 at epoch 1; adam: 2 of 3 seeds; sgd 0.1: none (its diverged run does not help)
     assert t["group"].tolist() == ["sgd, lr=0.01", "adam, lr=0.1", "sgd, lr=0.1", "rmsprop, lr=0.1"]
-    assert t["rank"].tolist()[:3] == [1, 2, 3] and math.isnan(t["rank"].iloc[3])
+    assert t["rank"].tolist()[:3] == [1, 2, 3] and pd.isna(t["rank"].iloc[3])
     r = row(t, "rmsprop, lr=0.1")
     assert r["failed"] == 1 and math.isnan(r["best_mean"]) and math.isnan(r["loss_auc_mean"])
     # single seed: a mean, no spread and no interval
@@ -93,7 +95,9 @@ def test_ranking_puts_reliability_first_and_never_ranks_a_group_without_ok_runs(
     # without a target (val_loss, lower is better) cells rank on the metric alone
     by_loss = cmp.compare([problem], metric="val_loss")
     ranked = by_loss.dropna(subset=["rank"])
-    assert ranked["best_mean"].is_monotonic_increasing and math.isnan(by_loss["target"].iloc[0])
+    assert math.isnan(by_loss["target"].iloc[0])
+    # ...and a group where a seed diverged ranks after every group whose seeds all trained
+    assert ranked["group"].iloc[-1] == "sgd, lr=0.1" and ranked["best_mean"].iloc[:-1].is_monotonic_increasing
 
 
 def test_grouping_by_a_chosen_key_pools_the_rest(problem):
@@ -157,7 +161,7 @@ def test_csv_and_markdown_exports_parse_back(problem):
     mean_std = md["best val_accuracy"].str.split(" ± ")
     assert [float(v[0]) for v in mean_std[:3]] == pytest.approx(table["best_mean"][:3].tolist(), abs=5e-5)
     assert float(mean_std[1][1]) == pytest.approx(table["best_std"][1], abs=5e-5)
-    assert md["epochs to target"].tolist()[:3] == ["1 (100%)", "3 (67%)", "never"]
+    assert md["epochs to val_accuracy ≥ 0.9"].tolist()[:3] == ["1 (100%)", "3 (67%)", "never"]
     assert md["#"].iloc[3] == "–" and md["best val_accuracy"].iloc[3] == "—"  # no ok run: no figure, no rank
 
 
@@ -226,3 +230,53 @@ def test_plot_without_matplotlib_says_how_to_get_it(problem, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_mpl)
     r = runner.invoke(app, ["plot", str(problem)])
     assert r.exit_code == 2 and "pip install 'lossbench[plot]'" in r.output
+
+
+def test_what_the_results_cannot_answer_is_one_line(problem, tmp_path):
+    empty = make_dir(tmp_path / "empty", "empty", [])  # interrupted before any run finished
+    cases = [
+        (["compare", str(empty)], "no run has finished yet"),
+        (["compare", str(problem), "--metric", "val_mae"], "has no 'val_mae'; it has train_loss, val_loss, val_accuracy"),
+        (["compare", str(problem), str(problem)], "given twice"),
+        (["plot", str(empty)], "no run has finished yet"),
+    ]
+    for args, message in cases:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and message in r.output and r.output.count("\n") == 1, (args, r.output)
+
+
+def test_lr_tied_to_the_optimizer_has_no_sensitivity_curve(tmp_path):
+    runs = [{"name": n, "lr": lr, "seed": 0, "status": "ok", "acc": [0.5, 0.9]} for n, lr in (("sgd", 0.1), ("adam", 0.01))]
+    p = make_dir(tmp_path / "p", "tied", runs)
+    r = runner.invoke(app, ["compare", str(p), "--lr"])
+    assert r.exit_code == 2 and "takes one value per group" in r.output
+
+
+def test_a_test_metric_has_no_epoch_to_target(problem):
+    t = cmp.compare([problem], metric="test_accuracy", target=0.9)
+    assert t["target"].isna().all() and t["reached"].isna().all()
+    assert row(t, "adam, lr=0.1")["final_mean"] == pytest.approx(0.91)
+
+
+def test_directories_sweeping_different_keys_are_grouped_by_what_they_share(problem, tmp_path):
+    other = make_dir(tmp_path / "q", "other", [{"name": "adam", "lr": 0.1, "seed": 0, "status": "ok", "acc": [0.5, 0.9]}],
+                     swept=("optimizer.name",))
+    r = runner.invoke(app, ["compare", str(problem), str(other), "--format", "csv"])
+    assert r.exit_code == 0
+    assert "note: grouped by optimizer.name (the keys every directory sweeps); optimizer.lr pooled" in r.output
+
+
+def test_lr_sensitivity_skips_lrs_where_a_seed_diverged(tmp_path):
+    runs = [{"name": "sgd", "lr": lr, "seed": s, "status": st, "acc": [0.5, v]}
+            for lr, v, st in ((0.01, 0.80, "ok"), (0.1, 0.90, "ok"), (1.0, 0.99, "ok")) for s in (0, 1)]
+    runs[-1]["status"], runs[-1]["acc"] = "diverged", [0.5, math.nan]  # lr 1.0: one of two seeds diverged
+    p = make_dir(tmp_path / "p", "div", runs)
+    r = cmp.lr_sensitivity(cmp.load_problem(p), ["optimizer.name", "optimizer.lr"], "val_accuracy").iloc[0]
+    assert r["best_lr"] == 0.1 and r["lr_high"] == 0.1 and r["ok"] == [2, 2, 1] and not r["best_at_edge"]
+
+
+def test_plot_refuses_results_with_no_ok_run(tmp_path):
+    pytest.importorskip("matplotlib")
+    p = make_dir(tmp_path / "p", "div", [{"name": "sgd", "lr": 1.0, "seed": 0, "status": "diverged", "acc": [0.5, math.nan]}])
+    r = runner.invoke(app, ["plot", str(p)])
+    assert r.exit_code == 2 and "no run finished ok" in r.output
