@@ -1,6 +1,6 @@
 """A pool of worker processes that train RunSpecs and send back their records.
 
-Each worker is a fresh `python -m lossbench.workers` process (not a fork: the parent may
+Each worker is a fresh Python process running `main` below (not a fork: the parent may
 hold threads and BLAS state, and a spawned interpreter needs no `if __name__ ==
 "__main__"` guard in the user's script). Its BLAS threads are pinned through the
 environment before NumPy loads, so workers x threads <= cores. Tasks and results travel as
@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Callable, Iterator
 
 from .config import RunSpec
@@ -36,12 +37,25 @@ def threads_per_worker(workers: int) -> int:
     return max(1, cpu_count() // max(1, workers))
 
 
+# The worker's first lines: ignore Ctrl-C before anything else (the parent decides what
+# happens; a ^C during start-up must not print tracebacks), and import lossbench from
+# where this process found it, never from the current directory, where a stray copy.py
+# would shadow the standard library.
+_BOOT = """import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+sys.path[0] = sys.argv[1]
+from lossbench.workers import main
+main(int(sys.argv[2]), int(sys.argv[3]))
+"""
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
 class _Worker:
     def __init__(self, threads: int):
         task_r, task_w = os.pipe()
         res_r, res_w = os.pipe()
         env = {**os.environ, **{v: str(threads) for v in THREAD_VARS}}
-        self.proc = subprocess.Popen([sys.executable, "-m", "lossbench.workers", str(task_r), str(res_w)],
+        self.proc = subprocess.Popen([sys.executable, "-c", _BOOT, _PACKAGE_ROOT, str(task_r), str(res_w)],
                                      pass_fds=(task_r, res_w), env=env, stdin=subprocess.DEVNULL)
         os.close(task_r)
         os.close(res_w)
@@ -71,14 +85,6 @@ class _Worker:
         self.proc.wait()
 
 
-class _Idle:
-    """Stands in for a dead worker when no run is left to give a replacement."""
-    spec = None
-
-    def stop(self) -> None:
-        pass
-
-
 def run_pool(specs: list[RunSpec], workers: int, emit: Callable[..., None]) -> Iterator[dict]:
     """Yield one record per spec, in completion order. Closing the generator (or an
     interrupt) kills the workers; runs in flight are simply not recorded."""
@@ -101,9 +107,14 @@ def run_pool(specs: list[RunSpec], workers: int, emit: Callable[..., None]) -> I
                 try:
                     kind, payload = w.results.recv()
                 except (EOFError, OSError):  # the worker died: fail its run, carry on without it
-                    kind, payload = "done", failed_record(w.spec, w.death(), 0.0)
+                    record = failed_record(w.spec, w.death(), 0.0)
                     w.stop()
-                    pool[pool.index(w)] = w = _Worker(threads) if pending else _Idle()
+                    pool.remove(w)
+                    if pending:  # a fresh process for what is left
+                        pool.append(_Worker(threads))
+                        give(pool[-1])
+                    yield record
+                    continue
                 if kind == "epoch":
                     emit("epoch", spec=w.spec, row=payload)
                     continue
@@ -116,13 +127,19 @@ def run_pool(specs: list[RunSpec], workers: int, emit: Callable[..., None]) -> I
             w.stop()
 
 
+def main(task_fd: int, result_fd: int) -> None:
+    """The worker process: train what arrives, send back epochs and the record, until EOF."""
+    try:
+        _serve(task_fd, result_fd)
+    except (BrokenPipeError, ConnectionResetError):  # the parent died mid-run: nobody to tell
+        pass
+
+
 def _serve(task_fd: int, result_fd: int) -> None:
     from threadpoolctl import threadpool_limits
 
     from .job import run_one
 
-    # Ctrl-C reaches the whole process group; the parent decides what happens to us.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threadpool_limits(int(os.environ.get("OMP_NUM_THREADS", "1")))  # in case a BLAS ignored the env
     tasks, results = Connection(task_fd, writable=False), Connection(result_fd, readable=False)
     datasets: dict = {}  # each distinct dataset is loaded once per worker
@@ -134,9 +151,3 @@ def _serve(task_fd: int, result_fd: int) -> None:
         record = run_one(spec, datasets, on_epoch=lambda row: results.send(("epoch", row)))
         results.send(("done", record))
 
-
-if __name__ == "__main__":
-    try:
-        _serve(int(sys.argv[1]), int(sys.argv[2]))
-    except (BrokenPipeError, ConnectionResetError):  # the parent died mid-run: nobody to tell
-        pass

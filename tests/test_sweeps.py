@@ -206,3 +206,23 @@ def test_an_out_path_that_cannot_be_a_directory_is_one_line(tmp_path):
     r = runner.invoke(app, ["run", str(cfg), "--out", str(out)])
     assert r.exit_code == 2
     assert r.output == f"error: {out}: cannot be used as a results directory: File exists\n"
+
+
+def test_a_worker_killed_after_the_last_run_was_handed_out_fails_only_its_run(tmp_path, monkeypatch):
+    # a stray module in the current directory must not shadow the standard library in workers
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "copy.py").write_text("raise SystemExit('the workers imported ./copy.py')\n")
+    cfg = write(tmp_path, QUICK.replace("train: {epochs: 3}", "train: {epochs: 400, batch_size: 8}"))
+    exp = load_experiment(cfg)
+    victim, pids = exp.runs[0].run_id, {}
+
+    def on_event(kind, **info):
+        if kind == "run_start":
+            pids[info["spec"].run_id] = info["pid"]
+        if kind == "epoch" and info["spec"].run_id == victim and info["row"]["epoch"] == 2:
+            os.kill(pids[victim], signal.SIGKILL)  # both runs are out: there is nothing left to hand over
+
+    outcome = run_experiment(exp, tmp_path / "o", on_event, workers=2)
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv").set_index("run_id")
+    assert runs.loc[victim, "status"] == "failed" and runs.loc[exp.runs[1].run_id, "status"] == "ok"
+    assert runs.loc[exp.runs[1].run_id, "epochs"] == 400 and outcome.failed == 1
