@@ -45,7 +45,11 @@ def load(directory: str | Path) -> Results:
     """The tables of a finished (or partly finished) results directory; `summary` ranks
     the grid cells on the config's target metric (or the first validation metric)."""
     from .compare import aggregate, default_metric, load_problem
+    from .results import read_results
 
+    runs, history, _ = read_results(directory)
+    if runs.empty:  # interrupted before any run finished: empty tables, not an error
+        return Results(Path(directory), runs, history, pd.DataFrame())
     p = load_problem(directory)
     metric = default_metric(p)
     summary = aggregate(p, [k for k in p.swept if k in p.runs.columns], metric, p.target["value"] if p.target else None)

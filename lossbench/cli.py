@@ -71,6 +71,7 @@ def run(
     import signal
 
     from .api import default_out, load
+    from .cluster import ClusterLost
     from .errors import LossbenchError
     from .execute import run_experiment
     from .report import Progress, print_preview, print_summary
@@ -98,19 +99,25 @@ def run(
                 console.print(f"{out_dir}: {resumed}training {info['todo']} on {where}")
             progress.on_event(kind, **info)
 
+        lost = None
         try:
             outcome = run_experiment(exp, out_dir, on_event, workers=workers, executor=executor, address=address,
                                      fresh=fresh, retry_failed=retry_failed)
+        except ClusterLost as e:  # finished runs are recorded; say so after the summary
+            outcome, lost = None, str(e)
         except LossbenchError as e:
             _fail(str(e))
         except KeyboardInterrupt:
             outcome = None
     res = load(out_dir)
-    print_summary(console, res.summary, res.runs, f"{exp.name} — {out_dir}", exp.target)
+    if len(res.summary):
+        print_summary(console, res.summary, res.runs, f"{exp.name} — {out_dir}", exp.target)
     if outcome is None:
-        console.print(f"[yellow]interrupted[/yellow]: {len(res.runs)} of {len(exp.runs)} runs recorded; "
-                      "run the same command again to train the rest")
-        raise typer.Exit(130)
+        console.print(f"[yellow]{'interrupted' if lost is None else 'stopped'}[/yellow]: {len(res.runs)} of "
+                      f"{len(exp.runs)} runs recorded; run the same command again to train the rest")
+        if lost:
+            typer.echo(f"error: {lost}", err=True)
+        raise typer.Exit(130 if lost is None else 1)
     if (res.runs.status == "failed").any():
         raise typer.Exit(1)
 

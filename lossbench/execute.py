@@ -26,6 +26,7 @@ import yaml
 
 from . import __version__
 from .config import Experiment, RunSpec
+from .errors import LossbenchError
 from .job import run_one
 from .results import RECORDS, load_records, write_tables
 from .workers import cpu_count, run_pool
@@ -33,10 +34,15 @@ from .workers import cpu_count, run_pool
 Event = Callable[..., None]
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read the process umask (the only way is to set it) and put it back
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never half of one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -105,30 +111,48 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
     KeyboardInterrupt every finished run stays recorded, the tables are written, and the
     interrupt propagates.
     """
-    from .resdir import Lock, ResultsDirError, check_compatible, clear, sweep_temporaries
+    from .resdir import Lock, ResultsDirError, check_compatible, check_owned, clear, sweep_temporaries
 
+    if executor not in ("local", "dask"):
+        raise LossbenchError(f"executor: unknown executor {executor!r}; choose local or dask")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise LossbenchError(f"workers: must be a whole number >= 1, got {workers!r}")
     emit = on_event or (lambda *a, **k: None)
+    client = None
+    if executor == "dask":  # before anything is written: a cluster we cannot use leaves the directory alone
+        from .cluster import connect
+
+        client = connect(address)
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock = Lock(out).acquire()
     except OSError as e:
+        if client is not None:
+            client.close()
         raise ResultsDirError(f"{out}: cannot be used as a results directory: {e.strerror or e}") from None
     with lock:
+        ids = [s.run_id for s in exp.runs]
+        try:
+            check_owned(out)
+            if not fresh:
+                check_compatible(out, exp.config, ids)
+        except LossbenchError:
+            if client is not None:
+                client.close()
+            raise
         sweep_temporaries(out)
         if fresh:
             clear(out)
-        ids = [s.run_id for s in exp.runs]
-        check_compatible(out, exp.config, ids)
         records = {r["run_id"]: r for r in load_records(out, ids)}
         if retry_failed:
             records = {k: r for k, r in records.items() if r["status"] != "failed"}
         todo = [s for s in exp.runs if s.run_id not in records]
         outcome = Outcome(total=len(exp.runs), skipped=len(exp.runs) - len(todo))
         n_workers = max(1, min(workers or cpu_count(), len(todo)))
-        if executor == "dask":
+        if client is not None:
             from .cluster import run_dask
 
-            stream = run_dask(todo, address, emit)  # connects now: an unreachable cluster writes nothing
+            stream = run_dask(todo, client)
         elif n_workers > 1:
             stream = run_pool(todo, n_workers, emit)
         else:

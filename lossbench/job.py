@@ -16,7 +16,8 @@ from .config import RunSpec
 
 def failed_record(spec: RunSpec, error: str, wall_time_s: float) -> dict:
     return {"run_id": spec.run_id, "seed": spec.seed, "cell": spec.cell, "config": spec.config, "status": "failed",
-            "epochs": 0, "summary": {}, "history": [], "wall_time_s": wall_time_s, "n_params": 0, "error": error}
+            "epochs": 0, "summary": {}, "history": [], "wall_time_s": wall_time_s, "n_params": 0,
+            "error": " ".join(error.split())}  # one line in runs.csv and in the terminal
 
 
 def run_one(spec: RunSpec, datasets: dict, on_epoch=None) -> dict:

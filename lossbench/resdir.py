@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,20 +59,45 @@ class Lock:
             self.fd = None
 
 
+RECORD = re.compile(r"^[0-9a-f]{12}\.json$")  # a run id: nothing else in records/ is ours
+
+
+def records(out: Path) -> list[Path]:
+    d = out / RECORDS
+    return [p for p in d.iterdir() if RECORD.match(p.name)] if d.is_dir() else []
+
+
 def sweep_temporaries(out: Path) -> None:
     """Remove what a killed writer left mid-`atomic_write` (called with the lock held:
-    nobody else is writing). Such a file was never renamed, so it was never a result."""
-    for d in (out, out / RECORDS):
-        for p in d.glob(".*.tmp"):
+    nobody else is writing). Such a file was never renamed, so it was never a result.
+    Only our own temporaries: `.<file we write>.<random>.tmp`."""
+    for name in OWNED:
+        for p in out.glob(f".{name}.*.tmp"):
             p.unlink(missing_ok=True)
+    if (out / RECORDS).is_dir():
+        for p in (out / RECORDS).glob(".*.json.*.tmp"):
+            if RECORD.match(p.name[1:].split(".json.")[0] + ".json"):
+                p.unlink(missing_ok=True)
+
+
+def check_owned(out: Path) -> None:
+    """Never overwrite what `lossbench run` did not write: a directory holding a file we
+    would write (config.yaml, runs.csv, ...) must be one of ours, with our manifest."""
+    try:
+        ours = "lossbench" in json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError, TypeError):
+        ours = False
+    clash = [n for n in OWNED if (out / n).exists()]
+    if clash and not ours:
+        raise ResultsDirError(f"{out}: holds {', '.join(clash)} that lossbench did not write; "
+                              "choose another --out (lossbench writes config.yaml, runs.csv, history.csv, "
+                              "manifest.json and records/)")
 
 
 def clear(out: Path) -> None:
     """`--fresh`: forget every recorded run (called with the lock held)."""
-    records = out / RECORDS
-    if records.is_dir():
-        for p in records.glob("*.json"):
-            p.unlink()
+    for p in records(out):
+        p.unlink()
     for name in OWNED:
         (out / name).unlink(missing_ok=True)
 
@@ -86,7 +112,7 @@ def previous_run_ids(out: Path) -> set[str]:
                 return set(ids)
         except (OSError, ValueError):
             pass
-    return {p.stem for p in (out / RECORDS).glob("*.json")} if (out / RECORDS).is_dir() else set()
+    return {p.stem for p in records(out)}
 
 
 def check_compatible(out: Path, config: dict, run_ids: list[str]) -> None:

@@ -101,3 +101,18 @@ def test_dask_without_address_is_refused(tmp_path):
     cfg.write_text(CONFIG)
     r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "--executor", "dask"])
     assert r.exit_code == 2 and "needs --address" in r.output
+
+
+def test_a_cluster_that_cannot_be_used_leaves_the_directory_alone(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG.replace("seeds: [0, 1]", "seeds: [0]").replace("epochs: 8", "epochs: 1"))
+    out = tmp_path / "o"
+    assert runner.invoke(app, ["run", str(cfg), "--out", str(out), "-q", "-j", "1"]).exit_code == 0
+    before = sorted(p.name for p in (out / "records").iterdir())
+    for args, message in ((["--executor", "dask", "--fresh"], "needs --address"),
+                          (["--executor", "dask", "--address", "http://127.0.0.1:1", "--fresh"], "--address: expected tcp://HOST:PORT")):
+        r = runner.invoke(app, ["run", str(cfg), "--out", str(out), *args])
+        assert r.exit_code == 2 and message in r.output and r.output.count("\n") == 1
+        assert sorted(p.name for p in (out / "records").iterdir()) == before  # --fresh did not run
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "new"), "--executor", "dask"])
+    assert r.exit_code == 2 and not (tmp_path / "new").exists()

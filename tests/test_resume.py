@@ -141,3 +141,16 @@ def test_sigterm_stops_as_cleanly_as_ctrl_c(tmp_path):
     assert proc.returncode == 130, output
     recorded = check_consistent(out)
     assert sorted(pd.read_csv(out / "runs.csv").run_id) == sorted(recorded)
+
+
+def test_ctrl_c_before_any_run_finished_is_clean(tmp_path):
+    cfg, out = tmp_path / "c.yaml", tmp_path / "o"
+    cfg.write_text(CONFIG)
+    proc = start(cfg, out)
+    deadline = time.monotonic() + 60
+    while not (out / "manifest.json").exists() and time.monotonic() < deadline:  # the workers are starting
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in output, output
+    assert "runs recorded; run the same command again" in output

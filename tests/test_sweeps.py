@@ -226,3 +226,35 @@ def test_a_worker_killed_after_the_last_run_was_handed_out_fails_only_its_run(tm
     runs = pd.read_csv(tmp_path / "o" / "runs.csv").set_index("run_id")
     assert runs.loc[victim, "status"] == "failed" and runs.loc[exp.runs[1].run_id, "status"] == "ok"
     assert runs.loc[exp.runs[1].run_id, "epochs"] == 400 and outcome.failed == 1
+
+
+def test_files_lossbench_did_not_write_are_never_overwritten(tmp_path):
+    cfg = write(tmp_path, QUICK)
+    mine = tmp_path / "config.yaml"
+    mine.write_text("# my own notes\n")
+    (tmp_path / ".notes.tmp").write_text("keep")
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "holds config.yaml that lossbench did not write" in r.output
+    assert mine.read_text() == "# my own notes\n" and (tmp_path / ".notes.tmp").exists()
+
+
+def test_the_python_api_checks_its_arguments(tmp_path):
+    cfg = write(tmp_path, QUICK)
+    for kwargs, message in (({"workers": 0}, "workers: must be a whole number >= 1"),
+                            ({"executor": "ray"}, "unknown executor 'ray'")):
+        with pytest.raises(lossbench.errors.LossbenchError, match=message):
+            lossbench.run(cfg, out=tmp_path / "o", **kwargs)
+    assert not (tmp_path / "o").exists()
+
+
+def test_records_are_readable_like_any_file_the_user_writes(tmp_path):
+    cfg = write(tmp_path, QUICK)
+    lossbench.run(cfg, out=tmp_path / "o", workers=1)
+    mode = (tmp_path / "o" / "runs.csv").stat().st_mode & 0o777
+    assert mode == 0o666 & ~_umask() and mode & 0o044  # group/others can read with the usual umask
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
