@@ -199,6 +199,8 @@ def compare(
     if table.attrs["pooled"]:
         typer.echo(f"note: grouped by {', '.join(table.attrs['keys']) or 'nothing'} (the keys every directory sweeps); "
                    f"{', '.join(table.attrs['pooled'])} pooled. Use --by to choose.", err=True)
+    for line in table.attrs["partial"]:
+        typer.echo(f"note: {line} (the sweep is unfinished; `lossbench run` resumes it)", err=True)
     if rich is not None:
         console = _console()
         if not console.is_terminal:

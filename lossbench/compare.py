@@ -69,6 +69,7 @@ class Problem:
     history: pd.DataFrame
     swept: list[str]
     target: dict | None
+    planned: int = 0  # runs the experiment has; more than len(runs) while a sweep is partial
 
 
 def load_problem(directory: str | Path) -> Problem:
@@ -79,7 +80,7 @@ def load_problem(directory: str | Path) -> Problem:
         raise LossbenchError(f"{directory}: no run has finished yet; nothing to compare")
     # named as the user sees it: the results directory (results/<config name>/ by default)
     return Problem(Path(directory).resolve().name, Path(directory), runs, history, list(man.get("swept") or []),
-                   man.get("target"))
+                   man.get("target"), len(man.get("run_ids") or runs))
 
 
 def check_metric(p: Problem, metric: str) -> None:
@@ -244,7 +245,8 @@ def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | N
     out = pd.concat(frames, ignore_index=True)
     out["rank"] = out["rank"].astype("Int64")  # 1, 2, ... and empty for unranked, in CSV too
     pooled = sorted({k for p in problems for k in p.swept} - set(keys)) if not by else []
-    out.attrs.update(metric=m, keys=keys, higher_is_better=higher_is_better(m), pooled=pooled)
+    partial = [f"{p.name}: {len(p.runs)} of {p.planned} runs recorded" for p in problems if p.planned > len(p.runs)]
+    out.attrs.update(metric=m, keys=keys, higher_is_better=higher_is_better(m), pooled=pooled, partial=partial)
     return out
 
 

@@ -120,7 +120,8 @@ def compare_table(table: pd.DataFrame) -> Table:
                     "mean ± std and 95% interval over seeds", title_justify="left")
     cols, rows = compare_cells(table)
     for c in cols:
-        t.add_column(c, justify="left" if c in ("problem", "group", "val loss") else "right", no_wrap=True)
+        # numbers may wrap at "±" on a narrow terminal rather than be cut to "0.98…"
+        t.add_column(c, justify="left" if c in ("problem", "group", "val loss") else "right", no_wrap=c == "val loss")
     for (_, row), cells in zip(table.iterrows(), rows):
         cells = [escape(c) for c in cells]
         status = -2

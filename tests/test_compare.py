@@ -280,3 +280,10 @@ def test_plot_refuses_results_with_no_ok_run(tmp_path):
     p = make_dir(tmp_path / "p", "div", [{"name": "sgd", "lr": 1.0, "seed": 0, "status": "diverged", "acc": [0.5, math.nan]}])
     r = runner.invoke(app, ["plot", str(p)])
     assert r.exit_code == 2 and "no run finished ok" in r.output
+
+
+def test_a_partial_sweep_is_noted(problem):
+    man = json.loads((problem / "manifest.json").read_text())
+    (problem / "manifest.json").write_text(json.dumps({**man, "run_ids": [f"id{i}" for i in range(12)]}))
+    r = runner.invoke(app, ["compare", str(problem), "--format", "csv"])
+    assert r.exit_code == 0 and "note: p: 8 of 12 runs recorded (the sweep is unfinished" in r.output
