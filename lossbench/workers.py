@@ -43,6 +43,7 @@ def threads_per_worker(workers: int) -> int:
 # would shadow the standard library.
 _BOOT = """import signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 sys.path[0] = sys.argv[1]
 from lossbench.workers import main
 main(int(sys.argv[2]), int(sys.argv[3]))
@@ -55,8 +56,16 @@ class _Worker:
         task_r, task_w = os.pipe()
         res_r, res_w = os.pipe()
         env = {**os.environ, **{v: str(threads) for v in THREAD_VARS}}
-        self.proc = subprocess.Popen([sys.executable, "-c", _BOOT, _PACKAGE_ROOT, str(task_r), str(res_w)],
-                                     pass_fds=(task_r, res_w), env=env, stdin=subprocess.DEVNULL)
+        # Ctrl-C is blocked in this thread while the child is made: the child inherits the
+        # blocked mask across fork and exec, so a ^C landing while its interpreter starts
+        # stays pending until the boot code has set it to be ignored (no fatal-error dump);
+        # here the ^C is delivered on unblocking, so the parent still gets it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-c", _BOOT, _PACKAGE_ROOT, str(task_r), str(res_w)],
+                                         pass_fds=(task_r, res_w), env=env, stdin=subprocess.DEVNULL)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         os.close(task_r)
         os.close(res_w)
         self.tasks = Connection(task_w, readable=False)
