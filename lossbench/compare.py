@@ -102,9 +102,12 @@ def default_metric(p: Problem) -> str:
 
 
 def per_run(p: Problem, metric: str, target: float | None) -> pd.DataFrame:
-    """One row per run: final and best of `metric`, epochs/steps/seconds to `target`, and the
+    """One row per run: final and best of `metric`, epochs/steps/seconds to `target`, the
     area under the loss curve (val_loss, or train_loss without a validation split),
-    trapezoidal over epochs and divided by their span: the mean loss level of the run."""
+    trapezoidal over epochs and divided by their span: the mean loss level of the run,
+    and the run's val_loss curve."""
+    from .results import first_hit
+
     up = higher_is_better(metric)
     rows = []
     hist = {rid: g.sort_values("epoch") for rid, g in p.history.groupby("run_id")} if len(p.history) else {}
@@ -113,7 +116,7 @@ def per_run(p: Problem, metric: str, target: float | None) -> pd.DataFrame:
         h = hist.get(r["run_id"])
         row = {"run_id": r["run_id"], "status": r["status"], "final": math.nan, "best": math.nan,
                "epochs_to_target": math.nan, "steps_to_target": math.nan, "time_to_target": math.nan,
-               "loss_auc": math.nan}
+               "loss_auc": math.nan, "curve": []}
         if metric.startswith("test_"):
             row["final"] = r.get(metric, math.nan)
         elif h is not None and metric in h:
@@ -121,20 +124,29 @@ def per_run(p: Problem, metric: str, target: float | None) -> pd.DataFrame:
             finite = vals[np.isfinite(vals)]
             row["final"] = vals[-1]
             row["best"] = (finite.max() if up else finite.min()) if len(finite) else math.nan
-            if target is not None:
-                hit = np.flatnonzero(vals >= target if up else vals <= target)
-                if len(hit):
-                    i = hit[0]
-                    row.update(epochs_to_target=h["epoch"].iloc[i], steps_to_target=h["step"].iloc[i],
-                               time_to_target=h["elapsed_s"].iloc[i])
+            hit = first_hit(h.to_dict("records"), metric, target) if target is not None else None
+            if hit:
+                row.update(epochs_to_target=hit["epoch"], steps_to_target=hit["step"], time_to_target=hit["elapsed_s"])
         if h is not None and len(h):
+            row["curve"] = h["val_loss"].tolist()
             curve = h["val_loss"] if h["val_loss"].notna().all() else h["train_loss"]
             y, x = curve.to_numpy(dtype=float), h["epoch"].to_numpy(dtype=float)
             area = float(((y[1:] + y[:-1]) / 2 * np.diff(x)).sum())  # trapezoids
             row["loss_auc"] = area / (x[-1] - x[0]) if len(x) > 1 else float(y[0])
         rows.append(row)
     return pd.DataFrame(rows, columns=["run_id", "status", "final", "best", "epochs_to_target", "steps_to_target",
-                                       "time_to_target", "loss_auc"])
+                                       "time_to_target", "loss_auc", "curve"])
+
+
+def _groups(frame: pd.DataFrame, by: list[str]):
+    """(key tuple, rows) per group of `by`, in first-seen order. groupby drops NaN keys, so
+    a run without a key's value (a cell of another grid) gets "-" and is its own group."""
+    if not by:
+        yield (), frame
+        return
+    frame = frame.assign(**{k: frame[k].astype(object).where(frame[k].notna(), "-") for k in by})
+    for key, g in frame.groupby(by, sort=False, dropna=False):
+        yield (key if isinstance(key, tuple) else (key,)), g
 
 
 def group_keys(problems: list[Problem], by: list[str] | None) -> list[str]:
@@ -160,15 +172,9 @@ def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> p
     stats = stats.drop(columns="status")
     frame = p.runs.drop(columns=[c for c in stats.columns if c != "run_id" and c in p.runs]) \
         .merge(stats, on="run_id", how="left")  # ours: computed for this metric and target
-    for k in by:  # groupby drops NaN keys; a run without that key is its own value
-        frame[k] = frame[k].astype(object).where(frame[k].notna(), "-")
-    groups = frame.groupby(by, sort=False, dropna=False) if by else [((), frame)]
-    curves = {rid: g.sort_values("epoch")["val_loss"].tolist() for rid, g in p.history.groupby("run_id")} \
-        if len(p.history) else {}
     test_cols = [c for c in p.runs.columns if c.startswith("test_")]
     rows = []
-    for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
+    for key, g in _groups(frame, by):
         ok = g[g.status == "ok"]
         row = {"problem": p.name, "group": cell_label(by, key), **dict(zip(by, key)), "runs": len(g), "ok": len(ok),
                "diverged": int((g.status == "diverged").sum()), "failed": int((g.status == "failed").sum())}
@@ -183,7 +189,7 @@ def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> p
         for c in test_cols:
             row[f"{c}_mean"], row[f"{c}_std"] = mean_std_ci(ok[c])[:2]
         row["wall_time_s"] = g["wall_time_s"].mean()
-        cs = [curves[r] for r in ok["run_id"] if r in curves]
+        cs = [c for c in ok["curve"] if c]
         n = min((len(c) for c in cs), default=0)
         row["val_loss_curve"] = [_finite_mean([c[i] for c in cs]) for i in range(n)]
         rows.append(row)
@@ -291,8 +297,7 @@ def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.
     from .results import cell_label
 
     rows = []
-    for key, g in (table.groupby(keys, sort=False) if keys else [((), table)]):
-        key = key if isinstance(key, tuple) else (key,)
+    for key, g in _groups(table, keys):
         g = g.sort_values("lr")
         lrs, vals = g["lr"].to_numpy(), g["value"].to_numpy(dtype=float)
         row = {"problem": p.name, "group": cell_label(keys, key), **dict(zip(keys, key)), "lrs": lrs.tolist(),
@@ -333,12 +338,8 @@ def curves(p: Problem, by: list[str], column: str) -> dict[str, pd.DataFrame]:
     """group label -> per-epoch mean and std of `column` over the group's ok runs."""
     from .results import cell_label
 
-    frame = p.runs[p.runs.status == "ok"].copy()
-    for k in by:
-        frame[k] = frame[k].astype(object).where(frame[k].notna(), "-")
     out = {}
-    for key, g in (frame.groupby(by, sort=False) if by else [((), frame)]):
-        key = key if isinstance(key, tuple) else (key,)
+    for key, g in _groups(p.runs[p.runs.status == "ok"], by):
         h = p.history[p.history.run_id.isin(g.run_id)]
         if len(h) and column in h:
             out[cell_label(by, key)] = h.groupby("epoch")[column].agg(["mean", "std", "count"]).reset_index()

@@ -14,17 +14,20 @@ from .compare import higher_is_better
 RECORDS = "records"
 
 
-def to_target(history: list[dict], target: dict | None) -> tuple[float, float]:
-    """(epochs, seconds) until the target metric first reaches the target value; NaN if never."""
-    if not target:
-        return math.nan, math.nan
-    metric, value = target["metric"], target["value"]
+def first_hit(history: list[dict], metric: str, value: float) -> dict | None:
+    """The first history row whose `metric` reaches `value` (>= or <= as the metric goes)."""
     up = higher_is_better(metric)
     for row in history:
         v = row.get(metric)
         if v is not None and (v >= value if up else v <= value):
-            return row["epoch"], row["elapsed_s"]
-    return math.nan, math.nan
+            return row
+    return None
+
+
+def to_target(history: list[dict], target: dict | None) -> tuple[float, float]:
+    """(epochs, seconds) until the target metric first reaches the target value; NaN if never."""
+    hit = first_hit(history, target["metric"], target["value"]) if target else None
+    return (hit["epoch"], hit["elapsed_s"]) if hit else (math.nan, math.nan)
 
 
 def load_records(out: Path, run_ids: list[str]) -> list[dict]:
