@@ -183,14 +183,15 @@ def compare(
     if profile and lr:
         _fail("--profile and --lr are two different views; choose one")
     try:
-        table = cmp.compare(results_dirs, _keys(by), metric, target)
+        problems = cmp.load_problems(results_dirs)
+        table = cmp.compare_problems(problems, _keys(by), metric, target)
         if profile:
             if table["target"].isna().all():
                 raise LossbenchError("--profile needs a target: set one in the configs or give --metric and --target")
-            view, rich = cmp.performance_profile(table, f"{cost}_to_target"), None
+            view = cmp.performance_profile(table, f"{cost}_to_target")
             rich = profile_table(view, f"{cost}_to_target") if fmt == "table" else None
         elif lr:
-            view = cmp.lr_sensitivity_all(results_dirs, table, tolerance)
+            view = cmp.lr_sensitivity_all(problems, table, tolerance)
             rich = lr_table(view, table.attrs["metric"], tolerance) if fmt == "table" else None
         else:
             view, rich = table, compare_table(table) if fmt == "table" else None

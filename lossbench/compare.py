@@ -222,11 +222,8 @@ def _rank(out: pd.DataFrame, up: bool, with_target: bool) -> pd.DataFrame:
     return out
 
 
-def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | None = None,
-            target: float | None = None) -> pd.DataFrame:
-    """The comparison table of one or more results directories (rows of all problems,
-    each ranked within its problem). Each problem's target is its config's target when
-    the metric matches, unless `target` is given."""
+def load_problems(dirs: list[str | Path]) -> list[Problem]:
+    """Each results directory once, with names that tell them apart."""
     resolved = [Path(d).resolve() for d in dirs]
     for d in resolved:
         if resolved.count(d) > 1:
@@ -236,6 +233,19 @@ def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | N
     for p in problems:
         if names.count(p.name) > 1:  # same-named directories (e.g. from two machines): tell them apart
             p.name = str(p.dir)
+    return problems
+
+
+def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | None = None,
+            target: float | None = None) -> pd.DataFrame:
+    """The comparison table of one or more results directories; see compare_problems."""
+    return compare_problems(load_problems(dirs), by, metric, target)
+
+
+def compare_problems(problems: list[Problem], by: list[str] | None = None, metric: str | None = None,
+                     target: float | None = None) -> pd.DataFrame:
+    """Rows of all problems, each ranked within its problem. Each problem's target is its
+    config's target when the metric matches, unless `target` is given."""
     keys = group_keys(problems, by)
     m = metric or default_metric(problems[0])
     for p in problems:
@@ -323,14 +333,9 @@ def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.
     return out.sort_values("best", ascending=not up, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def lr_sensitivity_all(dirs: list[str | Path], table: pd.DataFrame, tolerance: float) -> pd.DataFrame:
-    """lr_sensitivity of each directory of a `compare` table, problems named as in it."""
-    names = dict(zip(table["problem"].unique(), dirs))
-    parts = []
-    for name, d in names.items():
-        p = load_problem(d)
-        p.name = name
-        parts.append(lr_sensitivity(p, table.attrs["keys"], table.attrs["metric"], tolerance))
+def lr_sensitivity_all(problems: list[Problem], table: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """lr_sensitivity of each problem, grouped and measured as in its `compare` table."""
+    parts = [lr_sensitivity(p, table.attrs["keys"], table.attrs["metric"], tolerance) for p in problems]
     return pd.concat(parts, ignore_index=True)
 
 

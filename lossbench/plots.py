@@ -130,9 +130,10 @@ def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, b
         raise LossbenchError(f"--kind: unknown figure {kind!r}; choose one of {', '.join(KINDS)}")
     if kind != "profile" and len(dirs) != 1:
         raise LossbenchError(f"--kind {kind} draws one results directory; --kind profile compares several")
-    table = cmp.compare(dirs, by, metric, target)
+    problems = cmp.load_problems(dirs)
+    table = cmp.compare_problems(problems, by, metric, target)
     metric, keys = table.attrs["metric"], table.attrs["keys"]
-    p = cmp.load_problem(dirs[0])
+    p = problems[0]
     if kind != "profile" and not (p.runs.status == "ok").any():
         raise LossbenchError(f"{dirs[0]}: no run finished ok (all diverged or failed); nothing to plot")
     if kind == "profile":
