@@ -69,12 +69,9 @@ def run_dask(specs: list[RunSpec], client) -> Iterator[dict]:
             except Exception as e:  # KilledWorker, an import error on the worker, ...
                 record = failed_record(spec, f"dask: {type(e).__name__}: {e}", 0.0)
             yield record
-    finally:
-        try:
-            if futures and client.status == "running":
-                client.cancel(list(futures))
-        finally:
-            client.close()
+    finally:  # the caller owns the client and closes it
+        if futures and client.status == "running":
+            client.cancel(list(futures))
 
 
 class ClusterLost(LossbenchError):

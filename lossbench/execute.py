@@ -10,6 +10,7 @@ recorded `failed` with its error; the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -123,63 +124,58 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
         from .cluster import connect
 
         client = connect(address)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        lock = Lock(out).acquire()
-    except OSError as e:
-        if client is not None:
-            client.close()
-        raise ResultsDirError(f"{out}: cannot be used as a results directory: {e.strerror or e}") from None
-    with lock:
-        ids = [s.run_id for s in exp.runs]
+    # this function made the client, so it alone closes it, whatever happens below
+    with contextlib.closing(client) if client is not None else contextlib.nullcontext():
         try:
+            out.mkdir(parents=True, exist_ok=True)
+            lock = Lock(out).acquire()
+        except OSError as e:
+            raise ResultsDirError(f"{out}: cannot be used as a results directory: {e.strerror or e}") from None
+        with lock:
+            ids = [s.run_id for s in exp.runs]
             check_owned(out)
             if not fresh:
                 check_compatible(out, exp.config, ids)
-        except LossbenchError:
+            sweep_temporaries(out)
+            if fresh:
+                clear(out)
+            records = {r["run_id"]: r for r in load_records(out, ids)}
+            if retry_failed:
+                records = {k: r for k, r in records.items() if r["status"] != "failed"}
+            todo = [s for s in exp.runs if s.run_id not in records]
+            outcome = Outcome(total=len(exp.runs), skipped=len(exp.runs) - len(todo))
+            n_workers = max(1, min(workers or cpu_count(), len(todo)))
             if client is not None:
-                client.close()
-            raise
-        sweep_temporaries(out)
-        if fresh:
-            clear(out)
-        records = {r["run_id"]: r for r in load_records(out, ids)}
-        if retry_failed:
-            records = {k: r for k, r in records.items() if r["status"] != "failed"}
-        todo = [s for s in exp.runs if s.run_id not in records]
-        outcome = Outcome(total=len(exp.runs), skipped=len(exp.runs) - len(todo))
-        n_workers = max(1, min(workers or cpu_count(), len(todo)))
-        if client is not None:
-            from .cluster import run_dask
+                from .cluster import run_dask
 
-            stream = run_dask(todo, client)
-        elif n_workers > 1:
-            stream = run_pool(todo, n_workers, emit)
-        else:
-            stream = _serial(todo, exp.datasets, emit)  # what validation loaded is not loaded again
-        records_dir = out / RECORDS
-        records_dir.mkdir(exist_ok=True)
-        atomic_write(out / "config.yaml", yaml.safe_dump(exp.config, sort_keys=False))
-        started = _now()
-        atomic_write(out / "manifest.json", json.dumps(manifest(started, None, exp), indent=2))
-        emit("start", total=outcome.total, done=outcome.skipped, todo=len(todo),
-             workers=n_workers if executor == "local" else None, executor=executor)
-        tables = _Tables(out, exp, records)
-        try:
-            for record in stream:
-                atomic_write(records_dir / f"{record['run_id']}.json", json.dumps(record))
-                outcome.trained += 1
-                outcome.failed += record["status"] == "failed"
-                tables.add(record)
-                emit("run_end", record=record, done=outcome.skipped + outcome.trained, total=outcome.total)
-        except KeyboardInterrupt:
-            outcome.interrupted = True
-            raise
-        finally:
-            stream.close()  # stop workers / cancel cluster tasks before writing the last tables
-            tables.write()
-            atomic_write(out / "manifest.json",
-                         json.dumps(manifest(started, _now(), exp, interrupted=outcome.interrupted), indent=2))
+                stream = run_dask(todo, client)
+            elif n_workers > 1:
+                stream = run_pool(todo, n_workers, emit)
+            else:
+                stream = _serial(todo, exp.datasets, emit)  # what validation loaded is not loaded again
+            records_dir = out / RECORDS
+            records_dir.mkdir(exist_ok=True)
+            atomic_write(out / "config.yaml", yaml.safe_dump(exp.config, sort_keys=False))
+            started = _now()
+            atomic_write(out / "manifest.json", json.dumps(manifest(started, None, exp), indent=2))
+            emit("start", total=outcome.total, done=outcome.skipped, todo=len(todo),
+                 workers=n_workers if executor == "local" else None, executor=executor)
+            tables = _Tables(out, exp, records)
+            try:
+                for record in stream:
+                    atomic_write(records_dir / f"{record['run_id']}.json", json.dumps(record))
+                    outcome.trained += 1
+                    outcome.failed += record["status"] == "failed"
+                    tables.add(record)
+                    emit("run_end", record=record, done=outcome.skipped + outcome.trained, total=outcome.total)
+            except KeyboardInterrupt:
+                outcome.interrupted = True
+                raise
+            finally:
+                stream.close()  # stop workers / cancel cluster tasks before writing the last tables
+                tables.write()
+                atomic_write(out / "manifest.json",
+                             json.dumps(manifest(started, _now(), exp, interrupted=outcome.interrupted), indent=2))
     emit("end", total=outcome.total)
     return outcome
 

@@ -60,6 +60,7 @@ class Lock:
 
 
 RECORD = re.compile(r"^[0-9a-f]{12}\.json$")  # a run id: nothing else in records/ is ours
+RECORD_TMP = re.compile(r"^\.[0-9a-f]{12}\.json\..+\.tmp$")  # what atomic_write leaves of one, if killed
 
 
 def records(out: Path) -> list[Path]:
@@ -75,8 +76,8 @@ def sweep_temporaries(out: Path) -> None:
         for p in out.glob(f".{name}.*.tmp"):
             p.unlink(missing_ok=True)
     if (out / RECORDS).is_dir():
-        for p in (out / RECORDS).glob(".*.json.*.tmp"):
-            if RECORD.match(p.name[1:].split(".json.")[0] + ".json"):
+        for p in (out / RECORDS).iterdir():
+            if RECORD_TMP.match(p.name):
                 p.unlink(missing_ok=True)
 
 
