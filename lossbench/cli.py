@@ -154,6 +154,13 @@ def show(results_dir: Annotated[Path, typer.Argument(help="A results directory w
     print_summary(_console(), res.summary, res.runs, str(results_dir), target)
 
 
+def _cost(cost: str) -> str:
+    """--cost time|epochs|steps -> the compare column it names."""
+    if cost not in ("time", "epochs", "steps"):
+        _fail(f"--cost: unknown cost {cost!r}; choose time, epochs or steps")
+    return f"{cost}_to_target"
+
+
 def _keys(by: Optional[List[str]]) -> Optional[list[str]]:
     return [k.strip() for item in by for k in item.split(",") if k.strip()] if by else None
 
@@ -178,8 +185,7 @@ def compare(
 
     if fmt not in ("table", "csv", "markdown"):
         _fail(f"--format: unknown format {fmt!r}; choose table, csv or markdown")
-    if cost not in ("time", "epochs", "steps"):
-        _fail(f"--cost: unknown cost {cost!r}; choose time, epochs or steps")
+    cost = _cost(cost)
     if profile and lr:
         _fail("--profile and --lr are two different views; choose one")
     try:
@@ -188,8 +194,8 @@ def compare(
         if profile:
             if table["target"].isna().all():
                 raise LossbenchError("--profile needs a target: set one in the configs or give --metric and --target")
-            view = cmp.performance_profile(table, f"{cost}_to_target")
-            rich = profile_table(view, f"{cost}_to_target") if fmt == "table" else None
+            view = cmp.performance_profile(table, cost)
+            rich = profile_table(view, cost) if fmt == "table" else None
         elif lr:
             view = cmp.lr_sensitivity_all(problems, table, tolerance)
             rich = lr_table(view, table.attrs["metric"], tolerance) if fmt == "table" else None
@@ -237,10 +243,9 @@ def plot(
     from .errors import LossbenchError
     from .plots import plot as draw
 
-    if cost not in ("time", "epochs", "steps"):
-        _fail(f"--cost: unknown cost {cost!r}; choose time, epochs or steps")
+    cost = _cost(cost)
     try:
-        path = draw(results_dirs, kind, metric, _keys(by), out, log, f"{cost}_to_target", tolerance, target)
+        path = draw(results_dirs, kind, metric, _keys(by), out, log, cost, tolerance, target)
     except (LossbenchError, OSError, ValueError, KeyError) as e:
         _fail(str(e))
     typer.echo(f"wrote {path}")
