@@ -191,17 +191,12 @@ def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> p
         row["wall_time_s"] = g["wall_time_s"].mean()
         cs = [c for c in ok["curve"] if c]
         n = min((len(c) for c in cs), default=0)
-        row["val_loss_curve"] = [_finite_mean([c[i] for c in cs]) for i in range(n)]
+        row["val_loss_curve"] = [mean_std_ci([c[i] for c in cs])[0] for i in range(n)]
         rows.append(row)
     out = pd.DataFrame(rows)
     out = _rank(out, up, target is not None) if len(out) else out
     out.attrs.update(metric=metric, higher_is_better=up)
     return out
-
-
-def _finite_mean(values) -> float:
-    v = [x for x in values if x is not None and math.isfinite(x)]
-    return sum(v) / len(v) if v else math.nan
 
 
 def _rank(out: pd.DataFrame, up: bool, with_target: bool) -> pd.DataFrame:
