@@ -1,5 +1,5 @@
 """`python -m lossbench` is the `lossbench` command."""
 
-from .cli import app
+from lossbench.cli import app
 
 app(prog_name="lossbench")

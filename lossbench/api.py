@@ -31,8 +31,8 @@ def run(config: str | Path, out: str | Path | None = None, overrides: list[str] 
     fresh: forget what `out` holds first. retry_failed: train runs recorded `failed` again.
     A KeyboardInterrupt propagates after every finished run is recorded.
     """
-    from .config import load_experiment
-    from .execute import run_experiment
+    from lossbench.sweep.config import load_experiment
+    from lossbench.sweep.execute import run_experiment
 
     exp = load_experiment(config, overrides)
     out_dir = Path(out) if out is not None else default_out(exp.name)
@@ -44,8 +44,8 @@ def run(config: str | Path, out: str | Path | None = None, overrides: list[str] 
 def load(directory: str | Path) -> Results:
     """The tables of a finished (or partly finished) results directory; `summary` ranks
     the grid cells on the config's target metric (or the first validation metric)."""
-    from .compare import aggregate, default_metric, load_problem
-    from .results import read_results
+    from lossbench.analysis.compare import aggregate, default_metric, load_problem
+    from lossbench.sweep.store import read_results
 
     runs, history, _ = read_results(directory)
     if runs.empty:  # interrupted before any run finished: empty tables, not an error

@@ -8,7 +8,8 @@ KINDS = ("datasets", "models", "losses", "optimizers", "schedules")
 
 
 def registries() -> dict:
-    from . import data, losses, nn, optimizers, schedules
+    from lossbench import data
+    from lossbench.engine import losses, nn, optimizers, schedules
 
     return {
         "datasets": data.DATASETS,

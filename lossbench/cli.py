@@ -13,7 +13,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from lossbench import __version__
 
         typer.echo(f"lossbench {__version__}")
         raise typer.Exit()
@@ -41,8 +41,8 @@ def _console():
 
 
 def _experiment(config: Path, overrides: list[str]):
-    from .config import load_experiment
-    from .errors import LossbenchError
+    from lossbench.sweep.config import load_experiment
+    from lossbench.errors import LossbenchError
 
     try:
         return load_experiment(config, overrides or ())
@@ -70,11 +70,11 @@ def run(
 
     import signal
 
-    from .api import default_out, load
-    from .cluster import ClusterLost
-    from .errors import LossbenchError
-    from .execute import run_experiment
-    from .report import Progress, print_preview, print_summary
+    from lossbench.api import default_out, load
+    from lossbench.sweep.cluster import ClusterLost
+    from lossbench.errors import LossbenchError
+    from lossbench.sweep.execute import run_experiment
+    from lossbench.analysis.report import Progress, print_preview, print_summary
 
     if executor not in ("local", "dask"):
         _fail(f"--executor: unknown executor {executor!r}; choose local or dask")
@@ -129,8 +129,8 @@ def validate(
 ) -> None:
     """Validate a config and preview its expanded grid."""
 
-    from .api import default_out
-    from .report import print_preview
+    from lossbench.api import default_out
+    from lossbench.analysis.report import print_preview
 
     exp = _experiment(config, set_)
     print_preview(_console(), exp, default_out(exp.name))
@@ -140,9 +140,9 @@ def validate(
 def show(results_dir: Annotated[Path, typer.Argument(help="A results directory written by `lossbench run`.")]) -> None:
     """Print the summary of finished results again."""
 
-    from .api import load
-    from .errors import LossbenchError
-    from .report import print_summary
+    from lossbench.api import load
+    from lossbench.errors import LossbenchError
+    from lossbench.analysis.report import print_summary
 
     try:
         res = load(results_dir)
@@ -179,9 +179,9 @@ def compare(
 ) -> None:
     """Compare groups of runs across seeds: mean ± std and 95% intervals, epochs/steps/time
     to target, loss AUC, ranks; or a performance profile (--profile) or lr sensitivity (--lr)."""
-    from . import compare as cmp
-    from .errors import LossbenchError
-    from .report import compare_table, lr_table, profile_table
+    from lossbench.analysis import compare as cmp
+    from lossbench.errors import LossbenchError
+    from lossbench.analysis.report import compare_table, lr_table, profile_table
 
     if fmt not in ("table", "csv", "markdown"):
         _fail(f"--format: unknown format {fmt!r}; choose table, csv or markdown")
@@ -218,7 +218,7 @@ def compare(
     elif view is table:  # Markdown for papers and READMEs: the figures as the terminal shows them
         import pandas as pd
 
-        from .report import compare_cells
+        from lossbench.analysis.report import compare_cells
 
         cols, rows = compare_cells(table)
         typer.echo(cmp.to_markdown(pd.DataFrame(rows, columns=cols)), nl=False)
@@ -240,8 +240,8 @@ def plot(
 ) -> None:
     """Draw convergence curves (mean ± std band over seeds), training vs validation loss,
     final metric with error bars, lr sensitivity, or a performance profile."""
-    from .errors import LossbenchError
-    from .plots import plot as draw
+    from lossbench.errors import LossbenchError
+    from lossbench.analysis.plots import plot as draw
 
     cost = _cost(cost)
     try:
@@ -260,8 +260,8 @@ def list_(
 
     from rich.markup import escape
 
-    from .catalog import KINDS, catalog
-    from .registry import did_you_mean
+    from lossbench.catalog import KINDS, catalog
+    from lossbench.registry import did_you_mean
 
     if kind is not None and kind not in KINDS:
         _fail(f"unknown kind {kind!r}{did_you_mean(kind, KINDS)}; choose one of {list(KINDS)}")

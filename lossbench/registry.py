@@ -10,7 +10,7 @@ import difflib
 import inspect
 from typing import Any, Callable, TypeVar
 
-from .errors import ConfigError
+from lossbench.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import lossbench
 from lossbench.cli import app
-from lossbench.config import load_experiment
+from lossbench.sweep.config import load_experiment
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 runner = CliRunner()

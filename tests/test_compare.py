@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lossbench import compare as cmp
+from lossbench.analysis import compare as cmp
 from lossbench.cli import app
 
 runner = CliRunner()

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lossbench.cli import app
-from lossbench.config import load_experiment
+from lossbench.sweep.config import load_experiment
 from lossbench.errors import ConfigError
 
 BASE = """\

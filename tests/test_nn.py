@@ -3,7 +3,7 @@ import pytest
 
 from lossbench import losses, nn
 from lossbench.errors import ConfigError
-from lossbench.nn.layers import Dropout, Linear
+from lossbench.engine.nn.layers import Dropout, Linear
 from gradcheck import assert_close_grad, numeric_grad
 
 

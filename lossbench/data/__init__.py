@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
-from .base import DATASETS, Raw
-from . import csv, idx, synthetic  # noqa: F401  (importing registers the loaders)
+from lossbench.errors import ConfigError
+from lossbench.data.base import DATASETS, Raw
+from lossbench.data import csv, idx, synthetic  # noqa: F401  (importing registers the loaders)
 
 __all__ = ["DATASETS", "Dataset", "dataset_options", "load", "load_spec"]
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..registry import Registry
+from lossbench.errors import ConfigError, DataError
+from lossbench.registry import Registry
 
 DATASETS = Registry("dataset")
 

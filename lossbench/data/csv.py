@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..registry import did_you_mean
-from .base import DATASETS, TASKS, Raw, carve_test, check_number, loader_rng
+from lossbench.errors import ConfigError, DataError
+from lossbench.registry import did_you_mean
+from lossbench.data.base import DATASETS, TASKS, Raw, carve_test, check_number, loader_rng
 
 MAX_AUTO_CLASSES = 20  # more distinct integer values than this look like a quantity
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from .base import DATASETS, Raw, check_labels
+from lossbench.errors import ConfigError, DataError
+from lossbench.data.base import DATASETS, Raw, check_labels
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import DATASETS, Raw, carve_test, check_number, loader_rng
+from lossbench.data.base import DATASETS, Raw, carve_test, check_number, loader_rng
 
 
 def _classes(n_samples: int, n_classes: int) -> np.ndarray:

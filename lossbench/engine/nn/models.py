@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..registry import Registry
-from .layers import ACTIVATIONS, LAYERS, Dropout, Layer, Linear
+from lossbench.errors import ConfigError
+from lossbench.registry import Registry
+from lossbench.engine.nn.layers import ACTIVATIONS, LAYERS, Dropout, Layer, Linear
 
 MODELS = Registry("model")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from .errors import ConfigError
-from .registry import Registry
+from lossbench.errors import ConfigError
+from lossbench.registry import Registry
 
 SCHEDULES = Registry("schedule")
 

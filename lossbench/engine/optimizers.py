@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ConfigError
-from .registry import Registry
+from lossbench.errors import ConfigError
+from lossbench.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 

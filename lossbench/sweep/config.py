@@ -19,8 +19,9 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, LossbenchError
-from .registry import did_you_mean
+from lossbench.errors import ConfigError, LossbenchError
+from lossbench.sweep.spec import RunSpec, run_id
+from lossbench.registry import did_you_mean
 
 SECTIONS = ("name", "dataset", "model", "loss", "optimizer", "train", "seeds", "grid", "target")
 REQUIRED = ("dataset", "model", "loss", "optimizer")
@@ -30,14 +31,6 @@ DATASET_COMMON = {"val_fraction": 0.1, "normalize": "standard", "limit": None, "
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Tasks known without loading the data; the others are loaded (cheaply) to find out.
 STATIC_TASK = {"mnist": ("classification", 10), "fashion_mnist": ("classification", 10)}
-
-
-@dataclass
-class RunSpec:
-    run_id: str  # stable hash of `config` including the seed
-    seed: int
-    config: dict  # resolved: dataset, model, loss, optimizer, train — each a mapping
-    cell: dict  # swept dotted key -> value for this run (the grid cell, seed excluded)
 
 
 @dataclass
@@ -52,11 +45,6 @@ class Experiment:
     metrics: tuple = ()
     cells: list[dict] = field(default_factory=list)
     datasets: dict = field(default_factory=dict, repr=False)  # loaded while validating; runs reuse them
-
-
-def run_id(config: dict, seed: int) -> str:
-    blob = json.dumps({**config, "seed": seed}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 class _Fail(Exception):
@@ -181,8 +169,11 @@ def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
     Datasets loaded for the check stay in `data_cache` for the runs to reuse."""
     import numpy as np
 
-    from . import data, losses, nn, optimizers, schedules
-    from .train import TASK_METRICS, TrainConfig, _EarlyStopping, encode_targets
+    from lossbench import data
+
+    from lossbench.engine import losses, nn, optimizers, schedules
+    from lossbench.engine.metrics import TASK_METRICS
+    from lossbench.engine.train import TrainConfig, _EarlyStopping, encode_targets
 
     ds = cfg["dataset"]
     ds_name = ds.get("name")
@@ -200,7 +191,7 @@ def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
         if ds_name in STATIC_TASK:
             task, n_out = STATIC_TASK[ds_name]
             if options.get("mirrors") is not None:
-                from .data.idx import parse_mirrors
+                from lossbench.data.idx import parse_mirrors
 
                 parse_mirrors(options["mirrors"])
         else:  # synthetic and CSV data load in well under a second: load to check
@@ -314,7 +305,7 @@ def build_experiment(raw: dict, source: str, default_name: str = "experiment") -
 
 
 def _experiment(raw: dict, default_name: str) -> Experiment:
-    from .train import TASK_METRICS
+    from lossbench.engine.metrics import TASK_METRICS
 
     for key in raw:
         if key not in SECTIONS:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import LossbenchError
-from .results import RECORDS
+from lossbench.errors import LossbenchError
+from lossbench.sweep.store import RECORDS
 
 LOCK = ".lock"
 # Everything `lossbench run` writes; `--fresh` removes exactly these, nothing of the user's.

@@ -25,12 +25,13 @@ from typing import Callable, Iterator
 
 import yaml
 
-from . import __version__
-from .config import Experiment, RunSpec
-from .errors import LossbenchError
-from .job import run_one
-from .results import RECORDS, load_records, write_tables
-from .workers import cpu_count, run_pool
+from lossbench import __version__
+from lossbench.sweep.config import Experiment
+from lossbench.sweep.spec import RunSpec
+from lossbench.errors import LossbenchError
+from lossbench.sweep.job import run_one
+from lossbench.sweep.store import RECORDS, load_records, write_tables
+from lossbench.sweep.workers import cpu_count, run_pool
 
 Event = Callable[..., None]
 
@@ -112,7 +113,7 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
     KeyboardInterrupt every finished run stays recorded, the tables are written, and the
     interrupt propagates.
     """
-    from .resdir import Lock, ResultsDirError, check_compatible, check_owned, clear, sweep_temporaries
+    from lossbench.sweep.resdir import Lock, ResultsDirError, check_compatible, check_owned, clear, sweep_temporaries
 
     if executor not in ("local", "dask"):
         raise LossbenchError(f"executor: unknown executor {executor!r}; choose local or dask")
@@ -121,7 +122,7 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
     emit = on_event or (lambda *a, **k: None)
     client = None
     if executor == "dask":  # before anything is written: a cluster we cannot use leaves the directory alone
-        from .cluster import connect
+        from lossbench.sweep.cluster import connect
 
         client = connect(address)
     # this function made the client, so it alone closes it, whatever happens below
@@ -146,7 +147,7 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
             outcome = Outcome(total=len(exp.runs), skipped=len(exp.runs) - len(todo))
             n_workers = max(1, min(workers or cpu_count(), len(todo)))
             if client is not None:
-                from .cluster import run_dask
+                from lossbench.sweep.cluster import run_dask
 
                 stream = run_dask(todo, client)
             elif n_workers > 1:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigError
-from .registry import Registry
+from lossbench.errors import ConfigError
+from lossbench.registry import Registry
 
 LOSSES = Registry("loss")
 

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..registry import Registry
+from lossbench.errors import ConfigError
+from lossbench.registry import Registry
 
 LAYERS = Registry("layer")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import LossbenchError
+from lossbench.engine.metrics import first_hit, higher_is_better
+from lossbench.errors import LossbenchError
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -49,16 +50,6 @@ def mean_std_ci(values) -> tuple[float, float, float, float]:
     return m, s, m - h, m + h
 
 
-def higher_is_better(metric: str) -> bool:
-    from .train import HIGHER_IS_BETTER
-
-    name = metric.split("_", 1)[1] if "_" in metric else metric
-    if name not in HIGHER_IS_BETTER:
-        raise LossbenchError(f"--metric: unknown metric {metric!r}; use train_loss, val_loss, val_<m> or test_<m> "
-                             f"with m one of {sorted(HIGHER_IS_BETTER)}")
-    return HIGHER_IS_BETTER[name]
-
-
 @dataclass
 class Problem:
     """One results directory."""
@@ -73,7 +64,7 @@ class Problem:
 
 
 def load_problem(directory: str | Path) -> Problem:
-    from .results import read_results
+    from lossbench.sweep.store import read_results
 
     runs, history, man = read_results(directory)
     if runs.empty:
@@ -106,8 +97,6 @@ def per_run(p: Problem, metric: str, target: float | None) -> pd.DataFrame:
     area under the loss curve (val_loss, or train_loss without a validation split),
     trapezoidal over epochs and divided by their span: the mean loss level of the run,
     and the run's val_loss curve."""
-    from .results import first_hit
-
     up = higher_is_better(metric)
     rows = []
     hist = {rid: g.sort_values("epoch") for rid, g in p.history.groupby("run_id")} if len(p.history) else {}
@@ -138,6 +127,22 @@ def per_run(p: Problem, metric: str, target: float | None) -> pd.DataFrame:
                                        "time_to_target", "loss_auc", "curve"])
 
 
+def cell_label(keys: list[str], values: tuple) -> str:
+    """'sgd, lr=0.1, momentum=0.9': a `.name` key shows just its value; unset keys are left out."""
+    parts = []
+    for k, v in zip(keys, values):
+        if v == "-":
+            continue
+        parts.append(_fmt(v) if k.endswith(".name") or "." not in k else f"{k.rsplit('.', 1)[-1]}={_fmt(v)}")
+    return ", ".join(parts) or "all"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
 def _groups(frame: pd.DataFrame, by: list[str]):
     """(key tuple, rows) per group of `by`, in first-seen order. groupby drops NaN keys, so
     a run without a key's value (a cell of another grid) gets "-" and is its own group."""
@@ -165,8 +170,6 @@ def group_keys(problems: list[Problem], by: list[str] | None) -> list[str]:
 
 def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> pd.DataFrame:
     """One row per group of `p` (see the module docstring), ranked, best first."""
-    from .results import cell_label
-
     up = higher_is_better(metric)
     stats = per_run(p, metric, target)
     stats = stats.drop(columns="status")
@@ -299,8 +302,6 @@ def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.
     if len(table) == 0 or per_group.max() < 2:
         raise LossbenchError(f"{p.dir}: {lr_key} takes one value per group (it goes with another swept key), "
                              "so there is no learning-rate curve; sweep it on its own axis of the grid")
-    from .results import cell_label
-
     rows = []
     for key, g in _groups(table, keys):
         g = g.sort_values("lr")
@@ -336,8 +337,6 @@ def lr_sensitivity_all(problems: list[Problem], table: pd.DataFrame, tolerance: 
 
 def curves(p: Problem, by: list[str], column: str) -> dict[str, pd.DataFrame]:
     """group label -> per-epoch mean and std of `column` over the group's ok runs."""
-    from .results import cell_label
-
     out = {}
     for key, g in _groups(p.runs[p.runs.status == "ok"], by):
         h = p.history[p.history.run_id.isin(g.run_id)]

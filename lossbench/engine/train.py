@@ -14,12 +14,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import losses, nn, optimizers, schedules
-from .errors import ConfigError
+from lossbench.engine import losses, nn, optimizers, schedules
+from lossbench.engine.metrics import HIGHER_IS_BETTER, TASK_METRICS
+from lossbench.errors import ConfigError
 
-# Whether a bigger value of a metric is better; decides "best" and early stopping.
-HIGHER_IS_BETTER = {"loss": False, "accuracy": True, "mae": False, "r2": True}
-TASK_METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "mae", "r2")}
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from . import compare as cmp
-from .errors import LossbenchError
+from lossbench.analysis import compare as cmp
+from lossbench.errors import LossbenchError
 
 KINDS = ("all", "curves", "train-val", "bars", "lr", "profile")
 

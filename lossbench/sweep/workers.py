@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .config import RunSpec
+from lossbench.sweep.spec import RunSpec
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -45,10 +45,10 @@ _BOOT = """import signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 sys.path[0] = sys.argv[1]
-from lossbench.workers import main
+from lossbench.sweep.workers import main
 main(int(sys.argv[2]), int(sys.argv[3]))
 """
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class _Worker:
@@ -97,7 +97,7 @@ class _Worker:
 def run_pool(specs: list[RunSpec], workers: int, emit: Callable[..., None]) -> Iterator[dict]:
     """Yield one record per spec, in completion order. Closing the generator (or an
     interrupt) kills the workers; runs in flight are simply not recorded."""
-    from .job import failed_record
+    from lossbench.sweep.job import failed_record
 
     pending = list(reversed(specs))
     threads = threads_per_worker(workers)
@@ -147,7 +147,7 @@ def main(task_fd: int, result_fd: int) -> None:
 def _serve(task_fd: int, result_fd: int) -> None:
     from threadpoolctl import threadpool_limits
 
-    from .job import run_one
+    from lossbench.sweep.job import run_one
 
     threadpool_limits(int(os.environ.get("OMP_NUM_THREADS", "1")))  # in case a BLAS ignored the env
     tasks, results = Connection(task_fd, writable=False), Connection(result_fd, readable=False)

@@ -8,20 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import LossbenchError
-from .compare import higher_is_better
+from lossbench.errors import LossbenchError
+from lossbench.engine.metrics import first_hit
 
 RECORDS = "records"
-
-
-def first_hit(history: list[dict], metric: str, value: float) -> dict | None:
-    """The first history row whose `metric` reaches `value` (>= or <= as the metric goes)."""
-    up = higher_is_better(metric)
-    for row in history:
-        v = row.get(metric)
-        if v is not None and (v >= value if up else v <= value):
-            return row
-    return None
 
 
 def to_target(history: list[dict], target: dict | None) -> tuple[float, float]:
@@ -72,7 +62,7 @@ def history_frame(records: list[dict], metrics: tuple) -> pd.DataFrame:
 
 
 def write_tables(out: Path, exp, records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from .execute import atomic_write
+    from lossbench.sweep.execute import atomic_write
 
     runs = runs_frame(records, exp.swept, exp.metrics, exp.target)
     history = history_frame(records, exp.metrics)
@@ -90,19 +80,3 @@ def read_results(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dic
     runs["error"] = runs["error"].fillna("")
     history = pd.read_csv(d / "history.csv")
     return runs, history, json.loads((d / "manifest.json").read_text())
-
-
-def cell_label(keys: list[str], values: tuple) -> str:
-    """'sgd, lr=0.1, momentum=0.9': a `.name` key shows just its value; unset keys are left out."""
-    parts = []
-    for k, v in zip(keys, values):
-        if v == "-":
-            continue
-        parts.append(_fmt(v) if k.endswith(".name") or "." not in k else f"{k.rsplit('.', 1)[-1]}={_fmt(v)}")
-    return ", ".join(parts) or "all"
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from .config import RunSpec
-from .errors import LossbenchError
+from lossbench.sweep.spec import RunSpec
+from lossbench.errors import LossbenchError
 
 _DATASETS: dict = {}  # per worker process: each dataset is loaded once
 
 
 def _task(spec: RunSpec) -> dict:
-    from .job import run_one
+    from lossbench.sweep.job import run_one
 
     # BLAS threads are the worker's business: Dask's nanny starts workers with
     # OMP_NUM_THREADS=1 and friends, which suits these small models (raising it per task
@@ -53,7 +53,7 @@ def run_dask(specs: list[RunSpec], client) -> Iterator[dict]:
     fault: it stops the sweep like an interrupt (ClusterLost), recording nothing more."""
     from distributed import as_completed
 
-    from .job import failed_record
+    from lossbench.sweep.job import failed_record
 
     futures = {}
     try:

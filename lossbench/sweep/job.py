@@ -11,7 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .config import RunSpec
+from lossbench.sweep.spec import RunSpec
 
 
 def failed_record(spec: RunSpec, error: str, wall_time_s: float) -> dict:
@@ -22,8 +22,8 @@ def failed_record(spec: RunSpec, error: str, wall_time_s: float) -> dict:
 
 def run_one(spec: RunSpec, datasets: dict, on_epoch=None) -> dict:
     """Train one RunSpec; never raises: a failure is a record with status 'failed'."""
-    from . import data
-    from .train import train
+    from lossbench import data
+    from lossbench.engine.train import train
 
     start = time.perf_counter()
     try:

@@ -1,6 +1,0 @@
-"""Pure-NumPy layers and models."""
-
-from .layers import ACTIVATIONS, LAYERS
-from .models import MODELS, Sequential, build
-
-__all__ = ["ACTIVATIONS", "LAYERS", "MODELS", "Sequential", "build"]
