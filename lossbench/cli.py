@@ -253,9 +253,9 @@ def plot(
 
 @app.command("list")
 def list_(
-    kind: Annotated[Optional[str], typer.Argument(help="datasets, models, losses, optimizers or schedules (default: all)")] = None,
+    kind: Annotated[Optional[str], typer.Argument(help="datasets, models, layers, losses, optimizers or schedules (default: all)")] = None,
 ) -> None:
-    """The catalog: every dataset, model, loss, optimizer and schedule with its hyperparameters and defaults."""
+    """The catalog: every dataset, model, layer, loss, optimizer and schedule with its options, defaults and allowed ranges."""
     from rich.table import Table
 
     from rich.markup import escape
@@ -269,8 +269,8 @@ def list_(
     for k in [kind] if kind else KINDS:
         table = Table(title=k, title_justify="left")
         table.add_column("name", style="bold cyan")
-        table.add_column("hyperparameters (defaults)")
+        table.add_column("options: default (allowed)")
         table.add_column("what it is")
         for name, params, doc in catalog(k):
-            table.add_row(escape(name), escape(", ".join(f"{p}={v!r}" if v != "required" else f"{p} (required)" for p, v in params.items())), escape(doc))
+            table.add_row(escape(name), escape("\n".join(f"{p}={v}" for p, v in params.items())), escape(doc))
         console.print(table)

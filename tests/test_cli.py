@@ -16,7 +16,7 @@ def test_list_reads_the_registries():
     assert r.exit_code == 0
     for name in ("sgd", "gd", "momentum", "rmsprop", "adagrad", "adadelta", "adam", "adamw", "adamax", "nadam", "radam"):
         assert f" {name} " in r.output
-    assert "betas=(0.9, 0.999)" in r.output and "lr=0.002" in r.output  # adamax's default
+    assert "betas=[0.9, 0.999] (2 values, each in [0, 1))" in r.output and "lr=0.002 (> 0)" in r.output
     r = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
     assert r.exit_code == 0
     assert all(k in r.output for k in ("datasets", "fashion_mnist", "huber", "delta=1.0", "warmup_cosine", "mlp"))
@@ -28,6 +28,31 @@ def test_list_unknown_kind_exits_2():
     assert "Traceback" not in r.output
 
 
-def test_list_shows_docstrings_verbatim():
-    r = runner.invoke(app, ["list", "losses"], env={"COLUMNS": "250"})
-    assert "x[y_i] + x[j]" in r.output  # not eaten as Rich markup
+def _list_cells(output: str) -> dict[str, tuple[str, str]]:
+    """{name: (options text, summary text)} from the Rich tables, wrapped lines rejoined."""
+    rows: dict[str, list[list[str]]] = {}
+    name = None
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if len(cells) != 3:
+            name = None
+            continue
+        name = cells[0] or name
+        rows.setdefault(name, []).append(cells[1:])
+    return {n: (" ".join(r[0] for r in rs if r[0]), " ".join(r[1] for r in rs if r[1])) for n, rs in rows.items()}
+
+
+def test_list_shows_each_summary_verbatim_and_the_allowed_ranges():
+    from lossbench.catalog import REGISTRIES
+
+    for kind, reg in REGISTRIES.items():
+        r = runner.invoke(app, ["list", kind])
+        assert r.exit_code == 0
+        cells = _list_cells(r.output)
+        assert sorted(cells) == reg.names()
+        for name in reg.names():  # not cut, not eaten as Rich markup
+            assert cells[name][1] == reg.doc(name).splitlines()[0], name
+    options = _list_cells(runner.invoke(app, ["list", "losses"]).output)["cross_entropy"][0]
+    assert options == "label_smoothing=0.0 (in [0, 1])"
+    options = _list_cells(runner.invoke(app, ["list", "models"]).output)["mlp"][0]
+    assert "hidden=[128] (a list, each integer >= 1 (or one))" in options

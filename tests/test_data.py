@@ -82,16 +82,20 @@ def test_regression_outliers_only_in_train_pool():
 
 
 def test_synthetic_option_values_are_checked():
-    with pytest.raises(ConfigError, match="'n_samples'"):
+    with pytest.raises(ConfigError, match=r"^dataset\.n_samples: must be an integer >= 2, got -5$"):
         data.load("blobs", n_samples=-5)
-    with pytest.raises(ConfigError, match="'noise'"):
+    with pytest.raises(ConfigError, match=r"^dataset\.n_samples: must be at least n_classes \(5\), got 4$"):
+        data.load("blobs", n_samples=4, n_classes=5)
+    with pytest.raises(ConfigError, match=r"^dataset\.noise: must be a number >= 0, got -1$"):
         data.load("moons", noise=-1)
-    with pytest.raises(ConfigError, match="'outlier_fraction'"):
+    with pytest.raises(ConfigError, match=r"^dataset\.outlier_fraction: must be a number in \[0, 1\), got 1\.0$"):
         data.load("regression", outlier_fraction=1.0)
-    with pytest.raises(ConfigError, match="'n_classes' must be an integer"):
+    with pytest.raises(ConfigError, match=r"^dataset\.n_classes: must be an integer >= 2, got 2\.5$"):
         data.load("spirals", n_classes=2.5)
-    with pytest.raises(ConfigError, match="'test_fraction'"):
+    with pytest.raises(ConfigError, match=r"^dataset\.test_fraction: must be a number in \(0, 1\), got 0$"):
         data.load("blobs", test_fraction=0)
+    with pytest.raises(ConfigError, match=r"^dataset\.test_fraction: leaves 0 of 4 examples for the test split"):
+        data.load("blobs", n_samples=4, test_fraction=0.1)
 
 
 # ---------------------------------------------------------------- load()
@@ -151,22 +155,29 @@ def test_limit_caps_pool_and_test():
 
 
 def test_load_errors():
-    with pytest.raises(ConfigError, match="does not take 'n_sample'.*did you mean 'n_samples'"):
+    with pytest.raises(ConfigError, match=r"^dataset\.n_sample: unknown option .*got 10 \(did you mean 'n_samples'\?\)$"):
         data.load("blobs", n_sample=10)
-    with pytest.raises(ConfigError, match=r"'normalize' must be one of \['none', 'standard', "
-                                          r"'minmax'\], got 'zscore'"):
+    with pytest.raises(ConfigError, match=r"^dataset\.normalize: must be one of \['none', 'standard', "
+                                          r"'minmax'\], got 'zscore'$"):
         data.load("blobs", normalize="zscore")
-    with pytest.raises(ConfigError, match="val_fraction"):
+    with pytest.raises(ConfigError, match=r"^dataset\.val_fraction: must be a number in \[0, 1\), got 1\.0$"):
         data.load("blobs", val_fraction=1.0)
-    with pytest.raises(ConfigError, match="limit"):
+    with pytest.raises(ConfigError, match=r"^dataset\.limit: must be an integer >= 1, got 0$"):
         data.load("blobs", limit=0)
-    with pytest.raises(ConfigError, match="unknown dataset 'mnsit'.*did you mean 'mnist'"):
+    with pytest.raises(ConfigError, match=r"^dataset\.seed: must be an integer >= 0, got -1$"):
+        data.load("blobs", seed=-1)
+    with pytest.raises(ConfigError, match=r"^dataset\.rng: unknown option"):
+        data.load("blobs", rng=1)
+    with pytest.raises(ConfigError, match=r"^dataset\.name: must be one of \[.*\], got 'mnsit' \(did you mean 'mnist'\?\)$"):
         data.load("mnsit")
 
 
 def test_dataset_options_and_repr():
-    assert data.dataset_options("moons") == {"n_samples": 1000, "noise": 0.1, "test_fraction": 0.2}
-    assert set(data.dataset_options("mnist")) == {"path", "mirrors"}
+    common = {"seed", "val_fraction", "normalize", "limit"}
+    moons = data.DATASETS.schema("moons").params
+    assert {k: p.default for k, p in moons.items() if k not in common} == \
+        {"n_samples": 1000, "noise": 0.1, "test_fraction": 0.2}
+    assert set(data.DATASETS.schema("mnist").params) == common | {"path", "mirrors"}
     assert {"blobs", "moons", "spirals", "regression", "csv", "mnist",
             "fashion_mnist"} <= set(data.DATASETS.names())
     assert repr(data.load("blobs")) == ("Dataset('blobs', classification, n_outputs=3, "
@@ -217,12 +228,12 @@ def test_csv_many_integer_values_is_regression_unless_told(tmp_path):
 def test_csv_errors(tmp_path):
     with pytest.raises(DataError, match="no such file.*missing.csv"):
         data.load("csv", path=str(tmp_path / "missing.csv"))
-    with pytest.raises(ConfigError, match="needs the option 'path'"):
+    with pytest.raises(ConfigError, match=r"^dataset\.path: required by dataset 'csv' \(a string\), got nothing$"):
         data.load("csv")
     ok = write_csv(tmp_path, "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(10)))
-    with pytest.raises(ConfigError, match="no column 'label'"):
+    with pytest.raises(ConfigError, match=r"^dataset\.target: must be a column of .*d\.csv \(x, y\), got 'label'$"):
         data.load("csv", path=ok, target="label")
-    with pytest.raises(ConfigError, match="'task' must be one of"):
+    with pytest.raises(ConfigError, match=r"^dataset\.task: must be one of \['classification', 'regression'\], got 'ranking'$"):
         data.load("csv", path=ok, task="ranking")
     nan = write_csv(tmp_path, "x,w,y\n1,,0\n2,3,1\n3,4,0\n", "nan.csv")
     with pytest.raises(DataError, match="missing values in column.*'w' \\(1\\)"):

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import http.server
 import os
+import re
 import struct
 import threading
 import time
@@ -310,10 +311,13 @@ def test_nothing_found_and_no_mirrors(fake, cache):
 
 def test_mirror_option_validation():
     assert idx.parse_mirrors(" http://a/ , https://b/,", "x") == ["http://a/", "https://b/"]
-    with pytest.raises(ConfigError, match="not an http"):
-        idx.parse_mirrors(["file:///etc/"], "x")
-    with pytest.raises(ConfigError, match="list of URLs"):
-        idx.parse_mirrors(42, "x")
+    why = "must be a list of http(s) base URLs or a comma-separated string of them"
+    with pytest.raises(ConfigError, match=rf"^x: {re.escape(why)}, got \["):
+        idx.parse_mirrors(["https://ok/", "file:///etc/"], "x")
+    with pytest.raises(ConfigError, match=rf"^LOSSBENCH_MIRRORS: {re.escape(why)}, got 42$"):
+        idx.parse_mirrors(42, "LOSSBENCH_MIRRORS")
+    with pytest.raises(ConfigError, match=rf"^dataset\.mirrors: {re.escape(why)}, got 'ftp://x/'$"):
+        data.load("mnist", mirrors="ftp://x/")  # the option and the variable share the one check
 
 
 # ---------------------------------------------------------------- downloader

@@ -69,7 +69,7 @@ def test_dropout_scales_in_training_and_is_identity_in_eval():
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "gelu"])
 def test_whole_model_gradient_in_flat_buffer(activation):
-    net = nn.build("mlp", 4, 3, seed=0, hidden=[5, 6], activation=activation)
+    net = nn.build("mlp", 4, 3, 0, hidden=[5, 6], activation=activation)
     # float64 copy of the flat buffer so finite differences are exact enough
     net.bind(net.params.astype(np.float64))
     rng = np.random.default_rng(2)
@@ -83,7 +83,7 @@ def test_whole_model_gradient_in_flat_buffer(activation):
 
 
 def test_parameters_are_one_contiguous_buffer():
-    net = nn.build("mlp", 784, 10, seed=0, hidden=[256, 128])
+    net = nn.build("mlp", 784, 10, 0, hidden=[256, 128])
     assert net.n_params == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
     assert net.params.dtype == np.float32 and net.params.flags.c_contiguous
     w = net.layers[0].params[0]
@@ -93,26 +93,45 @@ def test_parameters_are_one_contiguous_buffer():
 
 
 def test_init_schemes_and_seed():
-    a = nn.build("mlp", 100, 10, seed=1, hidden=[400])
-    b = nn.build("mlp", 100, 10, seed=1, hidden=[400])
-    c = nn.build("mlp", 100, 10, seed=2, hidden=[400])
+    a = nn.build("mlp", 100, 10, 1, hidden=[400])
+    b = nn.build("mlp", 100, 10, 1, hidden=[400])
+    c = nn.build("mlp", 100, 10, 2, hidden=[400])
     np.testing.assert_array_equal(a.params, b.params)
     assert not np.array_equal(a.params, c.params)
     w = a.layers[0].params[0]
     assert w.std() == pytest.approx(np.sqrt(2 / 100), rel=0.03)  # he
-    x = nn.build("linear", 100, 400, seed=0, init="xavier").layers[0].params[0]
+    x = nn.build("linear", 100, 400, 0, init="xavier").layers[0].params[0]
     bound_ = np.sqrt(6 / 500)
     assert x.max() <= bound_ and x.min() >= -bound_ and x.max() > 0.95 * bound_
 
 
 def test_bad_model_options():
-    with pytest.raises(ConfigError, match="supported activations"):
+    with pytest.raises(ConfigError, match=r"^model\.activation: must be one of \['relu', 'leaky_relu', 'tanh', "
+                                          r"'sigmoid', 'gelu'\], got 'relux' \(did you mean 'relu'\?\)$"):
         nn.build("mlp", 2, 2, activation="relux")
-    with pytest.raises(ConfigError, match="hidden"):
+    with pytest.raises(ConfigError, match=r"^model\.hidden\[1\]: must be an integer >= 1, got -1$"):
         nn.build("mlp", 2, 2, hidden=[4, -1])
-    with pytest.raises(ConfigError, match="init: must be one of"):
+    with pytest.raises(ConfigError, match=r"^model\.init: must be one of \['he', 'xavier'\], got 'orthogonal'$"):
         nn.build("mlp", 2, 2, init="orthogonal")
-    with pytest.raises(ConfigError, match="does not take 'hiden'.*did you mean 'hidden'"):
+    with pytest.raises(ConfigError, match=r"^model\.hiden: unknown option .*got \[3\] \(did you mean 'hidden'\?\)$"):
         nn.build("mlp", 2, 2, hiden=[3])
-    with pytest.raises(ConfigError, match="dropout"):
+    with pytest.raises(ConfigError, match=r"^model\.dropout: must be a number in \[0, 1\), got 1\.0$"):
         nn.build("mlp", 2, 2, dropout=1.0)
+
+
+def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated(monkeypatch):
+    import tracemalloc
+
+    from lossbench.engine.nn import models
+
+    monkeypatch.setattr(models, "physical_memory", lambda: 1 << 20)  # a 1 MiB machine
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=r"^model: does not fit in memory: 202,110 parameters need 1\.5 MiB "
+                                              r"for weights and gradients, this machine has 1\.0 MiB"):
+            nn.build("mlp", 100, 10, 0, hidden=[1000, 100])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000  # the 0.8 MB parameter buffer was never made
+    assert nn.plan("mlp", 100, 10, 0, hidden=[1000, 100]).n_params == 100 * 1000 + 1000 + 1000 * 100 + 100 + 100 * 10 + 10

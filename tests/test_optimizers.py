@@ -197,16 +197,21 @@ def test_clip_grad_norm():
 @pytest.mark.parametrize(
     "name,hp,pattern",
     [
-        ("adam", {"lr": -0.1}, "lr: must be > 0"),
-        ("adam", {"lr": 0}, "lr: must be > 0"),
-        ("adam", {"betas": [1.5, 0.9]}, "invalid beta parameter at index 0: 1.5"),
-        ("adam", {"betas": [0.9, 1.0]}, "index 1"),
-        ("sgd", {"momentum": -1}, "momentum: must be >= 0"),
-        ("sgd", {"nesterov": True}, "nesterov needs momentum"),
-        ("rmsprop", {"alpha": 2}, "alpha"),
-        ("adam", {"momentum": 0.9}, "does not take 'momentum'"),
-        ("adamm", {}, "did you mean 'adam'"),
-        ("sgd", {"weight_decay": -1}, "weight_decay"),
+        ("adam", {"lr": -0.1}, r"^optimizer\.lr: must be a number > 0, got -0\.1$"),
+        ("adam", {"lr": 0}, r"^optimizer\.lr: must be a number > 0, got 0$"),
+        ("adam", {"lr": float("nan")}, r"^optimizer\.lr: must be a number > 0, got NaN$"),
+        ("adam", {"lr": "0.1"}, r"^optimizer\.lr: must be a number > 0, got '0\.1'$"),
+        ("adam", {"betas": [1.5, 0.9]}, r"^optimizer\.betas\[0\]: must be a number in \[0, 1\), got 1\.5$"),
+        ("adam", {"betas": [0.9, 1.0]}, r"^optimizer\.betas\[1\]: must be a number in \[0, 1\), got 1\.0$"),
+        ("adam", {"amsgrad": 1}, r"^optimizer\.amsgrad: must be true or false, got 1$"),
+        ("sgd", {"momentum": -1}, r"^optimizer\.momentum: must be a number >= 0, got -1$"),
+        ("sgd", {"nesterov": True}, r"^optimizer\.nesterov: needs momentum > 0 and dampening = 0"),
+        ("momentum", {"nesterov": True, "dampening": 0.1}, r"^optimizer\.nesterov: needs momentum > 0 and dampening = 0"),
+        ("rmsprop", {"alpha": 2}, r"^optimizer\.alpha: must be a number in \[0, 1\], got 2$"),
+        ("adam", {"momentum": 0.9}, r"^optimizer\.momentum: unknown option \(optimizer 'adam' takes lr, betas, eps"),
+        ("adam", {"params": 1}, r"^optimizer\.params: unknown option"),  # context, never a hyperparameter
+        ("adamm", {}, r"^optimizer\.name: must be one of .*, got 'adamm' \(did you mean 'adam'\?\)$"),
+        ("sgd", {"weight_decay": -1}, r"^optimizer\.weight_decay: must be a number >= 0, got -1$"),
     ],
 )
 def test_bad_hyperparameters_name_the_key(name, hp, pattern):

@@ -35,12 +35,14 @@ def test_reduce_on_plateau_waits_for_patience_then_cools_down():
 @pytest.mark.parametrize(
     "name,kw,pattern",
     [
-        ("step", {"step_size": 0}, "step_size"),
-        ("step", {"gamma": -1}, "gamma"),
-        ("reduce_on_plateau", {"factor": 1.5}, "factor"),
-        ("cosine", {"eta_min": -1}, "eta_min"),
-        ("cosinus", {}, "did you mean 'cosine'"),
-        ("cosine", {"Tmax": 3}, "does not take 'Tmax'"),
+        ("step", {"step_size": 0}, r"^train\.schedule\.step_size: must be an integer >= 1, got 0$"),
+        ("step", {"gamma": -1}, r"^train\.schedule\.gamma: must be a number > 0, got -1$"),
+        ("reduce_on_plateau", {"factor": 1.5}, r"^train\.schedule\.factor: must be a number in \(0, 1\), got 1\.5$"),
+        ("cosine", {"eta_min": -1}, r"^train\.schedule\.eta_min: must be a number >= 0, got -1$"),
+        ("cosine", {"T_max": 2.5}, r"^train\.schedule\.T_max: must be an integer >= 1, got 2\.5$"),
+        ("cosinus", {}, r"^train\.schedule\.name: must be one of .*, got 'cosinus' \(did you mean 'cosine'\?\)$"),
+        ("cosine", {"Tmax": 3}, r"^train\.schedule\.Tmax: unknown option .*got 3 \(did you mean 'T_max'\?\)$"),
+        ("cosine", {"epochs": 3}, r"^train\.schedule\.epochs: unknown option"),  # context, never an option
     ],
 )
 def test_bad_options(name, kw, pattern):

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lossbench.errors import ConfigError
-from lossbench.data.base import DATASETS, Raw
 from lossbench.data import csv, idx, synthetic  # noqa: F401  (importing registers the loaders)
+from lossbench.data.base import DATASETS, Raw
+from lossbench.registry import split_named
 
-__all__ = ["DATASETS", "Dataset", "dataset_options", "load", "load_spec"]
+__all__ = ["DATASETS", "Dataset", "describe", "load", "load_spec"]
 
-NORMALIZE = ("none", "standard", "minmax")
 _BLOCK_ROWS = 512  # rows per block when computing the variance (measured fastest)
 
 
@@ -50,28 +49,34 @@ def load_spec(spec: dict, cache: dict) -> Dataset:
     """Load a config's `dataset` mapping ({name, **options}) once per distinct mapping."""
     key = json.dumps(spec, sort_keys=True, default=str)
     if key not in cache:
-        options = dict(spec)
-        cache[key] = load(options.pop("name"), **options)
+        name, options = split_named("dataset", spec, "dataset")
+        cache[key] = load(name, **options)
     return cache[key]
 
 
-def dataset_options(name: str) -> dict:
-    """The loader-specific options of a dataset with their defaults (for listings)."""
-    return DATASETS.hyperparams(name)
+def describe(spec: dict, cache: dict) -> tuple[str, int, int]:
+    """(task, n_features, n_outputs) of a checked `dataset` mapping: known without
+    reading files for MNIST-format data, else from loading it (into `cache`; synthetic
+    and CSV data load in well under a second)."""
+    name = spec["name"]
+    if name in idx.KNOWN:
+        return idx.KNOWN[name]
+    ds = load_spec(spec, cache)
+    return ds.task, ds.n_features, ds.n_outputs
 
 
-def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, normalize: str = "standard",
-         limit: int | None = None, **options) -> Dataset:
+def load(name: str, /, **options) -> Dataset:
     """Load a dataset, split train/val with `seed`, and normalize with train statistics.
 
-    `limit` caps the train pool (before the val split) and the test split to that many
-    randomly chosen examples each. The same arguments always give identical arrays.
+    Every dataset takes `seed` (0: its split, and for synthetic data the data itself),
+    `val_fraction` (0.1), `normalize` (standard, minmax or none; statistics from the
+    train split only) and `limit` (caps the train pool, before the val split, and the
+    test split to that many randomly chosen examples each), plus its loader's options
+    (`lossbench list datasets`). The same arguments always give identical arrays.
     """
-    loader = DATASETS.get(name)
-    DATASETS.check_kwargs(name, options)
-    _check_common(seed, val_fraction, normalize, limit)
-
-    raw: Raw = loader(seed, **options)
+    full = DATASETS.check(name, options)
+    seed, val_fraction, normalize, limit = (full.pop(k) for k in DATASETS.common.params)
+    raw: Raw = DATASETS.get(name)(seed, **full)
     rng = np.random.default_rng(seed)
     x, y, x_test, y_test = raw.x, raw.y, raw.x_test, raw.y_test
     if limit is not None:
@@ -98,20 +103,6 @@ def load(name: str, *, seed: int = 0, val_fraction: float = 0.1, normalize: str 
         x_val=x_val, y_val=_target(y[val], raw),
         x_test=x_test, y_test=_target(y_test, raw),
     )
-
-
-def _check_common(seed, val_fraction, normalize, limit) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    if (isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float))
-            or not 0 <= val_fraction < 1):
-        raise ConfigError(f"dataset option 'val_fraction' must be in [0, 1), got {val_fraction!r}")
-    if normalize not in NORMALIZE:
-        raise ConfigError(f"dataset option 'normalize' must be one of {list(NORMALIZE)}, "
-                          f"got {normalize!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
-                              or limit < 1):
-        raise ConfigError(f"dataset option 'limit' must be an integer >= 1, got {limit!r}")
 
 
 def _subset(x, y, limit, rng):

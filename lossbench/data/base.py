@@ -1,4 +1,4 @@
-"""What every dataset loader shares: the registry, the raw-arrays record, option checks.
+"""What every dataset loader shares: the registry, the raw-arrays record, the test split.
 
 Kept apart from `__init__` so loader modules can import it without a circular import.
 """
@@ -9,12 +9,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lossbench.errors import ConfigError, DataError
-from lossbench.registry import Registry
-
-DATASETS = Registry("dataset")
+from lossbench.errors import DataError
+from lossbench.registry import Choice, Int, Optional, Real, Registry, Schema, fail
 
 TASKS = ("classification", "regression")
+NORMALIZE = ("none", "standard", "minmax")
+
+
+def split_options(seed: int = 0, val_fraction: float = 0.1, normalize: str = "standard", limit: int | None = None):
+    """The options every dataset takes; `data.load` applies them (see its docstring)."""
+
+
+# Every loader is called with the dataset's seed; the split options above are load's.
+DATASETS = Registry("dataset", context=("seed",), common=Schema.of(
+    split_options, owner="dataset", seed=Int(ge=0), val_fraction=Real(ge=0, lt=1), normalize=Choice(*NORMALIZE),
+    limit=Optional(Int(ge=1))))
+TEST_FRACTION = Real(gt=0, lt=1)
 
 
 @dataclass
@@ -51,31 +61,11 @@ def carve_test(x: np.ndarray, y: np.ndarray, test_fraction: float, rng: np.rando
     n = len(x)
     n_test = int(round(n * test_fraction))
     if n_test < 1 or n_test > n - 1:
-        raise ConfigError(
-            f"test_fraction={test_fraction} leaves {n_test} of {n} examples for the test "
-            "split; each of train and test needs at least one"
-        )
+        raise fail("dataset.test_fraction", f"leaves {n_test} of {n} examples for the test split, and each of "
+                                            "train and test needs at least one", test_fraction)
     order = rng.permutation(n)
     test, pool = order[:n_test], order[n_test:]
     return x[pool], y[pool], x[test], y[test]
-
-
-def check_number(dataset: str, key: str, value, *, low=None, high=None, integer=False,
-                 low_open=False, high_open=False):
-    """Raise ConfigError naming the dataset option unless value is a number in range."""
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    # bool is an int subclass, but `n_samples: true` in a config is a mistake.
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        want = "an integer" if integer else "a number"
-        raise ConfigError(f"dataset {dataset!r} option {key!r} must be {want}, got {value!r}")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        lo = "" if low is None else ("(" if low_open else "[") + str(low)
-        hi = "" if high is None else str(high) + (")" if high_open else "]")
-        where = f"in {lo or '(-inf'}, {hi or 'inf)'}"
-        raise ConfigError(f"dataset {dataset!r} option {key!r} must be {where}, got {value!r}")
-    return value
 
 
 def check_labels(name: str, y: np.ndarray, n_classes: int) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench.errors import ConfigError, DataError
-from lossbench.registry import did_you_mean
-from lossbench.data.base import DATASETS, TASKS, Raw, carve_test, check_number, loader_rng
+from lossbench.data.base import DATASETS, TASKS, TEST_FRACTION, Raw, carve_test, loader_rng
+from lossbench.errors import DataError
+from lossbench.registry import Choice, Optional, Text, fail
 
 MAX_AUTO_CLASSES = 20  # more distinct integer values than this look like a quantity
 
@@ -31,23 +31,17 @@ def infer_task(column) -> str:
     return "regression"
 
 
-@DATASETS.register("csv")
-def csv_file(seed, *, path=None, target=None, task=None, test_fraction=0.2) -> Raw:
-    """Load `path`; `target` defaults to the last column, `task` is inferred if None."""
-    if path is None:
-        raise ConfigError("dataset 'csv' needs the option 'path' (the CSV file to load)")
-    if task not in (None, *TASKS):
-        raise ConfigError(f"dataset 'csv' option 'task' must be one of {list(TASKS)} or null "
-                          f"(infer), got {task!r}")
-    check_number("csv", "test_fraction", test_fraction, low=0, high=1, low_open=True,
-                 high_open=True)
+@DATASETS.register("csv", path=Text(), target=Optional(Text()), task=Optional(Choice(*TASKS)),
+                   test_fraction=TEST_FRACTION)
+def csv_file(seed, *, path, target=None, task=None, test_fraction=0.2) -> Raw:
+    """Your own table: `path` to a CSV file; `target` defaults to the last column, `task` is inferred if null."""
     # Imported here: pandas costs ~0.5 s to import and only this loader needs it.
     import pandas as pd
     from pandas.api.types import is_numeric_dtype
 
     file = Path(path).expanduser()
     if not file.is_file():
-        raise DataError(f"dataset 'csv': no such file {str(file)!r}")
+        raise DataError(f"dataset.path: no such file, got {str(file)!r}")
     try:
         frame = pd.read_csv(file)
     except (ValueError, UnicodeDecodeError, OSError) as e:  # pandas' parse errors are ValueErrors
@@ -58,8 +52,8 @@ def csv_file(seed, *, path=None, target=None, task=None, test_fraction=0.2) -> R
 
     target = frame.columns[-1] if target is None else target
     if target not in frame.columns:
-        raise ConfigError(f"dataset 'csv' option 'target': {file} has no column {target!r}"
-                          f"{did_you_mean(target, frame.columns)}; columns are {list(frame.columns)}")
+        raise fail("dataset.target", f"must be a column of {file} ({', '.join(map(str, frame.columns))})", target,
+                   [str(c) for c in frame.columns])
     missing = frame.isna().sum()
     if missing.any():
         where = ", ".join(f"{c!r} ({n})" for c, n in missing[missing > 0].items())

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench.errors import ConfigError, DataError
 from lossbench.data.base import DATASETS, Raw, check_labels
+from lossbench.errors import DataError
+from lossbench.registry import Check, Optional, Text
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -183,18 +184,24 @@ def find_files(name: str, path=None) -> dict[str, Path] | None:
 
 # ---------------------------------------------------------------- downloading
 
-def parse_mirrors(value, source: str) -> list[str]:
-    """A list of base URLs from a list or a comma-separated string; http(s) only."""
+def mirror_urls(value) -> list[str] | None:
+    """Base URLs from a list or a comma-separated string; None unless all are http(s)."""
     if isinstance(value, str):
         value = value.split(",")
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{source} must be a list of URLs or a comma-separated string, "
-                          f"got {value!r}")
+        return None
     urls = [v.strip() for v in value if v.strip()]
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{source}: mirror {url!r} is not an http(s) URL")
-    return urls
+    return urls if urls and all(u.startswith(("http://", "https://")) for u in urls) else None
+
+
+# The one check of a mirror list, for the `mirrors` option and $LOSSBENCH_MIRRORS alike.
+MIRROR_LIST = Check(lambda v: mirror_urls(v) is not None,
+                    "a list of http(s) base URLs or a comma-separated string of them", "http(s) URLs")
+
+
+def parse_mirrors(value, source: str) -> list[str]:
+    MIRROR_LIST.check(source, value)
+    return mirror_urls(value)
 
 
 def download(name: str, mirrors: list[str]) -> dict[str, Path]:
@@ -330,8 +337,8 @@ def _save_decoded(name: str, key: str, arrays: list[np.ndarray]) -> None:
 
 def load_arrays(name: str, path=None, mirrors=None) -> list[np.ndarray]:
     """uint8 [x_train (n, 784), y_train, x_test, y_test] of an IDX dataset."""
-    if mirrors is not None:  # check the option even when no download turns out needed
-        mirrors = parse_mirrors(mirrors, f"dataset {name!r} option 'mirrors'")
+    if mirrors is not None:
+        mirrors = mirror_urls(mirrors)  # checked by the registry's constraint
     files = find_files(name, path)
     if files is None:
         if mirrors is None:
@@ -358,13 +365,19 @@ def _raw(name: str, path, mirrors) -> Raw:
                x_test, y_test.astype(np.int64), x_divisor=255.0)
 
 
-@DATASETS.register("mnist")
+# What the loaders return, known without reading any file (validation sizes models with it).
+KNOWN = {"mnist": ("classification", SHAPE[0] * SHAPE[1], N_CLASSES),
+         "fashion_mnist": ("classification", SHAPE[0] * SHAPE[1], N_CLASSES)}
+IDX_OPTIONS = dict(path=Optional(Text()), mirrors=Optional(MIRROR_LIST))
+
+
+@DATASETS.register("mnist", **IDX_OPTIONS)
 def mnist(seed, *, path=None, mirrors=None) -> Raw:
     """Handwritten digits: 60000 train + 10000 test 28x28 grey images, 10 classes."""
     return _raw("mnist", path, mirrors)
 
 
-@DATASETS.register("fashion_mnist")
+@DATASETS.register("fashion_mnist", **IDX_OPTIONS)
 def fashion_mnist(seed, *, path=None, mirrors=None) -> Raw:
     """Zalando clothing images in MNIST's format: 60000 + 10000, 10 classes."""
     return _raw("fashion_mnist", path, mirrors)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from lossbench.data.base import DATASETS, Raw, carve_test, check_number, loader_rng
+from lossbench.data.base import DATASETS, TEST_FRACTION, Raw, carve_test, loader_rng
+from lossbench.registry import Int, Real, fail
+
+SAMPLES, FEATURES, CLASSES, NONNEG = Int(ge=2), Int(ge=1), Int(ge=2), Real(ge=0)
 
 
 def _classes(n_samples: int, n_classes: int) -> np.ndarray:
@@ -22,19 +25,17 @@ def _finish(x, y, test_fraction, rng, n_classes: int) -> Raw:
     return Raw("classification", n_classes, x, y, x_test, y_test)
 
 
-def _check(name, n_samples, test_fraction, n_classes=2):
-    check_number(name, "n_samples", n_samples, low=max(2, n_classes), integer=True)
-    check_number(name, "test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True)
+def _enough(n_samples: int, n_classes: int) -> None:
+    if n_samples < n_classes:
+        raise fail("dataset.n_samples", f"must be at least n_classes ({n_classes})", n_samples)
 
 
-@DATASETS.register("blobs")
+@DATASETS.register("blobs", n_samples=SAMPLES, n_features=FEATURES, n_classes=CLASSES, cluster_std=NONNEG,
+                   test_fraction=TEST_FRACTION)
 def blobs(seed, *, n_samples=1000, n_features=2, n_classes=3, cluster_std=1.0,
           test_fraction=0.2) -> Raw:
     """Isotropic Gaussian clusters, one per class, centres uniform in [-10, 10]^d."""
-    check_number("blobs", "n_classes", n_classes, low=2, integer=True)
-    check_number("blobs", "n_features", n_features, low=1, integer=True)
-    check_number("blobs", "cluster_std", cluster_std, low=0)
-    _check("blobs", n_samples, test_fraction, n_classes)
+    _enough(n_samples, n_classes)
     rng = loader_rng(seed)
     centres = rng.uniform(-10, 10, size=(n_classes, n_features))
     y = _classes(n_samples, n_classes)
@@ -42,11 +43,9 @@ def blobs(seed, *, n_samples=1000, n_features=2, n_classes=3, cluster_std=1.0,
     return _finish(x, y, test_fraction, rng, n_classes)
 
 
-@DATASETS.register("moons")
+@DATASETS.register("moons", n_samples=SAMPLES, noise=NONNEG, test_fraction=TEST_FRACTION)
 def moons(seed, *, n_samples=1000, noise=0.1, test_fraction=0.2) -> Raw:
     """Two interleaving half circles (as scikit-learn's make_moons), 2 classes."""
-    check_number("moons", "noise", noise, low=0)
-    _check("moons", n_samples, test_fraction)
     rng = loader_rng(seed)
     y = _classes(n_samples, 2)
     t = rng.uniform(0, np.pi, n_samples)
@@ -56,12 +55,10 @@ def moons(seed, *, n_samples=1000, noise=0.1, test_fraction=0.2) -> Raw:
     return _finish(x, y, test_fraction, rng, 2)
 
 
-@DATASETS.register("spirals")
+@DATASETS.register("spirals", n_samples=SAMPLES, n_classes=CLASSES, noise=NONNEG, test_fraction=TEST_FRACTION)
 def spirals(seed, *, n_samples=1000, n_classes=3, noise=0.2, test_fraction=0.2) -> Raw:
-    """n_classes interleaved spiral arms in 2-D; noise jitters the angle (radians)."""
-    check_number("spirals", "n_classes", n_classes, low=2, integer=True)
-    check_number("spirals", "noise", noise, low=0)
-    _check("spirals", n_samples, test_fraction, n_classes)
+    """Interleaved spiral arms in 2-D, one per class; noise jitters the angle (radians)."""
+    _enough(n_samples, n_classes)
     rng = loader_rng(seed)
     y = _classes(n_samples, n_classes)
     r = rng.uniform(0.05, 1.0, n_samples)
@@ -76,21 +73,17 @@ def regression_target(x: np.ndarray) -> np.ndarray:
     return np.sin(2 * x).sum(axis=1) + 0.5 * np.square(x).mean(axis=1)
 
 
-@DATASETS.register("regression")
+@DATASETS.register("regression", n_samples=SAMPLES, n_features=FEATURES, noise=NONNEG,
+                   outlier_fraction=Real(ge=0, lt=1), outlier_scale=NONNEG, test_fraction=TEST_FRACTION)
 def regression(seed, *, n_samples=1000, n_features=4, noise=0.1, outlier_fraction=0.1,
                outlier_scale=10.0, test_fraction=0.2) -> Raw:
-    """y = f(x) + noise with x uniform in [-2, 2]^d, one target column.
+    """A nonlinear regression target whose training labels carry gross outliers.
 
-    A fraction of the train pool (train + val) gets gross outliers: outlier_scale times
+    y = f(x) + noise with x uniform in [-2, 2]^d, one target column. A fraction of the train pool (train + val) gets gross outliers: outlier_scale times
     U(0.5, 1.5), all positive. One-sided on purpose: the MSE fit is pulled up by about
     outlier_fraction * outlier_scale, while MAE and Huber barely move. Test targets stay
     clean (noise only), so test error measures how well each loss recovered f.
     """
-    check_number("regression", "n_features", n_features, low=1, integer=True)
-    check_number("regression", "noise", noise, low=0)
-    check_number("regression", "outlier_fraction", outlier_fraction, low=0, high=1, high_open=True)
-    check_number("regression", "outlier_scale", outlier_scale, low=0)
-    _check("regression", n_samples, test_fraction)
     rng = loader_rng(seed)
     x = rng.uniform(-2, 2, size=(n_samples, n_features)).astype(np.float32)
     y = regression_target(x) + noise * rng.standard_normal(n_samples)

@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from lossbench.errors import ConfigError
-from lossbench.registry import Registry
+from lossbench.registry import Real, Registry
 
 LOSSES = Registry("loss")
 
 
 class Loss:
+    """A loss: `value_and_grad(pred, target)` -> (mean loss over the batch, d loss / d pred).
+
+    A subclass promises: the value is the mean over the batch as its torch namesake's
+    'mean' reduction (float); the gradient has pred's shape and dtype (float32) and is a
+    new array the caller may overwrite (backprop does, in place); `pred` and `target` are
+    not modified. `target` says what the loss trains against (see the module docstring).
+    Register it with the constraints of its hyperparameters, and add its torch parity case.
+    """
+
     target = "real"
 
     def value(self, pred: np.ndarray, target: np.ndarray) -> float:
@@ -32,18 +40,15 @@ class Loss:
         raise NotImplementedError
 
 
-def _nonneg(name: str, v: float, strict: bool = False) -> float:
-    if (v <= 0) if strict else (v < 0):
-        raise ConfigError(f"{name} must be {'> 0' if strict else '>= 0'}, got {v}")
-    return float(v)
-
-
 # ---- regression losses: elementwise on pred - target, mean over every element ----
 
 
 @LOSSES.register("mse")
 class MSE(Loss):
-    """mean((pred - target)^2) — F.mse_loss."""
+    """Mean squared error, F.mse_loss.
+
+    mean((pred - target)^2)
+    """
 
     def value_and_grad(self, pred, target):
         d = pred - target
@@ -52,19 +57,25 @@ class MSE(Loss):
 
 @LOSSES.register("mae")
 class MAE(Loss):
-    """mean|pred - target| — F.l1_loss; the gradient at 0 is 0, as torch's sign()."""
+    """Mean absolute error, F.l1_loss.
+
+    mean|pred - target|; the gradient at 0 is 0, as torch's sign().
+    """
 
     def value_and_grad(self, pred, target):
         d = pred - target
         return float(np.mean(np.abs(d))), np.sign(d) * np.float32(1.0 / d.size)
 
 
-@LOSSES.register("huber")
+@LOSSES.register("huber", delta=Real(gt=0))
 class Huber(Loss):
-    """0.5 d^2 if |d| < delta else delta (|d| - 0.5 delta) — F.huber_loss."""
+    """Huber loss: quadratic near zero, linear beyond delta, F.huber_loss.
+
+    0.5 d^2 if |d| < delta else delta (|d| - 0.5 delta), d = pred - target
+    """
 
     def __init__(self, delta: float = 1.0):
-        self.delta = _nonneg("loss.delta", delta, strict=True)
+        self.delta = float(delta)
 
     def value_and_grad(self, pred, target):
         d = pred - target
@@ -74,12 +85,15 @@ class Huber(Loss):
         return float(np.mean(v)), np.clip(d, -dl, dl) * np.float32(1.0 / d.size)
 
 
-@LOSSES.register("smooth_l1")
+@LOSSES.register("smooth_l1", beta=Real(ge=0))
 class SmoothL1(Loss):
-    """0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta — F.smooth_l1_loss (beta=0: L1)."""
+    """Smooth L1 loss, Huber scaled by 1/beta, F.smooth_l1_loss (beta=0: L1).
+
+    0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta
+    """
 
     def __init__(self, beta: float = 1.0):
-        self.beta = _nonneg("loss.beta", beta)
+        self.beta = float(beta)
 
     def value_and_grad(self, pred, target):
         d = pred - target
@@ -94,8 +108,10 @@ class SmoothL1(Loss):
 
 @LOSSES.register("log_cosh")
 class LogCosh(Loss):
-    """mean(log(cosh(d))), computed as |d| + log1p(exp(-2|d|)) - log 2 so it never
-    overflows. (No torch builtin; the formula of Keras' LogCosh.)"""
+    """Log-cosh loss, smooth like MSE near zero and like MAE far out (Keras' LogCosh).
+
+    mean(log(cosh(d))), computed as |d| + log1p(exp(-2|d|)) - log 2 so it never overflows
+    """
 
     def value_and_grad(self, pred, target):
         d = pred - target
@@ -112,17 +128,17 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-@LOSSES.register("cross_entropy")
+@LOSSES.register("cross_entropy", label_smoothing=Real(ge=0, le=1))
 class CrossEntropy(Loss):
-    """F.cross_entropy on logits with label smoothing eps:
-    mean_i[ (1-eps) * -logp[i, y_i] + eps/C * sum_c -logp[i, c] ].
-    Gradient: softmax - ((1-eps) onehot + eps/C), over N: the fused, stable form."""
+    """Softmax cross-entropy on logits with label smoothing, F.cross_entropy.
+
+    loss = mean_i[ (1-eps) * -logp[i, y_i] + eps/C * sum_c -logp[i, c] ], eps = label_smoothing
+    grad = (softmax - ((1-eps) onehot + eps/C)) / N: the fused, stable form
+    """
 
     target = "index"
 
     def __init__(self, label_smoothing: float = 0.0):
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ConfigError(f"loss.label_smoothing: must be in [0, 1], got {label_smoothing}")
         self.eps = float(label_smoothing)
 
     def value_and_grad(self, pred, target):
@@ -144,8 +160,11 @@ class CrossEntropy(Loss):
 
 @LOSSES.register("bce")
 class BCEWithLogits(Loss):
-    """F.binary_cross_entropy_with_logits: mean of max(x,0) - x t + log(1 + exp(-|x|));
-    gradient (sigmoid(x) - t) / numel."""
+    """Binary cross-entropy on logits, F.binary_cross_entropy_with_logits.
+
+    loss = mean(max(x, 0) - x t + log(1 + exp(-|x|)))
+    grad = (sigmoid(x) - t) / numel
+    """
 
     target = "binary"
 
@@ -157,9 +176,12 @@ class BCEWithLogits(Loss):
         return float(np.mean(v)), ((sig - target) * np.float32(1.0 / x.size)).astype(np.float32)
 
 
-@LOSSES.register("hinge")
+@LOSSES.register("hinge", margin=Real())
 class MultiMargin(Loss):
-    """F.multi_margin_loss (p=1): mean_i sum_{j != y_i} max(0, margin - x[y_i] + x[j]) / C."""
+    """Multiclass hinge loss (a multiclass SVM), F.multi_margin_loss with p=1.
+
+    mean_i sum_{j != y_i} max(0, margin - x[y_i] + x[j]) / C
+    """
 
     target = "index"
     p = 1
@@ -181,13 +203,16 @@ class MultiMargin(Loss):
         return float(np.mean(v)), g
 
 
-@LOSSES.register("squared_hinge")
+@LOSSES.register("squared_hinge", margin=Real())
 class SquaredMultiMargin(MultiMargin):
-    """F.multi_margin_loss with p=2: squared violations."""
+    """Multiclass squared hinge loss, F.multi_margin_loss with p=2.
+
+    mean_i sum_{j != y_i} max(0, margin - x[y_i] + x[j])^2 / C
+    """
 
     p = 2
 
 
-def build(name: str, **hyperparams) -> Loss:
+def build(name: str, /, **hyperparams) -> Loss:
     """`losses.build("huber", delta=1.0)`: a loss by its registered name."""
     return LOSSES.build(name, **hyperparams)

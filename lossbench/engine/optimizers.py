@@ -7,26 +7,31 @@ Weight decay is one link shared by every optimizer, as in torch: coupled L2
 (g + wd * p) by default, or decoupled (p *= 1 - lr * wd, AdamW) where the optimizer
 offers `decoupled_weight_decay`. Updates write into per-parameter scratch arrays
 (`out=`) instead of allocating temporaries: for a model-sized buffer a fresh array per
-operation costs page faults that made steps markedly slower. The update rule of each is in its docstring, with
-t = step count, g = gradient (after weight decay), p = parameter.
+operation costs page faults that made steps markedly slower. What an optimizer remembers
+between steps (its state: moments, buffers) is kept apart from those scratch arrays.
+The update rule of each is in its docstring, one line per step, with t = step count,
+g = gradient (after weight decay), p = parameter.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from lossbench.errors import ConfigError
-from lossbench.registry import Registry
+from lossbench.registry import Bool, Real, Registry, Seq
 
-OPTIMIZERS = Registry("optimizer")
+OPTIMIZERS = Registry("optimizer", context=("params",))
 
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
+# Constraints shared by many optimizers (torch.optim's constructor checks).
+LR = Real(gt=0)
+NONNEG = Real(ge=0)
+FLAG = Bool()
+BETAS = Seq(Real(ge=0, lt=1), length=2)
+ADAM_FAMILY = dict(lr=LR, betas=BETAS, eps=NONNEG, weight_decay=NONNEG)
 
 
 def _lerp(m: np.ndarray, g: np.ndarray, w: float, tmp: np.ndarray) -> None:
@@ -34,16 +39,6 @@ def _lerp(m: np.ndarray, g: np.ndarray, w: float, tmp: np.ndarray) -> None:
     np.subtract(g, m, out=tmp)
     tmp *= np.float32(w)
     m += tmp
-
-
-def _check_betas(betas) -> tuple[float, float]:
-    _check(
-        isinstance(betas, (list, tuple)) and len(betas) == 2,
-        f"optimizer.betas: must be a pair [beta1, beta2], got {betas!r}",
-    )
-    for i, b in enumerate(betas):
-        _check(0.0 <= b < 1.0, f"optimizer.betas: invalid beta parameter at index {i}: {b} (must be in [0, 1))")
-    return float(betas[0]), float(betas[1])
 
 
 def _axpy(a: float, x: np.ndarray, y: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -64,11 +59,30 @@ def _descend(p: np.ndarray, lr: float, d: np.ndarray, tmp: np.ndarray) -> None:
     p -= tmp
 
 
+@dataclass
+class Scratch:
+    """Per-parameter work arrays, overwritten by every step (never state)."""
+
+    tmp: np.ndarray
+    tmp2: np.ndarray
+    gwd: np.ndarray  # the gradient with coupled weight decay added
+
+
 class Optimizer:
+    """Updates a list of float parameter arrays in place from matching gradients.
+
+    A subclass implements `init_state(p)` (what it remembers for one parameter: a dict
+    of arrays, made once) and `update(p, g, state, scratch)` (one step for one
+    parameter, in place, using scratch arrays rather than temporaries). It may read
+    `self.t` (the step count, already incremented) and `self.lr` (which a schedule may
+    change between steps). The base class checks the gradients and applies weight decay
+    first. `g` must not be modified: it may be the model's gradient buffer. Hyperparameter
+    ranges are the registry line's constraints; relations between them are checked in
+    the constructor, in the message form of lossbench.registry.
+    """
+
     def __init__(self, params: Sequence[np.ndarray], lr: float, weight_decay: float = 0.0,
                  decoupled_weight_decay: bool = False):
-        _check(lr > 0, f"optimizer.lr: must be > 0, got {lr}")
-        _check(weight_decay >= 0, f"optimizer.weight_decay: must be >= 0, got {weight_decay}")
         self.params = list(params)
         for p in self.params:
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
@@ -77,8 +91,8 @@ class Optimizer:
         self.weight_decay = float(weight_decay)
         self.decoupled = bool(decoupled_weight_decay)
         self.t = 0
-        self.state = [{**self.init_state(p), "tmp": np.empty_like(p), "tmp2": np.empty_like(p),
-                       "gwd": np.empty_like(p)} for p in self.params]
+        self.state = [self.init_state(p) for p in self.params]
+        self.scratch = [Scratch(np.empty_like(p), np.empty_like(p), np.empty_like(p)) for p in self.params]
 
     def init_state(self, p: np.ndarray) -> dict:
         return {}
@@ -90,63 +104,63 @@ class Optimizer:
             if np.shape(g) != p.shape:
                 raise ValueError(f"gradient {i} has shape {np.shape(g)}, its parameter {p.shape}")
         self.t += 1
-        for p, g, s in zip(self.params, grads, self.state):
+        for p, g, s, w in zip(self.params, grads, self.state, self.scratch):
             if self.weight_decay and self.decoupled:  # shrink the weights, not the gradient
                 p *= np.float32(1.0 - self.lr * self.weight_decay)
             elif self.weight_decay:
-                g = _axpy(self.weight_decay, p, g, s["gwd"])
-            self.update(p, g, s)
+                g = _axpy(self.weight_decay, p, g, w.gwd)
+            self.update(p, g, s, w)
 
-    def update(self, p: np.ndarray, g: np.ndarray, s: dict) -> None:
+    def update(self, p: np.ndarray, g: np.ndarray, s: dict, w: Scratch) -> None:
         raise NotImplementedError
 
 
-@OPTIMIZERS.register("sgd")
+@OPTIMIZERS.register("sgd", lr=LR, momentum=NONNEG, dampening=Real(), weight_decay=NONNEG, nesterov=FLAG)
 class SGD(Optimizer):
-    """b = g on the first step, then b = momentum b + (1 - dampening) g;
-    p -= lr (g + momentum b if nesterov else b). torch.optim.SGD."""
+    """Stochastic gradient descent, optionally with (Nesterov) momentum, torch.optim.SGD.
+
+    b = g on the first step, then b = momentum b + (1 - dampening) g  (with momentum)
+    d = g + momentum b if nesterov else b  (d = g without momentum)
+    p -= lr d
+    """
 
     def __init__(self, params, lr=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-        _check(momentum >= 0, f"optimizer.momentum: must be >= 0, got {momentum}")
-        _check(not nesterov or (momentum > 0 and dampening == 0),
-               "optimizer.nesterov needs momentum > 0 and dampening = 0")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ConfigError(f"optimizer.nesterov: needs momentum > 0 and dampening = 0, got momentum={momentum} "
+                              f"and dampening={dampening}")
         self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), bool(nesterov)
         super().__init__(params, lr, weight_decay)
 
-    def update(self, p, g, s):
+    def update(self, p, g, s, w):
         if self.momentum:
             if "buf" not in s:
                 s["buf"] = g.copy()  # torch: the first step's buffer is the gradient itself
             else:
                 buf = s["buf"]
                 buf *= np.float32(self.momentum)
-                buf += _scale(g, 1.0 - self.dampening, s["tmp"]) if self.dampening else g
-            g = _axpy(self.momentum, s["buf"], g, s["tmp"]) if self.nesterov else s["buf"]
-        _descend(p, self.lr, g, s["tmp2"])
+                buf += _scale(g, 1.0 - self.dampening, w.tmp) if self.dampening else g
+            g = _axpy(self.momentum, s["buf"], g, w.tmp) if self.nesterov else s["buf"]
+        _descend(p, self.lr, g, w.tmp2)
 
 
-# gd is plain SGD; the training loop gives it the full batch.
-OPTIMIZERS.register("gd", type("GD", (SGD,), {"__doc__": "Full-batch gradient descent: sgd on the whole training set."}))
+# Aliases: one visible difference each. gd's difference is in the training loop, which
+# gives it the whole training set as its one batch.
+OPTIMIZERS.alias("gd", "sgd", "Full-batch gradient descent: sgd with the whole training set as each step's batch.")
+OPTIMIZERS.alias("momentum", "sgd", "SGD with heavy-ball momentum, 0.9 unless set.", momentum=0.9)
 
 
-@OPTIMIZERS.register("momentum")
-class Momentum(SGD):
-    """SGD with momentum 0.9 unless set (heavy ball)."""
-
-    def __init__(self, params, lr=0.001, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False):
-        super().__init__(params, lr, momentum, dampening, weight_decay, nesterov)
-
-
-@OPTIMIZERS.register("rmsprop")
+@OPTIMIZERS.register("rmsprop", lr=LR, alpha=Real(ge=0, le=1), eps=NONNEG, weight_decay=NONNEG, momentum=NONNEG,
+                     centered=FLAG)
 class RMSprop(Optimizer):
-    """v = alpha v + (1-alpha) g^2; centered: m = alpha m + (1-alpha) g, v' = v - m^2;
-    d = g / (sqrt(v') + eps); with momentum b = momentum b + d, p -= lr b; else p -= lr d.
-    torch.optim.RMSprop (Hinton, Lecture 6e)."""
+    """Gradients divided by a running root mean square, torch.optim.RMSprop (Hinton, Lecture 6e).
+
+    v = alpha v + (1-alpha) g^2
+    centered: m = alpha m + (1-alpha) g, v' = v - m^2 (else v' = v)
+    d = g / (sqrt(v') + eps)
+    with momentum: b = momentum b + d, p -= lr b; else p -= lr d
+    """
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
-        _check(0.0 <= alpha <= 1.0, f"optimizer.alpha: must be in [0, 1], got {alpha}")
-        _check(eps >= 0, f"optimizer.eps: must be >= 0, got {eps}")
-        _check(momentum >= 0, f"optimizer.momentum: must be >= 0, got {momentum}")
         self.alpha, self.eps, self.momentum, self.centered = float(alpha), float(eps), float(momentum), bool(centered)
         super().__init__(params, lr, weight_decay)
 
@@ -158,8 +172,8 @@ class RMSprop(Optimizer):
             s["buf"] = np.zeros_like(p)
         return s
 
-    def update(self, p, g, s):
-        v, tmp, avg = s["v"], s["tmp"], s["tmp2"]
+    def update(self, p, g, s, w):
+        v, tmp, avg = s["v"], w.tmp, w.tmp2
         v *= np.float32(self.alpha)
         np.multiply(g, g, out=tmp)
         v += _scale(tmp, 1.0 - self.alpha, tmp)
@@ -182,25 +196,25 @@ class RMSprop(Optimizer):
             _descend(p, self.lr, avg, tmp)
 
 
-@OPTIMIZERS.register("adagrad")
+@OPTIMIZERS.register("adagrad", lr=LR, lr_decay=NONNEG, weight_decay=NONNEG, initial_accumulator_value=NONNEG,
+                     eps=NONNEG)
 class Adagrad(Optimizer):
-    """s += g^2; p -= lr / (1 + (t-1) lr_decay) * g / (sqrt(s) + eps).
-    torch.optim.Adagrad (Duchi et al., 2011)."""
+    """Per-coordinate steps that shrink with the summed squared gradients, torch.optim.Adagrad (Duchi et al., 2011).
+
+    s += g^2
+    p -= lr / (1 + (t-1) lr_decay) * g / (sqrt(s) + eps)
+    """
 
     def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
-        _check(lr_decay >= 0, f"optimizer.lr_decay: must be >= 0, got {lr_decay}")
-        _check(initial_accumulator_value >= 0,
-               f"optimizer.initial_accumulator_value: must be >= 0, got {initial_accumulator_value}")
-        _check(eps >= 0, f"optimizer.eps: must be >= 0, got {eps}")
         self.lr_decay, self.init_acc, self.eps = float(lr_decay), float(initial_accumulator_value), float(eps)
         super().__init__(params, lr, weight_decay)
 
     def init_state(self, p):
         return {"sum": np.full_like(p, self.init_acc)}
 
-    def update(self, p, g, s):
+    def update(self, p, g, s, w):
         clr = self.lr / (1.0 + (self.t - 1) * self.lr_decay)
-        std, tmp = s["tmp"], s["tmp2"]
+        std, tmp = w.tmp, w.tmp2
         np.multiply(g, g, out=tmp)
         s["sum"] += tmp
         np.sqrt(s["sum"], out=std)
@@ -209,23 +223,26 @@ class Adagrad(Optimizer):
         _descend(p, clr, std, tmp)
 
 
-@OPTIMIZERS.register("adadelta")
+@OPTIMIZERS.register("adadelta", lr=LR, rho=Real(ge=0, le=1), eps=NONNEG, weight_decay=NONNEG)
 class Adadelta(Optimizer):
-    """v = rho v + (1-rho) g^2; d = sqrt(u + eps) / sqrt(v + eps) * g;
-    u = rho u + (1-rho) d^2; p -= lr d. torch.optim.Adadelta (Zeiler, 2012)."""
+    """Steps scaled by the ratio of running RMS of updates and gradients, torch.optim.Adadelta (Zeiler, 2012).
+
+    v = rho v + (1-rho) g^2
+    d = sqrt(u + eps) / sqrt(v + eps) * g
+    u = rho u + (1-rho) d^2
+    p -= lr d
+    """
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
-        _check(0.0 <= rho <= 1.0, f"optimizer.rho: must be in [0, 1], got {rho}")
-        _check(eps >= 0, f"optimizer.eps: must be >= 0, got {eps}")
         self.rho, self.eps = float(rho), float(eps)
         super().__init__(params, lr, weight_decay)
 
     def init_state(self, p):
         return {"v": np.zeros_like(p), "u": np.zeros_like(p)}
 
-    def update(self, p, g, s):
+    def update(self, p, g, s, w):
         rho, eps = np.float32(self.rho), np.float32(self.eps)
-        v, u, d, tmp = s["v"], s["u"], s["tmp"], s["tmp2"]
+        v, u, d, tmp = s["v"], s["u"], w.tmp, w.tmp2
         v *= rho
         np.multiply(g, g, out=tmp)
         v += _scale(tmp, 1.0 - self.rho, tmp)
@@ -251,16 +268,15 @@ class _Moments(Optimizer):
     """
 
     def __init__(self, params, lr, betas, eps, weight_decay, decoupled_weight_decay=False):
-        self.beta1, self.beta2 = _check_betas(betas)
-        _check(eps >= 0, f"optimizer.eps: must be >= 0, got {eps}")
+        self.beta1, self.beta2 = float(betas[0]), float(betas[1])
         self.eps = float(eps)
         super().__init__(params, lr, weight_decay, decoupled_weight_decay)
 
     def init_state(self, p):
         return {"M": np.zeros_like(p), "V": np.zeros_like(p)}
 
-    def moments(self, g, s):
-        M, V, tmp = s["M"], s["V"], s["tmp"]
+    def moments(self, g, s, w):
+        M, V, tmp = s["M"], s["V"], w.tmp
         M *= np.float32(self.beta1)
         M += g
         V *= np.float32(self.beta2)
@@ -275,11 +291,15 @@ class _Moments(Optimizer):
         return out
 
 
-@OPTIMIZERS.register("adam")
+@OPTIMIZERS.register("adam", **ADAM_FAMILY, amsgrad=FLAG, decoupled_weight_decay=FLAG)
 class Adam(_Moments):
-    """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2 (amsgrad: v = max over steps);
-    p -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps). torch.optim.Adam
-    (Kingma & Ba, 2015); decoupled_weight_decay=True is AdamW."""
+    """Adaptive moment estimation, torch.optim.Adam (Kingma & Ba, 2015).
+
+    m = b1 m + (1-b1) g
+    v = b2 v + (1-b2) g^2  (amsgrad: v = the maximum over steps)
+    p -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
+    decoupled_weight_decay=True is AdamW.
+    """
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
                  decoupled_weight_decay=False):
@@ -292,8 +312,8 @@ class Adam(_Moments):
             s["Vmax"] = np.zeros_like(p)
         return s
 
-    def update(self, p, g, s):
-        M, V = self.moments(g, s)
+    def update(self, p, g, s, w):
+        M, V = self.moments(g, s, w)
         if self.amsgrad:
             np.maximum(s["Vmax"], V, out=s["Vmax"])
             V = s["Vmax"]
@@ -302,23 +322,29 @@ class Adam(_Moments):
         if step == 0.0:  # lr reached 0 (e.g. the end of a cosine schedule): nothing moves
             return
         # p -= step * M / (sqrt((1-b2) V / (1-b2^t)) + eps), with step folded into the denominator
-        denom = self.scaled_root(V, math.sqrt((1.0 - b2) / (1.0 - b2**t)) / step, self.eps / step, s["tmp"])
+        denom = self.scaled_root(V, math.sqrt((1.0 - b2) / (1.0 - b2**t)) / step, self.eps / step, w.tmp)
         p -= np.divide(M, denom, out=denom)
 
 
-@OPTIMIZERS.register("adamw")
+@OPTIMIZERS.register("adamw", **ADAM_FAMILY, amsgrad=FLAG)
 class AdamW(Adam):
-    """Adam with decoupled weight decay: p *= 1 - lr wd before the Adam step.
-    torch.optim.AdamW (default weight_decay 0.01)."""
+    """Adam with decoupled weight decay, torch.optim.AdamW (Loshchilov & Hutter, 2019).
+
+    p *= 1 - lr wd, then the Adam step; weight_decay is 0.01 unless set
+    """
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay=True)
 
 
-@OPTIMIZERS.register("adamax")
+@OPTIMIZERS.register("adamax", **ADAM_FAMILY)
 class Adamax(_Moments):
-    """m = b1 m + (1-b1) g; u = max(b2 u, |g| + eps); p -= lr / (1-b1^t) * m / u.
-    torch.optim.Adamax (Kingma & Ba, 2015, section 7)."""
+    """Adam with the infinity norm in place of the second moment, torch.optim.Adamax (Kingma & Ba, 2015, 7).
+
+    m = b1 m + (1-b1) g
+    u = max(b2 u, |g| + eps)
+    p -= lr / (1-b1^t) * m / u
+    """
 
     def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr, betas, eps, weight_decay)
@@ -326,8 +352,8 @@ class Adamax(_Moments):
     def init_state(self, p):
         return {"M": np.zeros_like(p), "u": np.zeros_like(p)}
 
-    def update(self, p, g, s):
-        M, u, tmp = s["M"], s["u"], s["tmp"]
+    def update(self, p, g, s, w):
+        M, u, tmp = s["M"], s["u"], w.tmp
         M *= np.float32(self.beta1)
         M += g
         u *= np.float32(self.beta2)
@@ -338,16 +364,17 @@ class Adamax(_Moments):
         _descend(p, self.lr * (1.0 - self.beta1) / (1.0 - self.beta1**self.t), tmp, tmp)
 
 
-@OPTIMIZERS.register("nadam")
+@OPTIMIZERS.register("nadam", **ADAM_FAMILY, momentum_decay=NONNEG, decoupled_weight_decay=FLAG)
 class NAdam(_Moments):
-    """Adam with Nesterov momentum and the momentum schedule
-    mu_t = b1 (1 - 0.5 * 0.96^(t * momentum_decay)):
-    p -= lr (1-mu_t)/(1-prod mu) g/d + lr mu_{t+1}/(1-prod mu * mu_{t+1}) m/d,
-    d = sqrt(v / (1-b2^t)) + eps. torch.optim.NAdam (Dozat, 2016)."""
+    """Adam with Nesterov momentum, torch.optim.NAdam (Dozat, 2016).
+
+    mu_t = b1 (1 - 0.5 * 0.96^(t * momentum_decay))
+    m, v as Adam; d = sqrt(v / (1-b2^t)) + eps
+    p -= lr (1-mu_t) / (1 - prod mu) * g / d + lr mu_{t+1} / (1 - prod mu * mu_{t+1}) * m / d
+    """
 
     def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=0.004,
                  decoupled_weight_decay=False):
-        _check(momentum_decay >= 0, f"optimizer.momentum_decay: must be >= 0, got {momentum_decay}")
         self.momentum_decay = float(momentum_decay)
         self.mu_product = 1.0
         super().__init__(params, lr, betas, eps, weight_decay, decoupled_weight_decay)
@@ -359,10 +386,10 @@ class NAdam(_Moments):
         self.mu_product *= self.mu
         super().step(grads)
 
-    def update(self, p, g, s):
-        M, V = self.moments(g, s)
+    def update(self, p, g, s, w):
+        M, V = self.moments(g, s, w)
         denom, tmp = self.scaled_root(V, math.sqrt((1.0 - self.beta2) / (1.0 - self.beta2**self.t)), self.eps,
-                                      s["tmp"]), s["tmp2"]
+                                      w.tmp), w.tmp2
         np.divide(g, denom, out=tmp)
         _descend(p, self.lr * (1.0 - self.mu) / (1.0 - self.mu_product), tmp, tmp)
         np.divide(M, denom, out=tmp)
@@ -370,24 +397,27 @@ class NAdam(_Moments):
         _descend(p, self.lr * (1.0 - self.beta1) * mu_next / (1.0 - self.mu_product * mu_next), tmp, tmp)
 
 
-@OPTIMIZERS.register("radam")
+@OPTIMIZERS.register("radam", **ADAM_FAMILY, decoupled_weight_decay=FLAG)
 class RAdam(_Moments):
-    """Adam whose adaptive term is switched on only once the variance of its estimate
-    is tractable (rho_t > 5), scaled by the rectification term r_t; before that,
-    p -= lr m / (1-b1^t). torch.optim.RAdam (Liu et al., 2020)."""
+    """Rectified Adam: plain momentum steps until the adaptive term's variance is tractable, torch.optim.RAdam.
+
+    m, v as Adam; rho_t = rho_inf - 2 t b2^t / (1 - b2^t), rho_inf = 2 / (1-b2) - 1
+    rho_t > 5: p -= lr / (1-b1^t) * m * r_t * sqrt(1-b2^t) / (sqrt(v) + eps), r_t the rectification
+    else: p -= lr / (1-b1^t) * m   (Liu et al., 2020)
+    """
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  decoupled_weight_decay=False):
         super().__init__(params, lr, betas, eps, weight_decay, decoupled_weight_decay)
 
-    def update(self, p, g, s):
-        M, V = self.moments(g, s)
+    def update(self, p, g, s, w):
+        M, V = self.moments(g, s, w)
         t, b2 = self.t, self.beta2
         bc2 = 1.0 - b2**t
         step = self.lr * (1.0 - self.beta1) / (1.0 - self.beta1**t)  # lr * m_hat = step * M
         rho_inf = 2.0 / (1.0 - b2) - 1.0
         rho_t = rho_inf - 2.0 * t * b2**t / bc2
-        tmp = s["tmp"]
+        tmp = w.tmp
         if rho_t > 5.0 and step != 0.0:
             rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
             # p -= step * M * rect * sqrt(bc2) / (sqrt(v) + eps), with sqrt(v) = sqrt((1-b2) V)
@@ -409,6 +439,6 @@ def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
     return total
 
 
-def build(name: str, params: Sequence[np.ndarray], **hyperparams) -> Optimizer:
+def build(name: str, params: Sequence[np.ndarray], /, **hyperparams) -> Optimizer:
     """`optimizers.build("adam", [w, b], lr=1e-3)`: an optimizer by its registered name."""
     return OPTIMIZERS.build(name, params, **hyperparams)

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import math
 
-from lossbench.errors import ConfigError
-from lossbench.registry import Registry
+from lossbench.registry import Int, Optional, Real, Registry
 
-SCHEDULES = Registry("schedule")
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
+SCHEDULES = Registry("schedule", section="train.schedule", context=("base_lr", "epochs"))
+GAMMA = Real(gt=0)
+NONNEG = Real(ge=0)
 
 
 class Schedule:
+    """Maps an epoch to a learning rate: `schedule(epoch, metric)`.
+
+    The training loop calls it once before every epoch, in order, with the 0-based epoch
+    about to start and the validation loss of the epoch that just ended (None before the
+    first); the value it returns is the optimizer's lr for that whole epoch. It may keep
+    state between calls (reduce_on_plateau does). `base_lr` is the optimizer's lr and
+    `epochs` the run's length, both given by the caller, never by a config.
+    """
+
     def __init__(self, base_lr: float, epochs: int):
         self.base_lr, self.epochs = float(base_lr), int(epochs)
 
@@ -29,19 +34,20 @@ class Schedule:
 
 @SCHEDULES.register("constant")
 class Constant(Schedule):
-    """lr for every epoch."""
+    """The optimizer's lr for every epoch."""
 
     def __call__(self, epoch, metric=None):
         return self.base_lr
 
 
-@SCHEDULES.register("step")
+@SCHEDULES.register("step", step_size=Int(ge=1), gamma=GAMMA)
 class Step(Schedule):
-    """lr * gamma^(epoch // step_size) — StepLR."""
+    """Multiply the lr by gamma every step_size epochs, StepLR.
+
+    lr_e = lr * gamma^(e // step_size)
+    """
 
     def __init__(self, base_lr, epochs, step_size: int = 10, gamma: float = 0.1):
-        _check(isinstance(step_size, int) and step_size >= 1, f"train.schedule.step_size: must be an integer >= 1, got {step_size!r}")
-        _check(gamma > 0, f"train.schedule.gamma: must be > 0, got {gamma}")
         super().__init__(base_lr, epochs)
         self.step_size, self.gamma = step_size, float(gamma)
 
@@ -49,12 +55,14 @@ class Step(Schedule):
         return self.base_lr * self.gamma ** (epoch // self.step_size)
 
 
-@SCHEDULES.register("exponential")
+@SCHEDULES.register("exponential", gamma=GAMMA)
 class Exponential(Schedule):
-    """lr * gamma^epoch — ExponentialLR."""
+    """Multiply the lr by gamma every epoch, ExponentialLR.
+
+    lr_e = lr * gamma^e
+    """
 
     def __init__(self, base_lr, epochs, gamma: float = 0.9):
-        _check(gamma > 0, f"train.schedule.gamma: must be > 0, got {gamma}")
         super().__init__(base_lr, epochs)
         self.gamma = float(gamma)
 
@@ -66,32 +74,32 @@ def _cosine(base: float, eta_min: float, e: float, span: float) -> float:
     return eta_min + (base - eta_min) * (1.0 + math.cos(math.pi * e / span)) / 2.0
 
 
-@SCHEDULES.register("cosine")
+@SCHEDULES.register("cosine", T_max=Optional(Int(ge=1)), eta_min=NONNEG)
 class Cosine(Schedule):
-    """eta_min + (lr - eta_min)(1 + cos(pi epoch / T_max)) / 2 — CosineAnnealingLR's
-    closed form, periodic past T_max as torch's is; T_max defaults to the number of epochs."""
+    """Cosine annealing from lr to eta_min over T_max epochs, CosineAnnealingLR's closed form.
+
+    lr_e = eta_min + (lr - eta_min)(1 + cos(pi e / T_max)) / 2
+    periodic past T_max as torch's is; T_max defaults to the number of epochs
+    """
 
     def __init__(self, base_lr, epochs, T_max: int | None = None, eta_min: float = 0.0):
         super().__init__(base_lr, epochs)
         self.T_max = T_max if T_max is not None else max(epochs, 1)
-        _check(isinstance(self.T_max, int) and self.T_max >= 1, f"train.schedule.T_max: must be an integer >= 1, got {T_max!r}")
-        _check(eta_min >= 0, f"train.schedule.eta_min: must be >= 0, got {eta_min}")
         self.eta_min = float(eta_min)
 
     def __call__(self, epoch, metric=None):
         return _cosine(self.base_lr, self.eta_min, epoch, self.T_max)
 
 
-@SCHEDULES.register("warmup_cosine")
+@SCHEDULES.register("warmup_cosine", warmup_epochs=Int(ge=0), start_factor=Real(gt=0, le=1), eta_min=NONNEG)
 class WarmupCosine(Schedule):
-    """Linear warmup from lr * start_factor to lr over warmup_epochs, then cosine decay
-    to eta_min over the remaining epochs (LinearLR followed by CosineAnnealingLR)."""
+    """Linear warmup, then cosine decay to eta_min (LinearLR followed by CosineAnnealingLR).
+
+    e < warmup_epochs: lr_e = lr (start_factor + (1 - start_factor) e / warmup_epochs)
+    after: cosine from lr to eta_min over the remaining epochs
+    """
 
     def __init__(self, base_lr, epochs, warmup_epochs: int = 1, start_factor: float = 0.1, eta_min: float = 0.0):
-        _check(isinstance(warmup_epochs, int) and warmup_epochs >= 0,
-               f"train.schedule.warmup_epochs: must be an integer >= 0, got {warmup_epochs!r}")
-        _check(0 < start_factor <= 1, f"train.schedule.start_factor: must be in (0, 1], got {start_factor}")
-        _check(eta_min >= 0, f"train.schedule.eta_min: must be >= 0, got {eta_min}")
         super().__init__(base_lr, epochs)
         self.warmup, self.start, self.eta_min = warmup_epochs, float(start_factor), float(eta_min)
 
@@ -102,19 +110,17 @@ class WarmupCosine(Schedule):
         return _cosine(self.base_lr, self.eta_min, min(epoch - self.warmup, span), span)
 
 
-@SCHEDULES.register("reduce_on_plateau")
+@SCHEDULES.register("reduce_on_plateau", factor=Real(gt=0, lt=1), patience=Int(ge=0), threshold=NONNEG,
+                    cooldown=Int(ge=0), min_lr=NONNEG)
 class ReduceOnPlateau(Schedule):
-    """Multiply lr by factor when the monitored value (validation loss by default) has
-    not improved by a relative threshold for more than `patience` epochs, then wait
-    `cooldown` epochs; never below min_lr — ReduceLROnPlateau (mode min, rel)."""
+    """Cut the lr when the validation loss stops improving, ReduceLROnPlateau (mode min, rel).
+
+    no relative improvement by threshold for more than patience epochs: lr = max(lr factor, min_lr)
+    then wait cooldown epochs before counting again
+    """
 
     def __init__(self, base_lr, epochs, factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
                  cooldown: int = 0, min_lr: float = 0.0):
-        _check(0 < factor < 1, f"train.schedule.factor: must be in (0, 1), got {factor}")
-        _check(isinstance(patience, int) and patience >= 0, f"train.schedule.patience: must be an integer >= 0, got {patience!r}")
-        _check(isinstance(cooldown, int) and cooldown >= 0, f"train.schedule.cooldown: must be an integer >= 0, got {cooldown!r}")
-        _check(threshold >= 0, f"train.schedule.threshold: must be >= 0, got {threshold}")
-        _check(min_lr >= 0, f"train.schedule.min_lr: must be >= 0, got {min_lr}")
         super().__init__(base_lr, epochs)
         self.factor, self.patience, self.threshold = float(factor), patience, float(threshold)
         self.cooldown, self.min_lr = cooldown, float(min_lr)
@@ -138,5 +144,5 @@ class ReduceOnPlateau(Schedule):
         return self.lr
 
 
-def build(name: str, base_lr: float, epochs: int, **hyperparams) -> Schedule:
+def build(name: str, base_lr: float, epochs: int, /, **hyperparams) -> Schedule:
     return SCHEDULES.build(name, base_lr, epochs, **hyperparams)

@@ -1,36 +1,48 @@
 """Experiment configs: read YAML, apply --set overrides, validate, expand the grid.
 
-Everything is checked before anything trains. Every error is a ConfigError whose
+Everything is checked before anything trains, by the constraints the registries and the
+engine declare (lossbench.registry); this module adds only what is about a config file:
+its sections, the grid, seeds, target and name. Every error is a ConfigError whose
 message is one line: `<file>: <dotted.key>: <what is wrong>, got <value>`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import inspect
 import itertools
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
+from lossbench import data
+from lossbench.engine import losses, nn, optimizers, schedules
+from lossbench.engine.metrics import TASK_METRICS
+from lossbench.engine.train import EarlyStopping, TrainConfig, model_outputs
 from lossbench.errors import ConfigError, LossbenchError
+from lossbench.registry import Check, Int, Real, Schema, Seq, Text, did_you_mean, fail, show, split_named
 from lossbench.sweep.spec import RunSpec, run_id
-from lossbench.registry import did_you_mean
 
 SECTIONS = ("name", "dataset", "model", "loss", "optimizer", "train", "seeds", "grid", "target")
 REQUIRED = ("dataset", "model", "loss", "optimizer")
-NAMED = ("dataset", "model", "loss", "optimizer")  # sections that are `name` or {name: ..., ...}
+NAMED = {"dataset": data.DATASETS, "model": nn.MODELS, "loss": losses.LOSSES, "optimizer": optimizers.OPTIMIZERS}
 GRIDDABLE = ("dataset", "model", "loss", "optimizer", "train")
-DATASET_COMMON = {"val_fraction": 0.1, "normalize": "standard", "limit": None, "seed": 0}
+EXAMPLE = {"dataset": "moons", "model": "mlp", "loss": "cross_entropy", "optimizer": "adam"}
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# Tasks known without loading the data; the others are loaded (cheaply) to find out.
-STATIC_TASK = {"mnist": ("classification", 10), "fashion_mnist": ("classification", 10)}
+NAME = Check(lambda v: isinstance(v, str) and bool(SLUG.match(v)) and ".." not in v,
+             "a plain name of letters, digits, '.', '_' or '-' (no '/', no '..')")
+SEEDS = Seq(Int(ge=0), scalar=True, min_length=1, unique=True)
+
+
+def _target(metric: str, value: float):
+    """What `target` holds: a metric and the value that counts as reaching it."""
+
+
+TARGET = Schema.of(_target, owner="target", metric=Text(), value=Real())
 
 
 @dataclass
@@ -50,15 +62,78 @@ class Experiment:
 class _Fail(Exception):
     """A problem at a dotted key; the caller adds the file name."""
 
-    def __init__(self, key: str, msg: str):
-        super().__init__(f"{key}: {msg}" if key else msg)
+
+# ---------- reading: YAML 1.2's core schema, no duplicate keys, no tags ----------
 
 
-def _show(v: Any) -> str:
-    return repr(v) if isinstance(v, str) else json.dumps(v, default=str)
+class _Loader(yaml.SafeLoader):
+    """PyYAML speaks YAML 1.1, where `yes` is true and `1e-3` is a string. Configs are
+    read with YAML 1.2's core schema, as people write numbers: true/false only, and
+    1e-3, 3E-4, .5, .inf as floats."""
 
 
-# ---------- reading ----------
+_Loader.yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v if tag not in (
+    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _tag, _rx, _first in (
+        ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+        ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+        ("tag:yaml.org,2002:float",
+         r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+         "-+0123456789."),
+):
+    _Loader.add_implicit_resolver(_tag, re.compile(_rx), list(_first))
+
+
+def _int12(loader, node):  # YAML 1.2: 010 is ten (1.1 read it as octal eight)
+    text = loader.construct_scalar(node)
+    return int(text[2:], 8) if text.startswith("0o") else int(text, 16) if text.startswith("0x") else int(text)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int12)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """A YAML document as Python values; ConfigError naming `source` for bad YAML, tags
+    and keys given twice in one mapping (PyYAML would silently keep the last)."""
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _no_duplicates(node, "")
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except _Fail as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except yaml.constructor.ConstructorError as e:
+        where = f" at line {e.problem_mark.line + 1}" if e.problem_mark else ""
+        tag = e.problem.split()[-1] if e.problem else "!!"
+        raise ConfigError(f"{source}: YAML tags such as {tag} are not allowed{where}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+
+
+def _no_duplicates(node, path: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            k = key.value if isinstance(key, yaml.ScalarNode) else None
+            at = f"{path}.{k}" if path else str(k)
+            if k is not None and k != "<<":
+                if k in seen:
+                    raise _Fail(f"{at}: given twice in one mapping (lines {seen[k]} and {key.start_mark.line + 1}); "
+                                "keep one, got both")
+                seen[k] = key.start_mark.line + 1
+            _no_duplicates(value, at)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicates(item, f"{path}[{i}]")
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -66,17 +141,10 @@ def read_yaml(path: str | Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.constructor.ConstructorError as e:
-        where = f" at line {e.problem_mark.line + 1}" if e.problem_mark else ""
-        raise ConfigError(f"{path}: YAML tags such as {e.problem.split()[-1] if e.problem else '!!'} are not allowed{where}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+        text = p.read_text()
     except (UnicodeDecodeError, OSError) as e:
-        raise ConfigError(f"{path}: cannot read the file: {e}") from None
+        raise ConfigError(f"{path}: cannot read the file ({type(e).__name__})") from None
+    raw = parse_yaml(text, str(path))
     if raw is None:
         raise ConfigError(f"{path}: the file is empty; it needs at least dataset, model, loss and optimizer")
     if not isinstance(raw, dict):
@@ -89,11 +157,11 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple = ()) -> dict:
     raw = copy.deepcopy(raw)
     for item in overrides:
         if "=" not in item or not item.split("=", 1)[0].strip():
-            raise _Fail("--set", f"expected key=value, got {item!r}")
+            raise _Fail(f"--set: expected key=value, got {show(item)}")
         key, text = (s.strip() for s in item.split("=", 1))
         try:
-            value = yaml.safe_load(text) if text else None
-        except yaml.YAMLError:
+            value = parse_yaml(text, "--set") if text else None
+        except ConfigError:
             value = text
         parts = key.split(".")
         if parts[0] == "grid" and len(parts) > 2:  # grid keys are dotted paths themselves
@@ -106,7 +174,7 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple = ()) -> dict:
             if child is None:
                 child = {}
             if not isinstance(child, dict):
-                raise _Fail("--set", f"{'.'.join(parts[: i + 1])} is not a mapping, cannot set {key}")
+                raise _Fail(f"--set: {'.'.join(parts[: i + 1])} is not a mapping, cannot set {key}, got {show(item)}")
             node[part] = child
             node = child
         node[parts[-1]] = value
@@ -116,117 +184,32 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple = ()) -> dict:
 # ---------- validation of one resolved run ----------
 
 
-def _number(key: str, v, integer=False) -> None:
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok:
-        raise _Fail(key, f"must be {'an integer' if integer else 'a number'}, got {_show(v)}")
-    if not integer and not math.isfinite(v):
-        raise _Fail(key, f"must be a finite number, got {_show(v)}")
-
-
-def _check_types(section: str, registry, name: str, options: dict) -> None:
-    """Types implied by each hyperparameter's default: a float default takes a number,
-    a bool default true/false, a tuple default a list of numbers."""
-    params = registry.hyperparams(name)
-    for key, value in options.items():
-        if key not in params:
-            continue  # the registry's check names unknown keys with a hint
-        default, where = params[key], f"{section}.{key}"
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise _Fail(where, f"must be true or false, got {_show(value)}")
-        elif isinstance(default, (int, float)):
-            _number(where, value)  # integer-only options check that themselves
-        elif isinstance(default, tuple) and all(isinstance(d, (int, float)) for d in default):
-            if not isinstance(value, list) and not (key == "hidden" and isinstance(value, int)):
-                raise _Fail(where, f"must be a list of numbers, got {_show(value)}")
-            value = value if isinstance(value, list) else [value]
-            for i, v in enumerate(value):
-                _number(f"{where}[{i}]", v)
-        elif default is inspect.Parameter.empty or default is None:
-            continue
-        elif isinstance(default, str) and not isinstance(value, str):
-            raise _Fail(where, f"must be a string, got {_show(value)}")
-
-
-def _build(section: str, registry, spec: dict, build) -> Any:
-    name = spec.get("name")
-    if not isinstance(name, str):
-        raise _Fail(f"{section}.name", f"must be a string naming a {registry.kind}, got {_show(name)}")
-    options = {k: v for k, v in spec.items() if k != "name"}
-    try:
-        registry.get(name)
-        _check_types(section, registry, name, options)
-        registry.check_kwargs(name, options)
-        return build(name, options)
-    except ConfigError as e:
-        msg = str(e)
-        raise _Fail("" if msg.startswith(f"{section}.") else section, msg) from None
-
-
 def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
-    """Check one resolved run config by building what it names; returns (task, n_outputs).
-    Datasets loaded for the check stay in `data_cache` for the runs to reuse."""
-    import numpy as np
-
-    from lossbench import data
-
-    from lossbench.engine import losses, nn, optimizers, schedules
-    from lossbench.engine.metrics import TASK_METRICS
-    from lossbench.engine.train import TrainConfig, _EarlyStopping, encode_targets
-
+    """Check one resolved run config against every constraint, without allocating its
+    model; returns (task, n_outputs). Datasets loaded for the check stay in `data_cache`
+    for the runs to reuse."""
     ds = cfg["dataset"]
-    ds_name = ds.get("name")
-    if not isinstance(ds_name, str):
-        raise _Fail("dataset.name", f"must be a string naming a dataset, got {_show(ds_name)}")
-    try:
-        data.DATASETS.get(ds_name)
-    except ConfigError as e:
-        raise _Fail("dataset", str(e)) from None
-    options = {k: v for k, v in ds.items() if k not in ("name", *DATASET_COMMON)}
-    common = {k: ds.get(k, d) for k, d in DATASET_COMMON.items()}
-    try:
-        data.DATASETS.check_kwargs(ds_name, options)
-        data._check_common(common["seed"], common["val_fraction"], common["normalize"], common["limit"])
-        if ds_name in STATIC_TASK:
-            task, n_out = STATIC_TASK[ds_name]
-            if options.get("mirrors") is not None:
-                from lossbench.data.idx import parse_mirrors
-
-                parse_mirrors(options["mirrors"])
-        else:  # synthetic and CSV data load in well under a second: load to check
-            loaded = data.load_spec(ds, data_cache)
-            task, n_out = loaded.task, loaded.n_outputs
-    except LossbenchError as e:
-        msg = str(e)
-        raise _Fail("" if msg.startswith("dataset") else "dataset", msg) from None
-
-    _build("model", nn.MODELS, cfg["model"], lambda n, o: nn.build(n, 2, 2, **o))
-    loss = _build("loss", losses.LOSSES, cfg["loss"], lambda n, o: losses.build(n, **o))
-    _build("optimizer", optimizers.OPTIMIZERS, cfg["optimizer"],
-           lambda n, o: optimizers.build(n, [np.zeros(1, np.float32)], **o))
-
-    train = cfg["train"]
-    known = set(inspect.signature(TrainConfig).parameters)
-    for key in train:
-        if key not in known:
-            raise _Fail(f"train.{key}", f"unknown key{did_you_mean(key, known)}; train takes {sorted(known)}")
-    try:
-        tc = TrainConfig(**train)
-        if tc.schedule is not None:
-            sched = tc.schedule if isinstance(tc.schedule, dict) else {"name": tc.schedule}
-            _build("train.schedule", schedules.SCHEDULES, sched, lambda n, o: schedules.build(n, 0.1, tc.epochs, **o))
-        if tc.early_stopping is not None:
-            if not isinstance(tc.early_stopping, dict):
-                raise _Fail("train.early_stopping", f"must be a mapping, got {_show(tc.early_stopping)}")
-            _EarlyStopping(TASK_METRICS[task], **tc.early_stopping)
-        fake = type("D", (), {"task": task, "n_outputs": n_out, "name": ds_name})
-        encode_targets(loss, cfg["loss"]["name"], fake)
-    except TypeError as e:
-        raise _Fail("train", str(e)) from None
-    except ConfigError as e:
-        raise _Fail("", str(e)) from None
-    return task, n_out
+    name, options = split_named("dataset", ds, "dataset")
+    split = data.DATASETS.check(name, options)
+    task, n_features, n_outputs = data.describe(ds, data_cache)
+    loss_name, loss_options = split_named("loss", cfg["loss"], "loss")
+    loss = losses.build(loss_name, **loss_options)
+    n_out = model_outputs(loss, loss_name, task, n_outputs, name)
+    model_name, model_options = split_named("model", cfg["model"], "model")
+    net = nn.plan(model_name, n_features, n_out, 0, **model_options)
+    nn.check_fits(net.n_params, show(cfg["model"]))
+    opt_name, opt_options = split_named("optimizer", cfg["optimizer"], "optimizer")
+    opt = optimizers.build(opt_name, [np.zeros(1, np.float32)], **opt_options)  # relations between options
+    tc = TrainConfig.of(cfg["train"])
+    if tc.schedule is not None:
+        s_name, s_options = split_named("train.schedule", tc.schedule, "schedule")
+        schedules.build(s_name, opt.lr, tc.epochs, **s_options)
+    if tc.early_stopping is not None:
+        EarlyStopping(TASK_METRICS[task], **tc.early_stopping)
+    if split["val_fraction"] == 0 and tc.watches_validation:
+        raise fail("dataset.val_fraction", "must be > 0 when train.early_stopping or reduce_on_plateau watch "
+                                           "the validation split", 0)
+    return task, n_outputs
 
 
 # ---------- the experiment ----------
@@ -237,10 +220,10 @@ def _named(section: str, value) -> dict:
         return {"name": value}
     if isinstance(value, dict):
         if "name" not in value:
-            raise _Fail(f"{section}.name", "missing: say which one, e.g. name: " + {
-                "dataset": "moons", "model": "mlp", "loss": "cross_entropy", "optimizer": "adam"}.get(section, "..."))
+            raise _Fail(f"{section}.name: missing: say which one, e.g. name: {EXAMPLE.get(section, '...')}, "
+                        f"got {show(value)}")
         return copy.deepcopy(value)
-    raise _Fail(section, f"must be a name or a mapping with a name, got {_show(value)}")
+    raise _Fail(f"{section}: must be a name or a mapping with a name, got {show(value)}")
 
 
 def _set(cfg: dict, key: str, value) -> None:
@@ -253,7 +236,7 @@ def _set(cfg: dict, key: str, value) -> None:
     for part in parts[1:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise _Fail(key, "points inside a value that is not a mapping")
+            raise _Fail(f"{key}: points inside a value that is not a mapping, got {show(node)}")
     node[parts[-1]] = copy.deepcopy(value)
 
 
@@ -262,18 +245,18 @@ def _grids(grid, where="grid") -> list[dict]:
         return [{}]
     grids = grid if isinstance(grid, list) else [grid]
     if not grids:
-        raise _Fail(where, "must not be an empty list")
+        raise _Fail(f"{where}: must not be an empty list, got []")
     for i, g in enumerate(grids):
         at = f"{where}[{i}]" if isinstance(grid, list) else where
         if not isinstance(g, dict):
-            raise _Fail(at, f"must be a mapping of dotted keys to lists of values, got {_show(g)}")
+            raise _Fail(f"{at}: must be a mapping of dotted keys to lists of values, got {show(g)}")
         for key, values in g.items():
             if not isinstance(key, str) or key.split(".")[0] not in GRIDDABLE or "" in key.split("."):
                 first = str(key).split(".")[0]
-                raise _Fail(f"{at}.{key}", f"points nowhere: a grid key starts with one of {list(GRIDDABLE)}"
-                            f"{did_you_mean(first, GRIDDABLE)}")
+                raise _Fail(f"{at}.{key}: points nowhere: a grid key starts with one of {list(GRIDDABLE)}, "
+                            f"got {show(key)}{did_you_mean(first, GRIDDABLE)}")
             if not isinstance(values, list) or not values:
-                raise _Fail(f"{at}.{key}", f"must be a non-empty list of values, got {_show(values)}")
+                raise _Fail(f"{at}.{key}: must be a non-empty list of values, got {show(values)}")
     return grids
 
 
@@ -285,99 +268,104 @@ def _flatten(prefix: str, value, out: dict) -> None:
         out[prefix] = value
 
 
-def _seeds(value) -> list[int]:
-    seeds = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(seeds, list) or not seeds:
-        raise _Fail("seeds", f"must be a non-empty list of integers, got {_show(value)}")
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise _Fail("seeds", f"must be integers >= 0, got {_show(s)}")
-    if len(set(seeds)) != len(seeds):
-        raise _Fail("seeds", f"must not repeat, got {_show(seeds)}")
-    return seeds
-
-
 def build_experiment(raw: dict, source: str, default_name: str = "experiment") -> Experiment:
     try:
         return _experiment(raw, default_name)
-    except _Fail as e:
+    except (_Fail, LossbenchError) as e:
         raise ConfigError(f"{source}: {e}") from None
 
 
-def _experiment(raw: dict, default_name: str) -> Experiment:
-    from lossbench.engine.metrics import TASK_METRICS
-
+def _sections(raw: dict, default_name: str) -> tuple[str, dict, list[int]]:
+    """The checked top level: (name, base run config, seeds)."""
     for key in raw:
         if key not in SECTIONS:
-            raise _Fail(str(key), f"unknown section{did_you_mean(key, SECTIONS)}; sections are {list(SECTIONS)}")
+            raise _Fail(f"{key}: unknown section (sections are {', '.join(SECTIONS)}), got {show(raw[key])}"
+                        f"{did_you_mean(key, SECTIONS)}")
     for key in REQUIRED:
         if raw.get(key) is None:
-            raise _Fail(key, "missing section: every config needs dataset, model, loss and optimizer")
+            raise _Fail(f"{key}: missing section: every config needs dataset, model, loss and optimizer, got nothing")
     name = raw.get("name", default_name)
-    if not isinstance(name, str) or not SLUG.match(name) or ".." in name:
-        raise _Fail("name", f"must be a plain name of letters, digits, '.', '_' or '-' (no '/', no '..'), got {_show(name)}")
+    NAME.check("name", name)
     base = {s: _named(s, raw[s]) for s in NAMED}
     train = raw.get("train", {}) or {}
     if not isinstance(train, dict):
-        raise _Fail("train", f"must be a mapping, got {_show(train)}")
+        raise _Fail(f"train: must be a mapping, got {show(train)}")
     base["train"] = copy.deepcopy(train)
-    seeds = _seeds(raw.get("seeds", [0]))
-    grids = _grids(raw.get("grid"))
+    seeds = raw.get("seeds", [0])
+    SEEDS.check("seeds", seeds)
+    return name, base, seeds if isinstance(seeds, list) else [seeds]
 
-    runs, swept, cells, seen = [], [], [], set()
-    data_cache: dict = {}
-    checked: dict[str, tuple] = {}
-    task_info = None
+
+@dataclass
+class _Plan:
+    runs: list[RunSpec] = field(default_factory=list)
+    swept: list[str] = field(default_factory=list)
+    cells: list[dict] = field(default_factory=list)
+    tasks: dict = field(default_factory=dict)  # resolved run config (JSON) -> (task, n_outputs)
+    datasets: dict = field(default_factory=dict)
+
+
+def _expand(base: dict, seeds: list[int], grids: list[dict]) -> _Plan:
+    """Every grid cell × seed, each distinct run config validated once."""
+    plan, seen = _Plan(), set()
     for grid in grids:
         keys = list(grid)
         for combo in itertools.product(*(grid[k] for k in keys)):
-            cfg = copy.deepcopy(base)
-            cell: dict = {}
+            cfg, cell = copy.deepcopy(base), {}
             for key, value in zip(keys, combo):
                 _set(cfg, key, value)
                 _flatten(key, _named(key, value) if key in NAMED else value, cell)
-            ckey = json.dumps(cfg, sort_keys=True, default=str)
-            if ckey not in checked:
-                try:
-                    checked[ckey] = validate_run(cfg, data_cache)
-                except _Fail as e:
-                    where = f" (grid cell {', '.join(f'{k}={_show(v)}' for k, v in cell.items())})" if cell else ""
-                    raise _Fail("", f"{e}{where}") from None
-            task_info = task_info or checked[ckey]
-            if cell not in cells:
-                cells.append(cell)
-            for c in cell:
-                if c not in swept:
-                    swept.append(c)
+            _validate_cell(cfg, cell, plan)
+            if cell not in plan.cells:
+                plan.cells.append(cell)
+            plan.swept += [c for c in cell if c not in plan.swept]
             for seed in seeds:
                 rid = run_id(cfg, seed)
                 if rid not in seen:
                     seen.add(rid)
-                    runs.append(RunSpec(rid, seed, cfg, cell))
-    tasks = {t for t, _ in checked.values()}
-    if len(tasks) > 1:
-        raise _Fail("grid", "mixes classification and regression datasets; compare them in separate configs")
-    task = task_info[0]
+                    plan.runs.append(RunSpec(rid, seed, cfg, cell))
+    return plan
+
+
+def _validate_cell(cfg: dict, cell: dict, plan: _Plan) -> None:
+    key = json.dumps(cfg, sort_keys=True, default=str)
+    if key in plan.tasks:
+        return
+    try:
+        plan.tasks[key] = validate_run(cfg, plan.datasets)
+    except LossbenchError as e:  # a ConfigError, or a DataError from loading a CSV to check it
+        where = f" (grid cell {', '.join(f'{k}={show(v)}' for k, v in cell.items())})" if cell else ""
+        raise _Fail(f"{e}{where}") from None
+
+
+def _check_target(target, task: str, metrics: tuple) -> None:
+    if target is None:
+        return
+    if not isinstance(target, dict):
+        raise _Fail(f"target: must be a mapping {{metric: ..., value: ...}}, got {show(target)}")
+    TARGET.check(target, "target")
+    allowed = [*metrics, "train_loss"]
+    if target["metric"] not in allowed:
+        raise fail("target.metric", f"must be one of {allowed} for a {task} dataset", target["metric"], allowed)
+
+
+def _experiment(raw: dict, default_name: str) -> Experiment:
+    name, base, seeds = _sections(raw, default_name)
+    plan = _expand(base, seeds, _grids(raw.get("grid")))
+    if len({t for t, _ in plan.tasks.values()}) > 1:
+        raise _Fail("grid: mixes classification and regression datasets; compare them in separate configs, "
+                    f"got {show(raw.get('grid'))}")
+    task = next(iter(plan.tasks.values()))[0]
     metrics = tuple(f"val_{m}" for m in TASK_METRICS[task])
     target = raw.get("target")
-    if target is not None:
-        allowed = [*metrics, "train_loss"]
-        if not isinstance(target, dict):
-            raise _Fail("target", f"must be a mapping {{metric: ..., value: ...}}, got {_show(target)}")
-        for key in target:
-            if key not in ("metric", "value"):
-                raise _Fail(f"target.{key}", f"unknown key{did_you_mean(key, ['metric', 'value'])}; target takes metric and value")
-        if target.get("metric") not in allowed:
-            raise _Fail("target.metric", f"must be one of {allowed} for a {task} dataset, got {_show(target.get('metric'))}"
-                        f"{did_you_mean(target.get('metric'), allowed)}")
-        _number("target.value", target.get("value"))
+    _check_target(target, task, metrics)
     resolved = {"name": name, **base, "seeds": seeds}
     if raw.get("grid") is not None:
         resolved["grid"] = raw["grid"]
     if target is not None:
         resolved["target"] = target
-    return Experiment(source="", name=name, config=resolved, runs=runs, swept=swept, target=target,
-                      task=task, metrics=metrics, cells=cells, datasets=data_cache)
+    return Experiment(source="", name=name, config=resolved, runs=plan.runs, swept=plan.swept, target=target,
+                      task=task, metrics=metrics, cells=plan.cells, datasets=plan.datasets)
 
 
 def load_experiment(path: str | Path, overrides: list[str] | tuple = ()) -> Experiment:

@@ -13,15 +13,25 @@ import math
 
 import numpy as np
 
-from lossbench.errors import ConfigError
-from lossbench.registry import Registry
+from lossbench.registry import Real, Registry, fail
 
-LAYERS = Registry("layer")
+LAYERS = Registry("layer", section="model", context=("n_in", "n_out", "rng"))
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
+INITS = ("he", "xavier")
 
 
 class Layer:
-    """A layer without parameters; subclasses with parameters set `shapes`."""
+    """One step of a model: `forward(x, train)` returns `(y, backprop)`.
+
+    `backprop(dy, need_dx=True)` is a closure over what the forward pass computed (no
+    per-batch cache hangs on the layer). It writes the gradients of the layer's own
+    parameters into the views `self.grads` (overwriting, not accumulating) and returns
+    d loss / d x, or None when `need_dx` is False (the first layer: nobody needs the
+    data's gradient). It MAY overwrite `dy` in place and return it: callers pass a `dy`
+    they no longer need. A layer with parameters declares their `shapes`; the model
+    `bind`s views of its flat buffers to them and calls `init(rng, scheme)` once.
+    A parameterless layer keeps the defaults below.
+    """
 
     shapes: tuple[tuple[int, ...], ...] = ()
 
@@ -37,7 +47,10 @@ class Layer:
 
 @LAYERS.register("linear")
 class Linear(Layer):
-    """y = x @ W + b, with W stored (n_in, n_out) so both passes are plain row-major GEMMs."""
+    """Affine map, torch.nn.Linear with W stored transposed.
+
+    y = x @ W + b, W of shape (n_in, n_out) so both passes are plain row-major GEMMs
+    """
 
     def __init__(self, n_in: int, n_out: int):
         self.shapes = ((n_in, n_out), (n_out,))
@@ -51,7 +64,7 @@ class Linear(Layer):
             a = math.sqrt(6.0 / (fan_in + fan_out))
             w[...] = rng.uniform(-a, a, w.shape)
         else:
-            raise ConfigError(f"model.init: must be one of ['he', 'xavier'], got {scheme!r}")
+            raise fail("model.init", f"must be one of {list(INITS)}", scheme, INITS)
         b[...] = 0.0
 
     def forward(self, x, train):
@@ -70,6 +83,11 @@ class Linear(Layer):
 
 @LAYERS.register("relu")
 class ReLU(Layer):
+    """Rectified linear unit, torch.nn.ReLU.
+
+    y = max(x, 0); dx = dy where y > 0, else 0
+    """
+
     def forward(self, x, train):
         y = np.maximum(x, 0.0)
 
@@ -80,9 +98,12 @@ class ReLU(Layer):
         return y, backprop
 
 
-@LAYERS.register("leaky_relu")
+@LAYERS.register("leaky_relu", negative_slope=Real())
 class LeakyReLU(Layer):
-    """torch.nn.LeakyReLU: x if x > 0 else negative_slope * x."""
+    """ReLU with a small slope for negative inputs, torch.nn.LeakyReLU.
+
+    y = x if x > 0 else negative_slope * x
+    """
 
     def __init__(self, negative_slope: float = 0.01):
         self.slope = negative_slope
@@ -99,6 +120,11 @@ class LeakyReLU(Layer):
 
 @LAYERS.register("tanh")
 class Tanh(Layer):
+    """Hyperbolic tangent, torch.nn.Tanh.
+
+    y = tanh(x); dx = dy (1 - y^2)
+    """
+
     def forward(self, x, train):
         y = np.tanh(x)
 
@@ -116,6 +142,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 @LAYERS.register("sigmoid")
 class Sigmoid(Layer):
+    """Logistic function, torch.nn.Sigmoid.
+
+    y = 1 / (1 + exp(-x)); dx = dy y (1 - y)
+    """
+
     def forward(self, x, train):
         y = _sigmoid(x)
 
@@ -139,7 +170,10 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 @LAYERS.register("gelu")
 class GELU(Layer):
-    """torch.nn.GELU(): x * Phi(x) with the exact normal CDF."""
+    """Gaussian error linear unit with the exact normal CDF, torch.nn.GELU().
+
+    y = x Phi(x); dx = dy (Phi(x) + x phi(x))
+    """
 
     def forward(self, x, train):
         x64 = x.astype(np.float64)
@@ -153,14 +187,15 @@ class GELU(Layer):
         return y, backprop
 
 
-@LAYERS.register("dropout")
+@LAYERS.register("dropout", p=Real(ge=0, lt=1))
 class Dropout(Layer):
-    """Inverted dropout (torch.nn.Dropout): zero with probability p, scale the rest by
-    1/(1-p) in training; identity in evaluation."""
+    """Inverted dropout, torch.nn.Dropout.
+
+    training: zero each input with probability p, scale the rest by 1/(1-p)
+    evaluation: identity
+    """
 
     def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
-        if not 0.0 <= p < 1.0:
-            raise ConfigError(f"model.dropout: must be in [0, 1), got {p}")
         self.p = p
         self.rng = rng if rng is not None else np.random.default_rng(0)
 

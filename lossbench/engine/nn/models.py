@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from lossbench.engine.nn.layers import ACTIVATIONS, INITS, LAYERS, Dropout, Layer, Linear
 from lossbench.errors import ConfigError
-from lossbench.registry import Registry
-from lossbench.engine.nn.layers import ACTIVATIONS, LAYERS, Dropout, Layer, Linear
+from lossbench.registry import Choice, Int, Real, Registry, Seq
 
-MODELS = Registry("model")
+MODELS = Registry("model", context=("n_in", "n_out", "seed"))
+BYTES_PER_PARAM = 2 * np.dtype(np.float32).itemsize  # the parameter and its gradient: the least training holds
 
 
 class Sequential:
     """Layers applied in order. All parameters live in `self.params` (one float32
-    vector) and their gradients in `self.grads`; layers hold views into both."""
+    vector) and their gradients in `self.grads`; layers hold views into both.
+
+    Making one only lays out the layers and counts their parameters (`n_params`), so a
+    config's model can be sized without allocating it; `allocate()` makes the buffers
+    and initializes them (nn.build does both).
+    """
 
     def __init__(self, layers: list[Layer], rng: np.random.Generator, init: str = "he"):
-        self.layers = layers
-        n = sum(int(np.prod(s)) for layer in layers for s in layer.shapes)
-        self.bind(np.zeros(n, dtype=np.float32))
-        for layer in layers:
-            layer.init(rng, init)
+        self.layers, self.rng, self.init = layers, rng, init
+        self.n_params = sum(int(np.prod(s)) for layer in layers for s in layer.shapes)
         self._backprops: list = []
+
+    def allocate(self) -> "Sequential":
+        check_fits(self.n_params)
+        self.bind(np.zeros(self.n_params, dtype=np.float32))
+        for layer in self.layers:
+            layer.init(self.rng, self.init)
+        return self
 
     def bind(self, params: np.ndarray) -> None:
         """Make `params` (flat, the model's size) the parameter buffer, with a zeroed
@@ -37,10 +49,6 @@ class Sequential:
                 offset += n
             layer.bind(views, gviews)
 
-    @property
-    def n_params(self) -> int:
-        return self.params.size
-
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         backprops = []
         for layer in self.layers:
@@ -52,7 +60,8 @@ class Sequential:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """Gradients of the last forward pass land in `self.grads`; returns `self.grads`.
 
-        The first layer skips its input gradient: nobody needs d loss / d data.
+        `dout` may be overwritten. The first layer skips its input gradient: nobody needs
+        d loss / d data.
         """
         for i in range(len(self._backprops) - 1, -1, -1):
             dout = self._backprops[i](dout, need_dx=i > 0)
@@ -66,19 +75,41 @@ class Sequential:
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
-def _activation(name: str) -> Layer:
-    if name not in ACTIVATIONS:
-        raise ConfigError(f"model.activation: unknown activation {name!r}; supported activations are {sorted(ACTIVATIONS)}")
-    return LAYERS.build(name)
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
-@MODELS.register("linear")
+def check_fits(n_params: int, got: str | None = None) -> None:
+    """Refuse a model whose parameters and gradients alone exceed the machine's memory."""
+    have, need = physical_memory(), n_params * BYTES_PER_PARAM
+    if have is not None and need > have:
+        raise ConfigError(f"model: does not fit in memory: {n_params:,} parameters need {_size(need)} for weights "
+                          f"and gradients, this machine has {_size(have)}, got {got or f'{n_params:,} parameters'}")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+INIT = Choice(*INITS)
+
+
+@MODELS.register("linear", init=INIT)
 def linear(n_in: int, n_out: int, seed: int = 0, init: str = "xavier") -> Sequential:
     """One affine layer: softmax, logistic or linear regression, depending on the loss."""
     return Sequential([Linear(n_in, n_out)], np.random.default_rng(seed), init)
 
 
-@MODELS.register("mlp")
+@MODELS.register("mlp", hidden=Seq(Int(ge=1), scalar=True), activation=Choice(*ACTIVATIONS),
+                 dropout=Real(ge=0, lt=1), init=INIT)
 def mlp(
     n_in: int,
     n_out: int,
@@ -88,19 +119,14 @@ def mlp(
     dropout: float = 0.0,
     init: str = "he",
 ) -> Sequential:
-    """Linear -> activation (-> dropout) for each hidden size, then a linear output."""
+    """Multilayer perceptron: Linear -> activation (-> dropout) per hidden size, then a linear output."""
     if isinstance(hidden, int):
         hidden = [hidden]
-    for h in hidden:
-        if not isinstance(h, int) or isinstance(h, bool) or h < 1:
-            raise ConfigError(f"model.hidden: sizes must be integers >= 1, got {h!r}")
-    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise ConfigError(f"model.dropout: must be in [0, 1), got {dropout!r}")
     init_rng, dropout_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     layers: list[Layer] = []
     width = n_in
     for h in hidden:
-        layers += [Linear(width, h), _activation(activation)]
+        layers += [Linear(width, h), LAYERS.build(activation)]
         if dropout > 0:
             layers.append(Dropout(dropout, dropout_rng))
         width = h
@@ -108,5 +134,11 @@ def mlp(
     return Sequential(layers, init_rng, init)
 
 
-def build(name: str, n_in: int, n_out: int, seed: int = 0, **options) -> Sequential:
-    return MODELS.build(name, n_in, n_out, seed=seed, **options)
+def plan(name: str, n_in: int, n_out: int, seed: int = 0, /, **options) -> Sequential:
+    """The model laid out but not allocated: for its `n_params`."""
+    return MODELS.build(name, n_in, n_out, seed, **options)
+
+
+def build(name: str, n_in: int, n_out: int, seed: int = 0, /, **options) -> Sequential:
+    """A model by its registered name, allocated and initialized from `seed`."""
+    return plan(name, n_in, n_out, seed, **options).allocate()
