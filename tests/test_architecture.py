@@ -12,7 +12,6 @@ too, just later. The import graph comes from the AST of every module under lossb
 from __future__ import annotations
 
 import ast
-import importlib
 import os
 import subprocess
 import sys

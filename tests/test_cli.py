@@ -3,8 +3,8 @@ import re
 from typer.testing import CliRunner
 
 from lossbench import __version__, data, losses, optimizers, schedules
-from lossbench.engine import nn
 from lossbench.cli import app
+from lossbench.engine import nn
 
 runner = CliRunner()
 

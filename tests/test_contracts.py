@@ -17,11 +17,12 @@ import re
 
 import numpy as np
 import pytest
-from gradcheck import assert_close_grad, loss_batch, numeric_grad
 
 from lossbench import data
 from lossbench.data import synthetic
 from lossbench.engine import losses, nn, optimizers, schedules
+
+from gradcheck import assert_close_grad, loss_batch, numeric_grad
 
 REGISTRIES = {
     "dataset": data.DATASETS,
@@ -217,4 +218,4 @@ def test_docstring_starts_with_a_one_sentence_summary(kind, name):
     first = doc.split("\n")[0].strip()
     assert first, f"{kind} {name!r} has no docstring"
     assert first.endswith("."), f"{kind} {name!r}: the first docstring line is not a sentence ending in '.': {first!r}"
-    assert not re.search(r"\.\s+[A-Z]", first), f"{kind} {name!r}: the first docstring line holds more than one sentence: {first!r}"
+    assert not re.search(r"\.\s+[A-Z]", first), f"{kind} {name!r}: two sentences on the first line: {first!r}"

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from lossbench import losses, nn
-from lossbench.errors import ConfigError
 from lossbench.engine.nn.layers import Dropout
+from lossbench.errors import ConfigError
+
 from gradcheck import assert_close_grad, numeric_grad
 
 
@@ -15,7 +16,9 @@ def test_relu_gelu_values():
     np.testing.assert_allclose(y, [[-0.02, -0.005, 0, 0.5, 2]], rtol=1e-6)
     # GELU(x) = x Phi(x); Phi(2) = 0.97724987, Phi(0.5) = 0.69146246
     y, _ = nn.LAYERS.build("gelu").forward(x, False)
-    np.testing.assert_allclose(y, [[-2 * (1 - 0.97724987), -0.5 * (1 - 0.69146246), 0, 0.5 * 0.69146246, 2 * 0.97724987]], rtol=1e-6, atol=1e-7)
+    phi2, phi05 = 0.97724987, 0.69146246
+    expected = [[-2 * (1 - phi2), -0.5 * (1 - phi05), 0, 0.5 * phi05, 2 * phi2]]
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_dropout_scales_in_training_and_is_identity_in_eval():

@@ -12,9 +12,10 @@ import inspect
 
 import numpy as np
 import pytest
-from gradcheck import loss_batch
 
 from lossbench.engine import losses, optimizers
+
+from gradcheck import loss_batch
 
 # Registered items with no torch counterpart to compare against: name -> reason.
 NO_TORCH = {
@@ -175,7 +176,7 @@ CASES = {"losses": LOSS_CASES, "optimizers": OPTIM_CASES}
 def test_every_item_has_a_torch_case(kind):
     names = set(REGISTERED[kind].names())
     missing = sorted(names - set(CASES[kind]) - set(NO_TORCH[kind]))
-    assert not missing, f"{kind} without a torch parity case in {__name__} (add one, or a reason in NO_TORCH): {missing}"
+    assert not missing, f"{kind} without a torch parity case here (add one, or a reason to NO_TORCH): {missing}"
     stale = sorted((set(CASES[kind]) | set(NO_TORCH[kind])) - names)
     assert not stale, f"parity cases for {kind} that are not registered: {stale}"
     both = sorted(set(CASES[kind]) & set(NO_TORCH[kind]))

@@ -49,7 +49,8 @@ def test_same_seed_same_numbers_other_seed_differs(moons):
 def test_gd_uses_the_full_batch(moons):
     r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "gd", "lr": 0.5}, train={"epochs": 4}, seed=0)
     assert [h["step"] for h in r.history] == [1, 2, 3, 4]
-    r = train(moons, model=MLP, loss="cross_entropy", optimizer="sgd", train={"epochs": 2, "batch_size": "full"}, seed=0)
+    r = train(moons, model=MLP, loss="cross_entropy", optimizer="sgd", train={"epochs": 2, "batch_size": "full"},
+              seed=0)
     assert r.history[-1]["step"] == 2
 
 
@@ -62,13 +63,15 @@ def test_divergence_stops_the_run(moons):
 def test_early_stopping_on_patience(moons):
     # lr so small that nothing improves by min_delta: stops after `patience` epochs
     r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "sgd", "lr": 1e-9},
-              train={"epochs": 50, "early_stopping": {"monitor": "val_accuracy", "patience": 3, "min_delta": 0.01}}, seed=0)
+              train={"epochs": 50, "early_stopping": {"monitor": "val_accuracy", "patience": 3, "min_delta": 0.01}},
+              seed=0)
     assert r.status == "ok" and r.epochs == 4  # epoch 1 sets the best, then 3 without improvement
 
 
 def test_schedule_is_applied_and_grad_norm_is_recorded_before_clipping(moons):
     r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "sgd", "lr": 0.2},
-              train={"epochs": 4, "schedule": {"name": "step", "step_size": 2, "gamma": 0.5}, "clip_grad_norm": 1e-3}, seed=0)
+              train={"epochs": 4, "schedule": {"name": "step", "step_size": 2, "gamma": 0.5}, "clip_grad_norm": 1e-3},
+              seed=0)
     assert [h["lr"] for h in r.history] == pytest.approx([0.2, 0.2, 0.1, 0.1])
     assert r.history[0]["grad_norm"] > 1e-3  # recorded before clipping
 
@@ -102,7 +105,8 @@ def test_clipping_scales_the_step_to_max_norm(moons, monkeypatch):
 
 @pytest.mark.parametrize("loss,n_out", [("mse", 2), ("huber", 2), ("bce", 1), ("hinge", 2), ("squared_hinge", 2)])
 def test_every_classification_pairing_learns(moons, loss, n_out):
-    r = train(moons, model=MLP, loss=loss, optimizer={"name": "adam", "lr": 0.01}, train={"epochs": 15, "batch_size": 32}, seed=0)
+    r = train(moons, model=MLP, loss=loss, optimizer={"name": "adam", "lr": 0.01},
+              train={"epochs": 15, "batch_size": 32}, seed=0)
     assert r.summary["test_accuracy"] > 0.9
     assert r.n_params == 2 * 32 + 32 + 32 * n_out + n_out
 
@@ -143,7 +147,8 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").exists(), reason="Debian's dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").exists(),
+                    reason="Debian's dataset-fashion-mnist not installed")
 def test_fashion_mnist_mlp_adam_two_epochs():
     fm = data.load("fashion_mnist", seed=0, path=str(FASHION))
     r = train(fm, model={"name": "mlp", "hidden": [256, 128]}, loss="cross_entropy",
