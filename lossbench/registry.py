@@ -428,7 +428,7 @@ class Registry:
     def doc(self, name: str) -> str:
         """The item's docstring (an alias's own)."""
         item = self._items[self._name(name)]
-        return item.doc if isinstance(item, _Alias) else inspect.getdoc(item) or ""
+        return item.doc if isinstance(item, _Alias) else inspect.cleandoc(item.__doc__ or "")  # its own, not a base class's
 
     def schema(self, name: str) -> Schema:
         return self._schemas[self._name(name)]

@@ -1,4 +1,4 @@
-"""Central finite differences, shared by the loss and layer contract tests."""
+"""Central finite differences and loss batches, shared by the contract and parity tests."""
 
 import numpy as np
 
@@ -23,3 +23,16 @@ def assert_close_grad(analytic: np.ndarray, numeric: np.ndarray, rtol: float = 1
     scale = np.maximum(np.abs(numeric), np.abs(analytic))
     bad = err > atol + rtol * scale
     assert not bad.any(), f"max abs err {err.max():.3g} at {np.argwhere(bad)[:3].tolist()}"
+
+
+def loss_batch(loss, n: int = 6, c: int = 4, dtype=np.float64, seed: int = 0):
+    """Predictions and the targets `loss` trains against (loss.target: index, binary or real)."""
+    rng = np.random.default_rng(seed)
+    pred = rng.normal(size=(n, c)).astype(dtype) * 2
+    if loss.target == "index":
+        target = rng.integers(0, c, size=n)
+    elif loss.target == "binary":
+        target = rng.integers(0, 2, size=(n, c)).astype(dtype)
+    else:
+        target = rng.normal(size=(n, c)).astype(dtype) * 2
+    return pred, target

@@ -123,7 +123,7 @@ def test_malformed_config_is_one_clear_line(tmp_path, text, expected, monkeypatc
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["run", str(cfg), "--out", str(out)])
     assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
+    assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit))
     lines = [line for line in r.output.splitlines() if line.strip()]
     assert len(lines) == 1, r.output
     assert lines[0].startswith(f"error: {cfg}: "), lines[0]

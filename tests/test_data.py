@@ -20,15 +20,6 @@ def arrays(ds):
 # ---------------------------------------------------------------- synthetic
 
 @pytest.mark.parametrize("name", SYNTHETIC)
-def test_synthetic_is_deterministic_per_seed(name):
-    a, b, c = data.load(name, seed=3), data.load(name, seed=3), data.load(name, seed=4)
-    for part, x, y in zip(PARTS, arrays(a), arrays(b)):
-        np.testing.assert_array_equal(x, y, err_msg=part)
-    assert not np.array_equal(a.x_train, c.x_train)
-    assert not np.array_equal(a.x_test, c.x_test)
-
-
-@pytest.mark.parametrize("name", SYNTHETIC)
 def test_synthetic_shapes_and_dtypes(name):
     ds = data.load(name)  # 1000 samples, 20 % test, 10 % of the rest for validation
     assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (720, 80, 200)

@@ -2,49 +2,10 @@ import numpy as np
 import pytest
 
 from lossbench import losses, nn
+from lossbench.engine.nn.layers import Dropout
 from lossbench.errors import ConfigError
-from lossbench.engine.nn.layers import Dropout, Linear
+
 from gradcheck import assert_close_grad, numeric_grad
-
-
-def bound(layer, rng):
-    """Give a layer float64 parameters so finite differences are precise."""
-    params = [rng.normal(size=s) for s in layer.shapes]
-    grads = [np.zeros(s) for s in layer.shapes]
-    layer.bind(params, grads)
-    return params, grads
-
-
-def make_layer(name):
-    if name == "linear":
-        return Linear(5, 3)
-    if name == "dropout":
-        return Dropout(0.4, np.random.default_rng(0))
-    return nn.LAYERS.build(name)
-
-
-@pytest.mark.parametrize("name", nn.LAYERS.names())
-def test_layer_gradients_match_finite_differences(name):
-    rng = np.random.default_rng(1)
-    layer = make_layer(name)
-    params, grads = bound(layer, rng)
-    n_in = layer.shapes[0][0] if layer.shapes else 5
-    x = rng.normal(size=(4, n_in))
-    w = rng.normal(size=layer.forward(x, True)[0].shape)  # loss = sum(w * y)
-
-    def f():
-        if name == "dropout":
-            layer.rng = np.random.default_rng(7)  # the same mask every call
-        return float(np.sum(w * layer.forward(x, True)[0]))
-
-    f()
-    if name == "dropout":
-        layer.rng = np.random.default_rng(7)
-    _, backprop = layer.forward(x, True)
-    dx = backprop(w.copy())
-    assert_close_grad(dx, numeric_grad(f, x))
-    for p, g in zip(params, grads):
-        assert_close_grad(g, numeric_grad(f, p))
 
 
 def test_relu_gelu_values():
@@ -55,7 +16,9 @@ def test_relu_gelu_values():
     np.testing.assert_allclose(y, [[-0.02, -0.005, 0, 0.5, 2]], rtol=1e-6)
     # GELU(x) = x Phi(x); Phi(2) = 0.97724987, Phi(0.5) = 0.69146246
     y, _ = nn.LAYERS.build("gelu").forward(x, False)
-    np.testing.assert_allclose(y, [[-2 * (1 - 0.97724987), -0.5 * (1 - 0.69146246), 0, 0.5 * 0.69146246, 2 * 0.97724987]], rtol=1e-6, atol=1e-7)
+    phi2, phi05 = 0.97724987, 0.69146246
+    expected = [[-2 * (1 - phi2), -0.5 * (1 - phi05), 0, 0.5 * phi05, 2 * phi2]]
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_dropout_scales_in_training_and_is_identity_in_eval():

@@ -1,9 +1,11 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from lossbench import data
+from lossbench import data, losses
+from lossbench.engine import nn
 from lossbench.errors import ConfigError
 from lossbench.train import train
 
@@ -47,7 +49,8 @@ def test_same_seed_same_numbers_other_seed_differs(moons):
 def test_gd_uses_the_full_batch(moons):
     r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "gd", "lr": 0.5}, train={"epochs": 4}, seed=0)
     assert [h["step"] for h in r.history] == [1, 2, 3, 4]
-    r = train(moons, model=MLP, loss="cross_entropy", optimizer="sgd", train={"epochs": 2, "batch_size": "full"}, seed=0)
+    r = train(moons, model=MLP, loss="cross_entropy", optimizer="sgd", train={"epochs": 2, "batch_size": "full"},
+              seed=0)
     assert r.history[-1]["step"] == 2
 
 
@@ -60,20 +63,50 @@ def test_divergence_stops_the_run(moons):
 def test_early_stopping_on_patience(moons):
     # lr so small that nothing improves by min_delta: stops after `patience` epochs
     r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "sgd", "lr": 1e-9},
-              train={"epochs": 50, "early_stopping": {"monitor": "val_accuracy", "patience": 3, "min_delta": 0.01}}, seed=0)
+              train={"epochs": 50, "early_stopping": {"monitor": "val_accuracy", "patience": 3, "min_delta": 0.01}},
+              seed=0)
     assert r.status == "ok" and r.epochs == 4  # epoch 1 sets the best, then 3 without improvement
 
 
-def test_schedule_and_clipping_are_applied(moons):
+def test_schedule_is_applied_and_grad_norm_is_recorded_before_clipping(moons):
     r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "sgd", "lr": 0.2},
-              train={"epochs": 4, "schedule": {"name": "step", "step_size": 2, "gamma": 0.5}, "clip_grad_norm": 1e-3}, seed=0)
+              train={"epochs": 4, "schedule": {"name": "step", "step_size": 2, "gamma": 0.5}, "clip_grad_norm": 1e-3},
+              seed=0)
     assert [h["lr"] for h in r.history] == pytest.approx([0.2, 0.2, 0.1, 0.1])
     assert r.history[0]["grad_norm"] > 1e-3  # recorded before clipping
 
 
+def test_clipping_scales_the_step_to_max_norm(moons, monkeypatch):
+    # One full-batch gd step; catch the model train() builds to see its weights before and after.
+    built = []
+
+    def spy(*args, **kwargs):
+        net = build(*args, **kwargs)
+        built.append((net, net.params.copy()))
+        return net
+
+    build = nn.build
+    monkeypatch.setattr(nn, "build", spy)
+    lr, max_norm = 0.5, 1e-3
+    train(moons, model="linear", loss="cross_entropy", optimizer={"name": "gd", "lr": lr},
+          train={"epochs": 1, "clip_grad_norm": max_norm}, seed=0)
+    (net, p0), = built
+    p1 = net.params.copy()
+
+    # The same step by hand: full-batch gradient at p0, scaled as torch.nn.utils.clip_grad_norm_ does.
+    net.params[:] = p0
+    ce = losses.build("cross_entropy")
+    g = net.backward(ce.grad(net.forward(moons.x_train, True), moons.y_train)).astype(np.float64)
+    norm = np.linalg.norm(g)
+    assert norm > 100 * max_norm  # so clipping has something to do
+    np.testing.assert_allclose(p1, p0 - lr * g * (max_norm / (norm + 1e-6)), rtol=1e-5, atol=1e-8)
+    assert np.linalg.norm(p1.astype(np.float64) - p0) == pytest.approx(lr * max_norm, rel=1e-4)
+
+
 @pytest.mark.parametrize("loss,n_out", [("mse", 2), ("huber", 2), ("bce", 1), ("hinge", 2), ("squared_hinge", 2)])
 def test_every_classification_pairing_learns(moons, loss, n_out):
-    r = train(moons, model=MLP, loss=loss, optimizer={"name": "adam", "lr": 0.01}, train={"epochs": 15, "batch_size": 32}, seed=0)
+    r = train(moons, model=MLP, loss=loss, optimizer={"name": "adam", "lr": 0.01},
+              train={"epochs": 15, "batch_size": 32}, seed=0)
     assert r.summary["test_accuracy"] > 0.9
     assert r.n_params == 2 * 32 + 32 + 32 * n_out + n_out
 
@@ -114,7 +147,8 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").exists(), reason="Debian's dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").exists(),
+                    reason="Debian's dataset-fashion-mnist not installed")
 def test_fashion_mnist_mlp_adam_two_epochs():
     fm = data.load("fashion_mnist", seed=0, path=str(FASHION))
     r = train(fm, model={"name": "mlp", "hidden": [256, 128]}, loss="cross_entropy",

@@ -1,0 +1,197 @@
+"""Torch parity is a contract: every registered loss and optimizer has a case here that
+compares it with its PyTorch namesake (loss: value and gradient; optimizer: the parameter
+trajectory over many steps), including non-default hyperparameters. A registered item
+without a case fails test_every_item_has_a_torch_case unless NO_TORCH says why.
+
+The comparisons skip without torch; the coverage checks run without it. The engine
+computes in float32 (its constants and gradient scales are float32 even for float64
+input), so the comparisons are float32 with rtol 1e-5.
+"""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from lossbench.engine import losses, optimizers
+
+from gradcheck import loss_batch
+
+# Registered items with no torch counterpart to compare against: name -> reason.
+NO_TORCH = {
+    "losses": {},
+    "optimizers": {},
+}
+
+# ---------------------------------------------------------------- losses
+
+# name -> (torch reference taking lossbench's hyperparameter names, hyperparameter sets)
+LOSS_CASES = {
+    "mse": (lambda F, p, t: F.mse_loss(p, t), [{}]),
+    "mae": (lambda F, p, t: F.l1_loss(p, t), [{}]),
+    "huber": (lambda F, p, t, delta=1.0: F.huber_loss(p, t, delta=delta), [{}, {"delta": 0.5}, {"delta": 3.0}]),
+    "smooth_l1": (lambda F, p, t, beta=1.0: F.smooth_l1_loss(p, t, beta=beta), [{}, {"beta": 0.3}, {"beta": 0.0}]),
+    # No torch builtin: torch's own composition of the formula, differentiated by autograd.
+    "log_cosh": (lambda F, p, t: (p - t).cosh().log().mean(), [{}]),
+    "cross_entropy": (lambda F, p, t, label_smoothing=0.0: F.cross_entropy(p, t, label_smoothing=label_smoothing),
+                      [{}, {"label_smoothing": 0.1}, {"label_smoothing": 1.0}]),
+    "bce": (lambda F, p, t: F.binary_cross_entropy_with_logits(p, t), [{}]),
+    "hinge": (lambda F, p, t, margin=1.0: F.multi_margin_loss(p, t, margin=margin), [{}, {"margin": 2.0}]),
+    "squared_hinge": (lambda F, p, t, margin=1.0: F.multi_margin_loss(p, t, p=2, margin=margin), [{}, {"margin": 0.5}]),
+}
+
+LOSS_PARAMS = [(n, kw) for n, (_, kws) in LOSS_CASES.items() for kw in kws]
+
+
+@pytest.mark.parametrize("name,kw", LOSS_PARAMS, ids=[f"{n}{kw}" for n, kw in LOSS_PARAMS])
+@pytest.mark.parametrize("seed", [3, 4])
+def test_loss_matches_torch(name, kw, seed):
+    torch = pytest.importorskip("torch")
+    loss = losses.build(name, **kw)
+    pred, target = loss_batch(loss, n=8, c=5, dtype=np.float32, seed=seed)
+    tp = torch.tensor(pred, requires_grad=True)
+    ref = LOSS_CASES[name][0](torch.nn.functional, tp, torch.tensor(target), **kw)
+    ref.backward()
+    value, grad = loss.value_and_grad(pred, target)
+    assert value == pytest.approx(ref.item(), rel=1e-5, abs=1e-7)
+    np.testing.assert_allclose(grad, tp.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------- optimizers
+
+# name -> (torch.optim class, torch arguments that make it lossbench's item); aliases are
+# torch classes with other defaults.
+TORCH_OPTIM = {
+    "sgd": ("SGD", {}),
+    "gd": ("SGD", {}),  # full-batch comes from the training loop, not the update
+    "momentum": ("SGD", {"momentum": 0.9}),
+    "rmsprop": ("RMSprop", {}),
+    "adagrad": ("Adagrad", {}),
+    "adadelta": ("Adadelta", {}),
+    "adam": ("Adam", {}),
+    "adamw": ("AdamW", {}),
+    "adamax": ("Adamax", {}),
+    "nadam": ("NAdam", {}),
+    "radam": ("RAdam", {}),
+}
+
+# name -> hyperparameter sets; {} compares the defaults. Together the sets of an item move
+# every hyperparameter it takes off its default (test_every_hyperparameter_is_compared).
+OPTIM_CASES = {
+    "sgd": [
+        {},
+        {"lr": 0.1},
+        {"lr": 0.05, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01},
+        {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1},
+    ],
+    "gd": [{}, {"lr": 0.1, "momentum": 0.5, "dampening": 0.2, "weight_decay": 0.01},
+           {"lr": 0.1, "momentum": 0.5, "nesterov": True}],
+    "momentum": [{}, {"lr": 0.05}, {"lr": 0.05, "momentum": 0.5, "dampening": 0.3, "weight_decay": 0.01},
+                 {"lr": 0.05, "nesterov": True}],
+    "rmsprop": [
+        {},
+        {"lr": 0.005, "alpha": 0.9, "eps": 1e-3},
+        {"centered": True, "momentum": 0.5, "weight_decay": 0.1},
+        {"centered": True},
+        {"momentum": 0.9},
+    ],
+    "adagrad": [{}, {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.1, "eps": 1e-4}],
+    "adadelta": [{}, {"lr": 0.5, "rho": 0.8, "eps": 1e-4, "weight_decay": 0.01}],
+    "adam": [
+        {},
+        {"lr": 0.01},
+        {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1, "betas": (0.8, 0.95), "eps": 1e-4},
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+        {"lr": 0.01, "betas": (0.9, 0.5), "amsgrad": True},
+    ],
+    "adamw": [{}, {"lr": 0.01}, {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True, "betas": (0.8, 0.9), "eps": 1e-4}],
+    "adamax": [{}, {"lr": 0.01, "weight_decay": 0.1, "betas": (0.8, 0.9), "eps": 1e-4}],
+    "nadam": [
+        {},
+        {"weight_decay": 0.1},
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "betas": (0.8, 0.9), "eps": 1e-4,
+         "momentum_decay": 0.01},
+    ],
+    "radam": [
+        {},
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "betas": (0.8, 0.99), "eps": 1e-4},
+    ],
+}
+
+OPTIM_PARAMS = [(n, hp) for n, hps in OPTIM_CASES.items() for hp in hps]
+
+
+@pytest.mark.parametrize("name,hp", OPTIM_PARAMS, ids=[f"{n}{hp}" for n, hp in OPTIM_PARAMS])
+def test_optimizer_trajectory_matches_torch(name, hp):
+    torch = pytest.importorskip("torch")
+    tname, tdefaults = TORCH_OPTIM[name]
+    rng = np.random.default_rng(0)
+    p0 = rng.normal(size=50).astype(np.float32)
+    noise = [rng.normal(size=50).astype(np.float32) for _ in range(30)]
+    p = p0.copy()
+    opt = optimizers.build(name, [p], **hp)
+    tp = torch.tensor(p0.copy(), requires_grad=True)
+    topt = getattr(torch.optim, tname)([tp], **{**tdefaults, **hp})
+    for step, g in enumerate(noise, 1):
+        # gradients that depend on the parameters, as in training
+        opt.step([g + np.float32(0.1) * p])
+        tp.grad = torch.tensor(g) + 0.1 * tp.detach()
+        topt.step()
+        np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
+
+
+def test_optimizer_defaults_are_torch_defaults():
+    torch = pytest.importorskip("torch")
+    for name, (tname, tdefaults) in TORCH_OPTIM.items():
+        ours = {k: p.default for k, p in optimizers.OPTIMIZERS.schema(name).params.items()}
+        theirs = {k: v.default for k, v in inspect.signature(getattr(torch.optim, tname)).parameters.items()}
+        theirs.update(tdefaults)
+        assert set(ours) <= set(theirs), f"{name}: {sorted(set(ours) - set(theirs))} not in torch.optim.{tname}"
+        differ = {k: (v, theirs[k]) for k, v in ours.items() if v != theirs[k]}
+        assert not differ, f"{name}: (lossbench, torch) defaults differ: {differ}"
+
+
+def test_clip_grad_norm_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    for max_norm in (0.1, 1.0, 100.0):
+        grads = [rng.normal(size=s).astype(np.float32) for s in ((3, 4), (4,), (7,))]
+        tensors = [torch.zeros(g.shape, requires_grad=True) for g in grads]
+        for t, g in zip(tensors, grads):
+            t.grad = torch.tensor(g)
+        ref = torch.nn.utils.clip_grad_norm_(tensors, max_norm)
+        assert optimizers.clip_grad_norm(grads, max_norm) == pytest.approx(ref.item(), rel=1e-5)
+        for g, t in zip(grads, tensors):
+            np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------- coverage (no torch needed)
+
+REGISTERED = {"losses": losses.LOSSES, "optimizers": optimizers.OPTIMIZERS}
+CASES = {"losses": LOSS_CASES, "optimizers": OPTIM_CASES}
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTERED))
+def test_every_item_has_a_torch_case(kind):
+    names = set(REGISTERED[kind].names())
+    missing = sorted(names - set(CASES[kind]) - set(NO_TORCH[kind]))
+    assert not missing, f"{kind} without a torch parity case here (add one, or a reason to NO_TORCH): {missing}"
+    stale = sorted((set(CASES[kind]) | set(NO_TORCH[kind])) - names)
+    assert not stale, f"parity cases for {kind} that are not registered: {stale}"
+    both = sorted(set(CASES[kind]) & set(NO_TORCH[kind]))
+    assert not both, f"{kind} both compared and listed in NO_TORCH: {both}"
+    assert set(TORCH_OPTIM) == set(OPTIM_CASES), "every optimizer case names its torch.optim class in TORCH_OPTIM"
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTERED))
+def test_every_hyperparameter_is_compared(kind):
+    """Each case-having item's cases include {} (its defaults) and, together, move every
+    hyperparameter it takes off its default."""
+    reg = REGISTERED[kind]
+    for name, entry in CASES[kind].items():
+        sets = entry[1] if kind == "losses" else entry
+        assert {} in sets, f"{kind[:-1]} {name!r}: no case with its defaults"
+        untested = [k for k, default in {k: p.default for k, p in reg.schema(name).params.items()}.items()
+                    if not any(k in s and s[k] != default for s in sets)]
+        assert not untested, f"{kind[:-1]} {name!r}: no torch parity case sets {untested} off the default"
