@@ -14,7 +14,7 @@ import lossbench
 from lossbench.cli import app
 from lossbench.sweep.config import load_experiment
 from lossbench.sweep.execute import run_experiment
-from lossbench.sweep.resdir import ResultsDirError
+from lossbench.sweep.store import ResultsDirError
 
 runner = CliRunner()
 TIMING = ["wall_time_s", "time_to_target_s"]
@@ -171,7 +171,7 @@ def test_a_second_run_on_a_locked_directory_is_refused_and_a_dead_holder_is_take
     cfg, out = write(tmp_path, QUICK), tmp_path / "o"
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from lossbench.sweep.resdir import Lock\nwith Lock(Path(sys.argv[1])):\n"
+                               "from lossbench.sweep.store import Lock\nwith Lock(Path(sys.argv[1])):\n"
                                " print('held', flush=True); time.sleep(120)", str(out)],
                               stdout=subprocess.PIPE, text=True)
     try:
