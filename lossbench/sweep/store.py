@@ -37,6 +37,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import yaml
+from threadpoolctl import threadpool_info
 
 from lossbench import __version__
 from lossbench.engine.metrics import first_hit
@@ -316,9 +317,6 @@ def manifest(started: str, ended: str | None, exp: Experiment, interrupted: bool
 
 def _blas() -> list[dict]:
     try:
-        # imported here, not at the top: only the manifest needs it, and it may fail to import
-        from threadpoolctl import threadpool_info
-
         return [{k: i.get(k) for k in ("internal_api", "version", "num_threads")} for i in threadpool_info()]
     except Exception:  # threadpoolctl cannot always introspect; the manifest is informational
         return []
@@ -404,6 +402,10 @@ def read_results(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dic
     man = _read_manifest(d / MANIFEST)
     runs = _read_table(d / RUNS, _RUNS_COLUMNS, dtype={"error": str, "run_id": str})
     runs["error"] = runs["error"].fillna("")
+    unswept = [k for k in man.get("swept") or [] if k not in runs.columns]
+    if unswept:
+        raise ResultsDirError(f"{d / RUNS}: damaged: no column {', '.join(map(str, unswept))}, "
+                              f"which {MANIFEST} says is swept")
     history = _read_table(d / HISTORY, _HISTORY_COLUMNS)
     return runs, history, man
 
@@ -418,7 +420,7 @@ def _read_manifest(path: Path) -> dict:
     if not isinstance(man, dict):
         raise ResultsDirError(f"{path}: damaged: expected a JSON object, got {type(man).__name__}")
     target = man.get("target")
-    if not isinstance(man.get("swept", []), list) or not isinstance(man.get("run_ids", []), (list, type(None))) or \
+    if not isinstance(man.get("swept") or [], list) or not isinstance(man.get("run_ids") or [], list) or \
             not (target is None or isinstance(target, dict) and isinstance(target.get("metric"), str)
                  and isinstance(target.get("value"), (int, float))):
         raise ResultsDirError(f"{path}: damaged: 'swept', 'run_ids' or 'target' is not what lossbench writes")
@@ -436,7 +438,7 @@ def _read_table(path: Path, required: tuple, dtype: dict | None = None) -> pd.Da
         raise ResultsDirError(f"{path}: damaged, not a CSV table ({' '.join(str(e).split())})") from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise ResultsDirError(f"{path}: damaged: no column {', '.join(missing)}")
+        raise ResultsDirError(f"{path}: damaged: missing column{'s' * (len(missing) > 1)} {', '.join(missing)}")
     for c in _NUMERIC:
         if c in frame.columns and (pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()).any():
             raise ResultsDirError(f"{path}: damaged: column {c} holds values that are not numbers")
