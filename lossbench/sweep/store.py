@@ -217,7 +217,11 @@ def load_records(out: Path, run_ids: list[str]) -> list[dict]:
     for rid in run_ids:
         path = out / RECORDS / f"{rid}.json"
         if path.exists():
-            recs.append(json.loads(path.read_text()))
+            try:
+                recs.append(json.loads(path.read_text()))
+            except ValueError as e:  # never written by atomic_write: changed by hand, or a disk fault
+                raise ResultsDirError(f"{path}: damaged record, not JSON ({e}); delete it and that run "
+                                      "is trained again") from None
     return recs
 
 
