@@ -1,4 +1,6 @@
-"""`lossbench.run(...)`: the whole pipeline from Python, returning DataFrames."""
+"""The library's front door: `lossbench.run(...)` and everything that reads results
+directories back for the analysis (load, compare, plot). The one module that joins the
+sweep layer (which writes results) to the analysis layer (which never reads files)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from lossbench.analysis import plots
+from lossbench.analysis.compare import Comparison, Problem, aggregate, compare_problems, default_metric
+from lossbench.errors import LossbenchError
+from lossbench.sweep.config import load_experiment
+from lossbench.sweep.execute import run_experiment
+from lossbench.sweep.store import read_results
+
 
 @dataclass
 class Results:
@@ -14,6 +23,8 @@ class Results:
     runs: pd.DataFrame  # runs.csv
     history: pd.DataFrame  # history.csv
     summary: pd.DataFrame  # one row per grid cell, seeds aggregated, best first
+    metric: str | None = None  # what `summary` ranks on (None while no run has finished)
+    target: dict | None = None  # the config's target, {"metric": ..., "value": ...}, if it has one
 
 
 def default_out(name: str) -> Path:
@@ -31,9 +42,6 @@ def run(config: str | Path, out: str | Path | None = None, overrides: list[str] 
     fresh: forget what `out` holds first. retry_failed: train runs recorded `failed` again.
     A KeyboardInterrupt propagates after every finished run is recorded.
     """
-    from lossbench.sweep.config import load_experiment
-    from lossbench.sweep.execute import run_experiment
-
     exp = load_experiment(config, overrides)
     out_dir = Path(out) if out is not None else default_out(exp.name)
     run_experiment(exp, out_dir, on_event, workers=workers, executor=executor, address=address,
@@ -44,14 +52,52 @@ def run(config: str | Path, out: str | Path | None = None, overrides: list[str] 
 def load(directory: str | Path) -> Results:
     """The tables of a finished (or partly finished) results directory; `summary` ranks
     the grid cells on the config's target metric (or the first validation metric)."""
-    from lossbench.analysis.compare import aggregate, default_metric, load_problem
-    from lossbench.sweep.store import read_results
-
-    runs, history, _ = read_results(directory)
+    runs, history, man = read_results(directory)
     if runs.empty:  # interrupted before any run finished: empty tables, not an error
-        return Results(Path(directory), runs, history, pd.DataFrame())
-    p = load_problem(directory)
+        return Results(Path(directory), runs, history, pd.DataFrame(), None, man.get("target"))
+    p = _problem(directory, runs, history, man)
     metric = default_metric(p)
     summary = aggregate(p, [k for k in p.swept if k in p.runs.columns], metric, p.target["value"] if p.target else None)
-    summary.attrs.update(metric=metric)
-    return Results(Path(directory), p.runs, p.history, summary)
+    return Results(Path(directory), p.runs, p.history, summary, metric, p.target)
+
+
+def load_problem(directory: str | Path) -> Problem:
+    """One results directory as a problem to compare; it must hold at least one run."""
+    runs, history, man = read_results(directory)
+    if runs.empty:
+        raise LossbenchError(f"{directory}: no run has finished yet; nothing to compare")
+    return _problem(directory, runs, history, man)
+
+
+def _problem(directory: str | Path, runs: pd.DataFrame, history: pd.DataFrame, man: dict) -> Problem:
+    # named as the user sees it: the results directory (results/<config name>/ by default)
+    return Problem(Path(directory).resolve().name, Path(directory), runs, history, list(man.get("swept") or []),
+                   man.get("target"), len(man.get("run_ids") or runs))
+
+
+def load_problems(dirs: list[str | Path]) -> list[Problem]:
+    """Each results directory once, with names that tell them apart."""
+    resolved = [Path(d).resolve() for d in dirs]
+    for d in resolved:
+        if resolved.count(d) > 1:
+            raise LossbenchError(f"{d}: given twice; each results directory is one problem")
+    problems = [load_problem(d) for d in dirs]
+    names = [p.name for p in problems]
+    for p in problems:
+        if names.count(p.name) > 1:  # same-named directories (e.g. from two machines): tell them apart
+            p.name = str(p.dir)
+    return problems
+
+
+def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | None = None,
+            target: float | None = None) -> Comparison:
+    """The comparison of one or more results directories; see analysis.compare.compare_problems."""
+    return compare_problems(load_problems(dirs), by, metric, target)
+
+
+def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, by: list[str] | None = None,
+         out: str | Path | None = None, log: bool = False, cost: str = "time_to_target",
+         tolerance: float = 0.05, target: float | None = None) -> Path:
+    """Draw `kind` (see analysis.plots.plot) for the results in `dirs`; returns the file written."""
+    plots.check_kind(kind, len(dirs))  # before reading anything
+    return plots.plot(load_problems(dirs), kind, metric, by, out, log, cost, tolerance, target)

@@ -1,27 +1,64 @@
-"""The `lossbench` command. It only parses arguments, calls the library and prints."""
+"""The `lossbench` command. It only parses arguments, calls the library and prints.
+
+Every command runs inside one error boundary (`errors_as_exit_codes`, as spaCy's
+`show_validation_error`): a LossbenchError becomes one line `error: <message>` on stderr
+and exit code 2 (1 when the Dask scheduler was lost mid-sweep). Any other exception is a
+bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import signal
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Iterator, List, Optional
 
+import pandas as pd
 import typer
+
+from lossbench import __version__, api
+from lossbench.analysis import compare as cmp
+from lossbench.errors import LossbenchError
+from lossbench.sweep.cluster import ClusterLost
+from lossbench.sweep.config import load_experiment
+from lossbench.sweep.execute import EXECUTORS, Outcome, run_experiment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compare loss functions and optimizers on small NumPy networks.")
 
 
-def _version(value: bool) -> None:
-    if value:
-        from lossbench import __version__
-
-        typer.echo(f"lossbench {__version__}")
-        raise typer.Exit()
-
-
 def _fail(msg: str, code: int = 2) -> None:
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def errors_as_exit_codes() -> Iterator[None]:
+    """The CLI's one error boundary: library errors become `error: ...` and an exit code."""
+    try:
+        yield
+    except ClusterLost as e:  # finished runs are kept; the sweep stopped, it was not refused
+        _fail(str(e), 1)
+    except LossbenchError as e:
+        _fail(str(e))
+
+
+def command(*args, **kwargs):
+    """`app.command`, with the command's body run inside `errors_as_exit_codes`."""
+    def register(f):
+        @functools.wraps(f)
+        def in_boundary(*a, **k):
+            with errors_as_exit_codes():
+                return f(*a, **k)
+        return app.command(*args, **kwargs)(in_boundary)
+    return register
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lossbench {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -32,7 +69,7 @@ def main(
 
 
 def _console():
-    from rich.console import Console
+    from rich.console import Console  # rich only for commands that print tables: --version/--help stay quick
 
     console = Console()
     if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
@@ -40,17 +77,11 @@ def _console():
     return console
 
 
-def _experiment(config: Path, overrides: list[str]):
-    from lossbench.sweep.config import load_experiment
-    from lossbench.errors import LossbenchError
-
-    try:
-        return load_experiment(config, overrides or ())
-    except LossbenchError as e:
-        _fail(str(e))
+def _experiment(config: Path, overrides: list[str] | None):
+    return load_experiment(config, overrides or ())
 
 
-@app.command()
+@command()
 def run(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Results directory (default: results/<name>/).")] = None,
@@ -67,62 +98,75 @@ def run(
 
     Re-running the same command resumes: recorded runs are skipped. Ctrl-C stops cleanly,
     keeps every finished run and exits 130. Exit code 1 if any run failed."""
+    from lossbench.analysis.report import print_preview  # rich: see _console
 
-    import signal
-
-    from lossbench.api import default_out, load
-    from lossbench.sweep.cluster import ClusterLost
-    from lossbench.errors import LossbenchError
-    from lossbench.sweep.execute import run_experiment
-    from lossbench.analysis.report import Progress, print_preview, print_summary
-
-    if executor not in ("local", "dask"):
-        _fail(f"--executor: unknown executor {executor!r}; choose local or dask")
-    if address and executor != "dask":
-        _fail("--address: only used with --executor dask")
+    _check_executor(executor, address)
     exp = _experiment(config, set_)
-    out_dir = out if out is not None else default_out(exp.name)
+    out_dir = out if out is not None else api.default_out(exp.name)
     console = _console()
     if dry_run:
         print_preview(console, exp, out_dir)
         return
-
-    def stop(signum, frame):  # SIGTERM (kill, a batch scheduler) stops as cleanly as Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    with Progress(console, enabled=not quiet and console.is_terminal) as progress:
-        def on_event(kind: str, **info) -> None:
-            if kind == "start" and not quiet:
-                where = f"{info['workers']} worker{'s' * (info['workers'] != 1)}" if info["workers"] else "the Dask cluster"
-                resumed = f"{info['done']} of {info['total']} runs already recorded (skipped); " if info["done"] else ""
-                console.print(f"{out_dir}: {resumed}training {info['todo']} on {where}")
-            progress.on_event(kind, **info)
-
-        lost = None
-        try:
-            outcome = run_experiment(exp, out_dir, on_event, workers=workers, executor=executor, address=address,
-                                     fresh=fresh, retry_failed=retry_failed)
-        except ClusterLost as e:  # finished runs are recorded; say so after the summary
-            outcome, lost = None, str(e)
-        except LossbenchError as e:
-            _fail(str(e))
-        except KeyboardInterrupt:
-            outcome = None
-    res = load(out_dir)
+    signal.signal(signal.SIGTERM, _interrupt)  # kill, a batch scheduler: stop as cleanly as Ctrl-C
+    outcome, lost = _train(exp, out_dir, console, quiet, workers=workers, executor=executor, address=address,
+                           fresh=fresh, retry_failed=retry_failed)
+    res = api.load(out_dir)
     if len(res.summary):
-        print_summary(console, res.summary, res.runs, f"{exp.name} — {out_dir}", exp.target)
+        _print_summary(console, res, f"{exp.name} — {out_dir}")
     if outcome is None:
         console.print(f"[yellow]{'interrupted' if lost is None else 'stopped'}[/yellow]: {len(res.runs)} of "
                       f"{len(exp.runs)} runs recorded; run the same command again to train the rest")
-        if lost:
-            typer.echo(f"error: {lost}", err=True)
-        raise typer.Exit(130 if lost is None else 1)
+        if lost is not None:
+            raise lost  # error: ... and exit 1, at the boundary
+        raise typer.Exit(130)
     if (res.runs.status == "failed").any():
         raise typer.Exit(1)
 
 
-@app.command()
+def _check_executor(executor: str, address: str | None) -> None:
+    if executor not in EXECUTORS:
+        raise LossbenchError(f"--executor: unknown executor {executor!r}; choose local or dask")
+    if address and executor != "dask":
+        raise LossbenchError("--address: only used with --executor dask")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _train(exp, out_dir: Path, console, quiet: bool, **options) -> tuple[Outcome | None, ClusterLost | None]:
+    """Run the sweep with a progress display: (outcome, None) when it completes, (None, None)
+    on Ctrl-C, (None, the error) when the Dask scheduler was lost. Finished runs are
+    recorded in all three cases."""
+    from lossbench.analysis.report import Progress  # rich: see _console
+
+    with Progress(console, enabled=not quiet and console.is_terminal) as progress:
+        def on_event(kind: str, **info) -> None:
+            if kind == "start" and not quiet:
+                console.print(_start_line(out_dir, info))
+            progress.on_event(kind, **info)
+
+        try:
+            return run_experiment(exp, out_dir, on_event, **options), None
+        except ClusterLost as e:  # finished runs are recorded; say so after the summary
+            return None, e
+        except KeyboardInterrupt:
+            return None, None
+
+
+def _start_line(out_dir: Path, info: dict) -> str:
+    where = f"{info['workers']} worker{'s' * (info['workers'] != 1)}" if info["workers"] else "the Dask cluster"
+    resumed = f"{info['done']} of {info['total']} runs already recorded (skipped); " if info["done"] else ""
+    return f"{out_dir}: {resumed}training {info['todo']} on {where}"
+
+
+def _print_summary(console, res: api.Results, title: str) -> None:
+    from lossbench.analysis.report import print_summary  # rich: see _console
+
+    print_summary(console, res.summary, res.metric, res.runs, title, res.target)
+
+
+@command()
 def validate(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override a key before validation (repeatable).")] = None,
@@ -136,28 +180,17 @@ def validate(
     print_preview(_console(), exp, default_out(exp.name))
 
 
-@app.command()
+@command()
 def show(results_dir: Annotated[Path, typer.Argument(help="A results directory written by `lossbench run`.")]) -> None:
     """Print the summary of finished results again."""
-
-    from lossbench.api import load
-    from lossbench.errors import LossbenchError
-    from lossbench.analysis.report import print_summary
-
-    try:
-        res = load(results_dir)
-    except (LossbenchError, OSError, ValueError, KeyError) as e:
-        _fail(str(e))
-    import json
-
-    target = json.loads((results_dir / "manifest.json").read_text()).get("target")
-    print_summary(_console(), res.summary, res.runs, str(results_dir), target)
+    res = api.load(results_dir)
+    _print_summary(_console(), res, str(results_dir))
 
 
 def _cost(cost: str) -> str:
     """--cost time|epochs|steps -> the compare column it names."""
     if cost not in ("time", "epochs", "steps"):
-        _fail(f"--cost: unknown cost {cost!r}; choose time, epochs or steps")
+        raise LossbenchError(f"--cost: unknown cost {cost!r}; choose time, epochs or steps")
     return f"{cost}_to_target"
 
 
@@ -165,7 +198,10 @@ def _keys(by: Optional[List[str]]) -> Optional[list[str]]:
     return [k.strip() for item in by for k in item.split(",") if k.strip()] if by else None
 
 
-@app.command()
+FORMATS = ("table", "csv", "markdown")
+
+
+@command()
 def compare(
     results_dirs: Annotated[List[Path], typer.Argument(help="One or more results directories (several: one problem each).")],
     by: Annotated[Optional[List[str]], typer.Option("--by", help="Group by these runs.csv columns, comma-separated (default: the swept keys, seed excluded).")] = None,
@@ -179,35 +215,41 @@ def compare(
 ) -> None:
     """Compare groups of runs across seeds: mean ± std and 95% intervals, epochs/steps/time
     to target, loss AUC, ranks; or a performance profile (--profile) or lr sensitivity (--lr)."""
-    from lossbench.analysis import compare as cmp
-    from lossbench.errors import LossbenchError
-    from lossbench.analysis.report import compare_table, lr_table, profile_table
+    from lossbench.analysis import report  # rich: see _console
 
-    if fmt not in ("table", "csv", "markdown"):
-        _fail(f"--format: unknown format {fmt!r}; choose table, csv or markdown")
+    if fmt not in FORMATS:
+        raise LossbenchError(f"--format: unknown format {fmt!r}; choose table, csv or markdown")
     cost = _cost(cost)
     if profile and lr:
-        _fail("--profile and --lr are two different views; choose one")
-    try:
-        problems = cmp.load_problems(results_dirs)
-        table = cmp.compare_problems(problems, _keys(by), metric, target)
-        if profile:
-            if table["target"].isna().all():
-                raise LossbenchError("--profile needs a target: set one in the configs or give --metric and --target")
-            view = cmp.performance_profile(table, cost)
-            rich = profile_table(view, cost) if fmt == "table" else None
-        elif lr:
-            view = cmp.lr_sensitivity_all(problems, table, tolerance)
-            rich = lr_table(view, table.attrs["metric"], tolerance) if fmt == "table" else None
-        else:
-            view, rich = table, compare_table(table) if fmt == "table" else None
-    except (LossbenchError, OSError, ValueError, KeyError) as e:
-        _fail(str(e))
-    if table.attrs["pooled"]:
-        typer.echo(f"note: grouped by {', '.join(table.attrs['keys']) or 'nothing'} (the keys every directory sweeps); "
-                   f"{', '.join(table.attrs['pooled'])} pooled. Use --by to choose.", err=True)
-    for line in table.attrs["partial"]:
+        raise LossbenchError("--profile and --lr are two different views; choose one")
+    problems = api.load_problems(results_dirs)
+    comparison = cmp.compare_problems(problems, _keys(by), metric, target)
+    if profile:
+        if not comparison.with_target:
+            raise LossbenchError("--profile needs a target: set one in the configs or give --metric and --target")
+        view = cmp.performance_profile(comparison, cost).table
+        rich = report.profile_table(view, cost) if fmt == "table" else None
+    elif lr:
+        view = cmp.lr_sensitivity_all(problems, comparison, tolerance)
+        rich = report.lr_table(view, comparison.metric, tolerance) if fmt == "table" else None
+    else:
+        view, rich = comparison.table, report.compare_table(comparison) if fmt == "table" else None
+    _notes(comparison)
+    _print_view(view, rich, fmt, comparison)
+
+
+def _notes(comparison) -> None:
+    """What the reader of a comparison should know: keys pooled, sweeps unfinished."""
+    if comparison.pooled:
+        typer.echo(f"note: grouped by {', '.join(comparison.keys) or 'nothing'} (the keys every directory sweeps); "
+                   f"{', '.join(comparison.pooled)} pooled. Use --by to choose.", err=True)
+    for line in comparison.partial:
         typer.echo(f"note: {line} (the sweep is unfinished; `lossbench run` resumes it)", err=True)
+
+
+def _print_view(view, rich, fmt: str, comparison) -> None:
+    from lossbench.analysis import report  # rich: see _console
+
     if rich is not None:
         console = _console()
         if not console.is_terminal:
@@ -215,18 +257,14 @@ def compare(
         console.print(rich)
     elif fmt == "csv":
         typer.echo(cmp.flat(view).to_csv(index=False), nl=False)
-    elif view is table:  # Markdown for papers and READMEs: the figures as the terminal shows them
-        import pandas as pd
-
-        from lossbench.analysis.report import compare_cells
-
-        cols, rows = compare_cells(table)
+    elif view is comparison.table:  # Markdown for papers and READMEs: the figures as the terminal shows them
+        cols, rows = report.compare_cells(comparison)
         typer.echo(cmp.to_markdown(pd.DataFrame(rows, columns=cols)), nl=False)
     else:
         typer.echo(cmp.to_markdown(cmp.flat(view)), nl=False)
 
 
-@app.command()
+@command()
 def plot(
     results_dirs: Annotated[List[Path], typer.Argument(help="A results directory (several for --kind profile).")],
     kind: Annotated[str, typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr or profile.")] = "all",
@@ -240,18 +278,11 @@ def plot(
 ) -> None:
     """Draw convergence curves (mean ± std band over seeds), training vs validation loss,
     final metric with error bars, lr sensitivity, or a performance profile."""
-    from lossbench.errors import LossbenchError
-    from lossbench.analysis.plots import plot as draw
-
-    cost = _cost(cost)
-    try:
-        path = draw(results_dirs, kind, metric, _keys(by), out, log, cost, tolerance, target)
-    except (LossbenchError, OSError, ValueError, KeyError) as e:
-        _fail(str(e))
+    path = api.plot(results_dirs, kind, metric, _keys(by), out, log, _cost(cost), tolerance, target)
     typer.echo(f"wrote {path}")
 
 
-@app.command("list")
+@command("list")
 def list_(
     kind: Annotated[Optional[str], typer.Argument(help="datasets, models, layers, losses, optimizers or schedules (default: all)")] = None,
 ) -> None:

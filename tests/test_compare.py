@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from lossbench import api
 from lossbench.analysis import compare as cmp
 from lossbench.cli import app
 
@@ -61,7 +62,7 @@ def row(table, group):
 
 
 def test_aggregation_matches_an_independent_computation(problem):
-    t = cmp.compare([problem])
+    t = api.compare([problem]).table
     a = row(t, "adam, lr=0.1")
     finals, bests = [x[-1] for x in A], [max(x) for x in A]
     assert a["final_mean"] == pytest.approx(statistics.mean(finals))
@@ -83,7 +84,7 @@ def test_aggregation_matches_an_independent_computation(problem):
 
 
 def test_ranking_puts_reliability_first_and_never_ranks_a_group_without_ok_runs(problem):
-    t = cmp.compare([problem])
+    t = api.compare([problem]).table
     # sgd 0.01: its one seed reaches 0.9 at epoch 1; adam: 2 of 3 seeds; sgd 0.1: none (its diverged run does not help)
     assert t["group"].tolist() == ["sgd, lr=0.01", "adam, lr=0.1", "sgd, lr=0.1", "rmsprop, lr=0.1"]
     assert t["rank"].tolist()[:3] == [1, 2, 3] and pd.isna(t["rank"].iloc[3])
@@ -93,7 +94,7 @@ def test_ranking_puts_reliability_first_and_never_ranks_a_group_without_ok_runs(
     one = row(t, "sgd, lr=0.01")
     assert one["best_mean"] == 0.96 and math.isnan(one["best_std"]) and math.isnan(one["best_ci_low"])
     # without a target (val_loss, lower is better) cells rank on the metric alone
-    by_loss = cmp.compare([problem], metric="val_loss")
+    by_loss = api.compare([problem], metric="val_loss").table
     ranked = by_loss.dropna(subset=["rank"])
     assert math.isnan(by_loss["target"].iloc[0])
     # ...and a group where a seed diverged ranks after every group whose seeds all trained
@@ -101,7 +102,7 @@ def test_ranking_puts_reliability_first_and_never_ranks_a_group_without_ok_runs(
 
 
 def test_grouping_by_a_chosen_key_pools_the_rest(problem):
-    t = cmp.compare([problem], by=["optimizer.name"])
+    t = api.compare([problem], by=["optimizer.name"]).table
     s = row(t, "sgd")
     assert (s["runs"], s["ok"]) == (4, 3)
     assert s["best_mean"] == pytest.approx(statistics.mean([0.7, 0.72, 0.96]))
@@ -114,7 +115,7 @@ def test_performance_profile(tmp_path):
     target = {"metric": "val_accuracy", "value": 0.9}
     p1 = make_dir(tmp_path / "a", "one", runs({"adam": 1.0, "momentum": 2.0}), target=target)
     p2 = make_dir(tmp_path / "b", "two", runs({"adam": 3.0, "momentum": 1.5}), target=target)
-    prof = cmp.performance_profile(cmp.compare([p1, p2]), taus=(1, 1.5, 2, 10)).set_index("group")
+    prof = cmp.performance_profile(api.compare([p1, p2]), taus=(1, 1.5, 2, 10)).table.set_index("group")
     # ratios to the best: adam 1 and 2, momentum 2 and 1, sgd never reaches the target
     assert prof.loc["adam, lr=0.1", ["tau=1", "tau=1.5", "tau=2", "tau=10"]].tolist() == [0.5, 0.5, 1.0, 1.0]
     assert prof.loc["momentum, lr=0.1", ["tau=1", "tau=2"]].tolist() == [0.5, 1.0]
@@ -130,7 +131,7 @@ def test_lr_sensitivity(tmp_path):
     runs = [{"name": "sgd", "lr": lr, "seed": s, "status": "ok", "acc": [v - 0.1, v + (s - 0.5) * 0.01]}
             for lr, v in best.items() for s in (0, 1)]
     p = make_dir(tmp_path / "p", "lrs", runs)
-    sens = cmp.lr_sensitivity(cmp.load_problem(p), ["optimizer.name", "optimizer.lr"], "val_accuracy", tolerance=0.05)
+    sens = cmp.lr_sensitivity(api.load_problem(p), ["optimizer.name", "optimizer.lr"], "val_accuracy", tolerance=0.05)
     r = sens.iloc[0]
     assert r["group"] == "sgd" and r["best_lr"] == 0.03 and r["best"] == pytest.approx(0.95)
     # within 5% of 0.95 (>= 0.9025): 0.03 and 0.1 are; 0.01 (0.90) is not
@@ -141,7 +142,7 @@ def test_lr_sensitivity(tmp_path):
 
 
 def test_csv_and_markdown_exports_parse_back(problem):
-    table = cmp.compare([problem])
+    table = api.compare([problem]).table
     r = runner.invoke(app, ["compare", str(problem), "--format", "csv"])
     assert r.exit_code == 0
     back = pd.read_csv(io.StringIO(r.output))
@@ -253,7 +254,7 @@ def test_lr_tied_to_the_optimizer_has_no_sensitivity_curve(tmp_path):
 
 
 def test_a_test_metric_has_no_epoch_to_target(problem):
-    t = cmp.compare([problem], metric="test_accuracy", target=0.9)
+    t = api.compare([problem], metric="test_accuracy", target=0.9).table
     assert t["target"].isna().all() and t["reached"].isna().all()
     assert row(t, "adam, lr=0.1")["final_mean"] == pytest.approx(0.91)
 
@@ -271,7 +272,7 @@ def test_lr_sensitivity_skips_lrs_where_a_seed_diverged(tmp_path):
             for lr, v, st in ((0.01, 0.80, "ok"), (0.1, 0.90, "ok"), (1.0, 0.99, "ok")) for s in (0, 1)]
     runs[-1]["status"], runs[-1]["acc"] = "diverged", [0.5, math.nan]  # lr 1.0: one of two seeds diverged
     p = make_dir(tmp_path / "p", "div", runs)
-    r = cmp.lr_sensitivity(cmp.load_problem(p), ["optimizer.name", "optimizer.lr"], "val_accuracy").iloc[0]
+    r = cmp.lr_sensitivity(api.load_problem(p), ["optimizer.name", "optimizer.lr"], "val_accuracy").iloc[0]
     assert r["best_lr"] == 0.1 and r["lr_high"] == 0.1 and r["ok"] == [2, 2, 1] and not r["best_at_edge"]
 
 
@@ -287,3 +288,45 @@ def test_a_partial_sweep_is_noted(problem):
     (problem / "manifest.json").write_text(json.dumps({**man, "run_ids": [f"id{i}" for i in range(12)]}))
     r = runner.invoke(app, ["compare", str(problem), "--format", "csv"])
     assert r.exit_code == 0 and "note: p: 8 of 12 runs recorded (the sweep is unfinished" in r.output
+
+
+def _damage(d, how):
+    if how == "manifest not JSON":
+        (d / "manifest.json").write_text('{"swept": [')
+    elif how == "manifest not an object":
+        (d / "manifest.json").write_text("[1, 2]")
+    elif how == "runs.csv garbage":
+        (d / "runs.csv").write_bytes(b"hello world\nfoo,bar,baz\n\xff\n")
+    elif how == "runs.csv without columns":
+        (d / "runs.csv").write_text("garbage\n")
+    elif how == "runs.csv not numbers":
+        runs = pd.read_csv(d / "runs.csv")
+        runs["wall_time_s"] = "fast"
+        runs.to_csv(d / "runs.csv", index=False)
+    elif how == "history.csv empty":
+        (d / "history.csv").write_text("")
+    elif how == "swept key missing":
+        man = json.loads((d / "manifest.json").read_text())
+        (d / "manifest.json").write_text(json.dumps({**man, "swept": [*man["swept"], "optimizer.momentum"]}))
+    return {"manifest": "manifest.json", "runs.csv": "runs.csv", "history": "history.csv", "swept": "runs.csv"}[
+        next(k for k in ("manifest", "runs.csv", "history", "swept") if k in how)]
+
+
+@pytest.mark.parametrize("how", ["manifest not JSON", "manifest not an object", "runs.csv garbage",
+                                 "runs.csv without columns", "runs.csv not numbers", "history.csv empty",
+                                 "swept key missing"])
+@pytest.mark.parametrize("command", ["show", "compare", "plot"])
+def test_a_damaged_results_directory_is_one_line_naming_the_file(problem, how, command):
+    name = _damage(problem, how)
+    r = runner.invoke(app, [command, str(problem)])
+    assert r.exit_code == 2 and r.output.startswith(f"error: {problem / name}: ") and r.output.count("\n") == 1, r.output
+
+
+def test_a_bug_is_not_swallowed_into_an_error_line(problem, monkeypatch):
+    def broken(*a, **k):
+        raise KeyError("a bug of ours")
+
+    monkeypatch.setattr(api, "compare_problems", broken)
+    monkeypatch.setattr(cmp, "compare_problems", broken)
+    r = runner.invoke(app, ["compare", str(problem)])
+    assert isinstance(r.exception, KeyError) and "error:" not in r.output

@@ -14,7 +14,7 @@ import lossbench
 from lossbench.cli import app
 from lossbench.sweep.config import load_experiment
 from lossbench.sweep.execute import run_experiment
-from lossbench.sweep.resdir import ResultsDirError
+from lossbench.sweep.store import ResultsDirError
 
 runner = CliRunner()
 TIMING = ["wall_time_s", "time_to_target_s"]
@@ -171,7 +171,7 @@ def test_a_second_run_on_a_locked_directory_is_refused_and_a_dead_holder_is_take
     cfg, out = write(tmp_path, QUICK), tmp_path / "o"
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from lossbench.sweep.resdir import Lock\nwith Lock(Path(sys.argv[1])):\n"
+                               "from lossbench.sweep.store import Lock\nwith Lock(Path(sys.argv[1])):\n"
                                " print('held', flush=True); time.sleep(120)", str(out)],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -258,3 +258,12 @@ def _umask():
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def test_a_damaged_record_is_one_line_naming_it(tmp_path):
+    cfg, out = write(tmp_path, QUICK), tmp_path / "o"
+    assert runner.invoke(app, ["run", str(cfg), "--out", str(out), "-j", "1"]).exit_code == 0
+    record = sorted((out / "records").iterdir())[0]
+    record.write_text('{"run_id": ')
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "-j", "1"])
+    assert r.exit_code == 2 and r.output.startswith(f"error: {record}: damaged record") and r.output.count("\n") == 1

@@ -52,7 +52,7 @@ def mean_std_ci(values) -> tuple[float, float, float, float]:
 
 @dataclass
 class Problem:
-    """One results directory."""
+    """One results directory, as read back (lossbench.api.load_problem builds it)."""
 
     name: str
     dir: Path
@@ -61,17 +61,6 @@ class Problem:
     swept: list[str]
     target: dict | None
     planned: int = 0  # runs the experiment has; more than len(runs) while a sweep is partial
-
-
-def load_problem(directory: str | Path) -> Problem:
-    from lossbench.sweep.store import read_results
-
-    runs, history, man = read_results(directory)
-    if runs.empty:
-        raise LossbenchError(f"{directory}: no run has finished yet; nothing to compare")
-    # named as the user sees it: the results directory (results/<config name>/ by default)
-    return Problem(Path(directory).resolve().name, Path(directory), runs, history, list(man.get("swept") or []),
-                   man.get("target"), len(man.get("run_ids") or runs))
 
 
 def check_metric(p: Problem, metric: str) -> None:
@@ -197,9 +186,7 @@ def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> p
         row["val_loss_curve"] = [mean_std_ci([c[i] for c in cs])[0] for i in range(n)]
         rows.append(row)
     out = pd.DataFrame(rows)
-    out = _rank(out, up, target is not None) if len(out) else out
-    out.attrs.update(metric=metric, higher_is_better=up)
-    return out
+    return _rank(out, up, target is not None) if len(out) else out
 
 
 def _rank(out: pd.DataFrame, up: bool, with_target: bool) -> pd.DataFrame:
@@ -216,32 +203,28 @@ def _rank(out: pd.DataFrame, up: bool, with_target: bool) -> pd.DataFrame:
     out = out.loc[order].reset_index(drop=True)
     ranked = out["ok"].gt(0) & primary.loc[order].reset_index(drop=True).notna()
     out.insert(0, "rank", np.where(ranked, ranked.cumsum(), np.nan))
-    out.attrs["with_target"] = with_target
     return out
 
 
-def load_problems(dirs: list[str | Path]) -> list[Problem]:
-    """Each results directory once, with names that tell them apart."""
-    resolved = [Path(d).resolve() for d in dirs]
-    for d in resolved:
-        if resolved.count(d) > 1:
-            raise LossbenchError(f"{d}: given twice; each results directory is one problem")
-    problems = [load_problem(d) for d in dirs]
-    names = [p.name for p in problems]
-    for p in problems:
-        if names.count(p.name) > 1:  # same-named directories (e.g. from two machines): tell them apart
-            p.name = str(p.dir)
-    return problems
+@dataclass
+class Comparison:
+    """What `compare_problems` returns: the table and how it was made."""
 
+    table: pd.DataFrame  # one row per group and problem, ranked within each problem, best first
+    metric: str
+    keys: list[str]  # what the rows are grouped by
+    higher_is_better: bool
+    pooled: list[str]  # swept keys not every problem sweeps, pooled (only when the keys were not given)
+    partial: list[str]  # "name: k of n runs recorded", per unfinished problem
 
-def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | None = None,
-            target: float | None = None) -> pd.DataFrame:
-    """The comparison table of one or more results directories; see compare_problems."""
-    return compare_problems(load_problems(dirs), by, metric, target)
+    @property
+    def with_target(self) -> bool:
+        """Whether any problem has a target for the metric (the to-target columns mean something)."""
+        return bool(self.table["target"].notna().any())
 
 
 def compare_problems(problems: list[Problem], by: list[str] | None = None, metric: str | None = None,
-                     target: float | None = None) -> pd.DataFrame:
+                     target: float | None = None) -> Comparison:
     """Rows of all problems, each ranked within its problem. Each problem's target is its
     config's target when the metric matches, unless `target` is given."""
     keys = group_keys(problems, by)
@@ -260,16 +243,23 @@ def compare_problems(problems: list[Problem], by: list[str] | None = None, metri
     out["rank"] = out["rank"].astype("Int64")  # 1, 2, ... and empty for unranked, in CSV too
     pooled = sorted({k for p in problems for k in p.swept} - set(keys)) if not by else []
     partial = [f"{p.name}: {len(p.runs)} of {p.planned} runs recorded" for p in problems if p.planned > len(p.runs)]
-    out.attrs.update(metric=m, keys=keys, higher_is_better=higher_is_better(m), pooled=pooled, partial=partial)
-    return out
+    return Comparison(out, m, keys, higher_is_better(m), pooled, partial)
 
 
-def performance_profile(table: pd.DataFrame, cost: str = "time_to_target",
-                        taus=(1.0, 1.25, 1.5, 2.0, 4.0, 10.0)) -> pd.DataFrame:
+@dataclass
+class Profile:
+    """A performance profile (see `performance_profile`)."""
+
+    table: pd.DataFrame  # one row per group: `problems`, then one `tau=...` column of fractions per factor
+    ratios: pd.DataFrame  # group x problem: the group's cost over the best group's (inf: never solved)
+
+
+def performance_profile(comparison: Comparison, cost: str = "time_to_target",
+                        taus=(1.0, 1.25, 1.5, 2.0, 4.0, 10.0)) -> Profile:
     """For each group label, the fraction of problems on which its cost (median to target;
     infinite when fewer than half its seeds reach the target) is within a factor tau of
     the best group's on that problem. A problem that no group solves counts against all."""
-    t = table.copy()
+    t = comparison.table.copy()
     t["cost"] = t[cost].where(t["reached"] >= 0.5, math.inf).fillna(math.inf)
     wide = t.pivot_table(index="group", columns="problem", values="cost", aggfunc="first")
     wide = wide.reindex(columns=t["problem"].unique()).fillna(math.inf)  # a group absent from a problem never solves it
@@ -281,8 +271,7 @@ def performance_profile(table: pd.DataFrame, cost: str = "time_to_target",
     out = pd.DataFrame(rows)
     out.insert(0, "problems", wide.shape[1])
     out = out.sort_values(list(rows), ascending=False, kind="stable")
-    out.attrs["ratios"] = ratio
-    return out.reset_index()
+    return Profile(out.reset_index(), ratio)
 
 
 def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.05,
@@ -329,9 +318,9 @@ def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.
     return out.sort_values("best", ascending=not up, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def lr_sensitivity_all(problems: list[Problem], table: pd.DataFrame, tolerance: float) -> pd.DataFrame:
-    """lr_sensitivity of each problem, grouped and measured as in its `compare` table."""
-    parts = [lr_sensitivity(p, table.attrs["keys"], table.attrs["metric"], tolerance) for p in problems]
+def lr_sensitivity_all(problems: list[Problem], comparison: Comparison, tolerance: float) -> pd.DataFrame:
+    """lr_sensitivity of each problem, grouped and measured as in their comparison."""
+    parts = [lr_sensitivity(p, comparison.keys, comparison.metric, tolerance) for p in problems]
     return pd.concat(parts, ignore_index=True)
 
 

@@ -1,8 +1,10 @@
 """PNG/SVG figures of a comparison (the optional extra `lossbench[plot]`: matplotlib).
 
-Every figure is drawn from the same aggregation as `compare` (lossbench.compare), on a
+Every figure is drawn from the same aggregation as `compare` (analysis/compare.py), on a
 matplotlib `Figure` object rather than pyplot's global state, so plotting from a
-notebook or a thread does not disturb anything else.
+notebook or a thread does not disturb anything else. It draws problems already loaded
+(lossbench.api.plot reads the results directories). matplotlib is imported only when a
+figure is drawn: it is optional, and slow to import.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ KINDS = ("all", "curves", "train-val", "bars", "lr", "profile")
 
 
 def _figure(rows: int, cols: int, size=(6.4, 4.2)):
-    try:
+    try:  # the optional extra, imported on first use (see the module docstring)
         from matplotlib.figure import Figure
     except ImportError:
         raise LossbenchError("lossbench plot needs matplotlib: pip install 'lossbench[plot]'") from None
@@ -31,7 +33,7 @@ def _label(metric: str) -> str:
 def _colors(ax, n: int) -> None:
     """Ten distinct colours by default; past ten groups, twenty, so no two lines share one."""
     if n > 10:
-        from matplotlib import colormaps
+        from matplotlib import colormaps  # loaded by _figure already; optional, so not at the top
 
         ax.set_prop_cycle(color=[colormaps["tab20"](i % 20) for i in range(n)])
 
@@ -64,16 +66,17 @@ def draw_train_val(ax, p: cmp.Problem, by: list[str], log: bool) -> None:
     _legend(ax)
 
 
-def draw_bars(ax, table, metric: str) -> None:
+def draw_bars(ax, comparison: cmp.Comparison) -> None:
     """Best metric per group, mean with std error bars, in rank order; red where a seed
     diverged or failed. The axis starts at zero for non-negative metrics, so bar lengths
     compare honestly (the numbers are in `compare`)."""
+    table, metric = comparison.table, comparison.metric
     t = table[table["best_mean"].notna() | table["final_mean"].notna()]
-    col = "best" if table.attrs.get("metric", "").startswith(("val_", "train_")) else "final"
+    col = "best" if metric.startswith(("val_", "train_")) else "final"
     colors = ["tab:red" if r.ok < r.runs else "tab:blue" for r in t.itertuples()]
     ax.bar(range(len(t)), t[f"{col}_mean"], yerr=t[f"{col}_std"].fillna(0.0), capsize=4, color=colors, alpha=0.8)
     ax.set_xticks(range(len(t)), t["group"], rotation=30, ha="right", fontsize=8)
-    better = "higher" if table.attrs.get("higher_is_better") else "lower"
+    better = "higher" if comparison.higher_is_better else "lower"
     dropped = len(table) - len(t)
     ax.set(title=f"{col} {_label(metric)} per group, mean ± std ({better} is better"
                  f"{'; red: some seeds diverged or failed' if 'tab:red' in colors else ''}"
@@ -93,8 +96,8 @@ def draw_lr(ax, sens, metric: str) -> None:
     _legend(ax)
 
 
-def draw_profile(ax, profile, cost: str) -> None:
-    ratios = profile.attrs["ratios"]
+def draw_profile(ax, profile: cmp.Profile, cost: str) -> None:
+    ratios = profile.ratios
     _colors(ax, len(ratios))
     finite = ratios.to_numpy()[~(ratios.to_numpy() == math.inf)]
     top = max(2.0, float(finite.max()) * 1.1) if finite.size else 2.0
@@ -122,51 +125,66 @@ def _legend(ax) -> None:
         ax.legend(fontsize=8, loc="best")
 
 
-def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, by: list[str] | None = None,
-         out: str | Path | None = None, log: bool = False, cost: str = "time_to_target",
-         tolerance: float = 0.05, target: float | None = None) -> Path:
-    """Draw `kind` for the results in `dirs` and save it; returns the file written."""
+def check_kind(kind: str, n_problems: int) -> None:
+    """A figure kind that exists, for as many problems as it draws."""
     if kind not in KINDS:
         raise LossbenchError(f"--kind: unknown figure {kind!r}; choose one of {', '.join(KINDS)}")
-    if kind != "profile" and len(dirs) != 1:
+    if kind != "profile" and n_problems != 1:
         raise LossbenchError(f"--kind {kind} draws one results directory; --kind profile compares several")
-    problems = cmp.load_problems(dirs)
-    table = cmp.compare_problems(problems, by, metric, target)
-    metric, keys = table.attrs["metric"], table.attrs["keys"]
+
+
+def plot(problems: list[cmp.Problem], kind: str = "all", metric: str | None = None, by: list[str] | None = None,
+         out: str | Path | None = None, log: bool = False, cost: str = "time_to_target",
+         tolerance: float = 0.05, target: float | None = None) -> Path:
+    """Draw `kind` for `problems` and save it (default: plot-KIND.png in the first
+    problem's directory); returns the file written."""
+    check_kind(kind, len(problems))
+    comparison = cmp.compare_problems(problems, by, metric, target)
     p = problems[0]
     if kind != "profile" and not (p.runs.status == "ok").any():
-        raise LossbenchError(f"{dirs[0]}: no run finished ok (all diverged or failed); nothing to plot")
+        raise LossbenchError(f"{p.dir}: no run finished ok (all diverged or failed); nothing to plot")
     if kind == "profile":
-        if table["target"].isna().all():
+        if not comparison.with_target:
             raise LossbenchError("--kind profile needs a target: set one in the configs or give --metric and --target")
         fig = _figure(1, 1)
-        draw_profile(fig.add_subplot(), cmp.performance_profile(table, cost), cost)
+        draw_profile(fig.add_subplot(), cmp.performance_profile(comparison, cost), cost)
     elif kind == "all":
-        fig = _figure(2, 2)
-        axes = fig.subplots(2, 2).ravel()
-        draw_curves(axes[0], p, keys, _history_metric(metric), log)
-        draw_train_val(axes[1], p, keys, log)
-        draw_bars(axes[2], table, metric)
-        try:
-            draw_lr(axes[3], cmp.lr_sensitivity(p, keys, metric, tolerance), metric)
-        except LossbenchError:  # lr not swept on its own axis: say so in the panel
-            axes[3].set_axis_off()
-            axes[3].text(0.5, 0.5, "optimizer.lr is not swept on its own axis:\nno learning-rate sensitivity",
-                         ha="center", va="center")
-        fig.suptitle(f"{p.name}: {len(p.runs)} runs")
+        fig = _all_panels(p, comparison, log, tolerance)
     else:
         fig = _figure(1, 1)
-        ax = fig.add_subplot()
-        if kind == "curves":
-            draw_curves(ax, p, keys, _history_metric(metric), log)
-        elif kind == "train-val":
-            draw_train_val(ax, p, keys, log)
-        elif kind == "bars":
-            draw_bars(ax, table, metric)
-        else:
-            draw_lr(ax, cmp.lr_sensitivity(p, keys, metric, tolerance), metric)
-    path = Path(out) if out is not None else Path(dirs[0]) / f"plot-{kind}.png"
+        _panel(fig.add_subplot(), kind, p, comparison, log, tolerance)
+    path = Path(out) if out is not None else p.dir / f"plot-{kind}.png"
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise LossbenchError(f"--out: {path}: the file must end in .png, .svg or .pdf")
-    fig.savefig(path, dpi=120)
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as e:
+        raise LossbenchError(f"--out: {path}: cannot be written: {e.strerror or e}") from None
     return path
+
+
+def _panel(ax, kind: str, p: cmp.Problem, comparison: cmp.Comparison, log: bool, tolerance: float) -> None:
+    metric, keys = comparison.metric, comparison.keys
+    if kind == "curves":
+        draw_curves(ax, p, keys, _history_metric(metric), log)
+    elif kind == "train-val":
+        draw_train_val(ax, p, keys, log)
+    elif kind == "bars":
+        draw_bars(ax, comparison)
+    else:
+        draw_lr(ax, cmp.lr_sensitivity(p, keys, metric, tolerance), metric)
+
+
+def _all_panels(p: cmp.Problem, comparison: cmp.Comparison, log: bool, tolerance: float):
+    fig = _figure(2, 2)
+    axes = fig.subplots(2, 2).ravel()
+    for ax, kind in zip(axes[:3], ("curves", "train-val", "bars")):
+        _panel(ax, kind, p, comparison, log, tolerance)
+    try:
+        _panel(axes[3], "lr", p, comparison, log, tolerance)
+    except LossbenchError:  # lr not swept on its own axis: say so in the panel
+        axes[3].set_axis_off()
+        axes[3].text(0.5, 0.5, "optimizer.lr is not swept on its own axis:\nno learning-rate sensitivity",
+                     ha="center", va="center")
+    fig.suptitle(f"{p.name}: {len(p.runs)} runs")
+    return fig

@@ -10,6 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from lossbench.analysis.compare import Comparison
+from lossbench.engine.metrics import higher_is_better
+
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -57,9 +60,8 @@ def _first(row):
     return "bold green" if not pd.isna(row["rank"]) and row["rank"] == 1 else None
 
 
-def summary_table(summary: pd.DataFrame, title: str, target: dict | None) -> Table:
-    """The table `run` and `show` print: one row per grid cell, best first."""
-    metric = summary.attrs.get("metric", "metric")
+def summary_table(summary: pd.DataFrame, metric: str, title: str, target: dict | None) -> Table:
+    """The table `run` and `show` print: one row per grid cell, best first, ranked on `metric`."""
     table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("grid cell")
@@ -70,7 +72,7 @@ def summary_table(summary: pd.DataFrame, title: str, target: dict | None) -> Tab
     for c in test_cols:
         table.add_column(c, justify="right")
     if target:
-        table.add_column(f"epochs to {target['metric']} {'≥' if summary.attrs.get('higher_is_better') else '≤'} "
+        table.add_column(f"epochs to {target['metric']} {'≥' if higher_is_better(metric) else '≤'} "
                          f"{target['value']:g}", justify="right")
     table.add_column("ok/div/fail", justify="center")
     table.add_column("val loss", no_wrap=True)
@@ -84,8 +86,9 @@ def summary_table(summary: pd.DataFrame, title: str, target: dict | None) -> Tab
     return table
 
 
-def print_summary(console: Console, summary: pd.DataFrame, runs: pd.DataFrame, title: str, target: dict | None) -> None:
-    console.print(summary_table(summary, title, target))
+def print_summary(console: Console, summary: pd.DataFrame, metric: str, runs: pd.DataFrame, title: str,
+                  target: dict | None) -> None:
+    console.print(summary_table(summary, metric, title, target))
     counts = runs["status"].value_counts()
     console.print(f"{len(runs)} runs: {counts.get('ok', 0)} ok, {counts.get('diverged', 0)} diverged, "
                   f"{counts.get('failed', 0)} failed")
@@ -94,12 +97,12 @@ def print_summary(console: Console, summary: pd.DataFrame, runs: pd.DataFrame, t
         console.print(f"[red]failed[/red] {r['run_id']}: {escape(str(r['error']))}")
 
 
-def compare_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def compare_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """The comparison as plain text cells: the terminal table and the Markdown export."""
-    metric = table.attrs["metric"]
+    table, metric = comparison.table, comparison.metric
     several = table["problem"].nunique() > 1
     targets = table["target"].dropna().unique()
-    sign = "≥" if table.attrs["higher_is_better"] else "≤"
+    sign = "≥" if comparison.higher_is_better else "≤"
     to = f"epochs to {metric} {sign} {targets[0]:g}" if len(targets) == 1 else "epochs to target"
     cols = ["#", *(["problem"] if several else []), "group", f"final {metric}", "95% CI", f"best {metric}", "95% CI",
             to, "steps", "time (s)", "loss AUC", "ok/div/fail", "val loss"]
@@ -114,11 +117,12 @@ def compare_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return cols, rows
 
 
-def compare_table(table: pd.DataFrame) -> Table:
+def compare_table(comparison: Comparison) -> Table:
     """`lossbench compare`: every figure of compare.aggregate for each group."""
-    t = Table(title=f"{table.attrs['metric']} ({'higher' if table.attrs['higher_is_better'] else 'lower'} is better); "
+    t = Table(title=f"{comparison.metric} ({'higher' if comparison.higher_is_better else 'lower'} is better); "
                     "mean ± std and 95% interval over seeds", title_justify="left")
-    cols, rows = compare_cells(table)
+    table = comparison.table
+    cols, rows = compare_cells(comparison)
     for c in cols:
         # numbers may wrap at "±" on a narrow terminal rather than be cut to "0.98…"
         t.add_column(c, justify="left" if c in ("problem", "group", "val loss") else "right", no_wrap=c == "val loss")
@@ -132,6 +136,7 @@ def compare_table(table: pd.DataFrame) -> Table:
 
 
 def profile_table(profile: pd.DataFrame, cost: str) -> Table:
+    """The fractions of a compare.Profile's table, one row per group."""
     t = Table(title=f"performance profile: fraction of problems on which the {cost.replace('_', ' ')} is within "
                     "a factor τ of the best", title_justify="left")
     t.add_column("group")
@@ -191,7 +196,7 @@ class Progress:
 
     def __init__(self, console: Console, enabled: bool):
         self.enabled = enabled
-        if enabled:
+        if enabled:  # rich.progress is imported only when a bar is shown, not for -q or a pipe
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from lossbench.sweep.spec import RunSpec
 from lossbench.errors import LossbenchError
+from lossbench.sweep.job import failed_record, run_one
+from lossbench.sweep.spec import RunSpec
 
 _DATASETS: dict = {}  # per worker process: each dataset is loaded once
 
 
 def _task(spec: RunSpec) -> dict:
-    from lossbench.sweep.job import run_one
-
     # BLAS threads are the worker's business: Dask's nanny starts workers with
     # OMP_NUM_THREADS=1 and friends, which suits these small models (raising it per task
     # oversubscribes the cores: measured 7x slower with 2 worker processes on 2 cores).
@@ -32,7 +31,7 @@ ADDRESS = re.compile(r"^(tcp|tls)://[^\s:/]+:\d{1,5}$")
 def connect(address: str | None):
     """A Dask client for `address`, before anything is written: a missing extra, a malformed
     address or an unreachable scheduler is a one-line LossbenchError."""
-    try:
+    try:  # the optional extra, imported only when asked for (it takes a second to import)
         from distributed import Client
     except ImportError:
         raise LossbenchError("--executor dask needs the optional extra: pip install 'lossbench[dask]'") from None
@@ -51,9 +50,7 @@ def run_dask(specs: list[RunSpec], client) -> Iterator[dict]:
     """One record per spec as tasks finish. A task whose workers keep dying (KilledWorker)
     becomes a `failed` record for its run only. Losing the scheduler is not the runs'
     fault: it stops the sweep like an interrupt (ClusterLost), recording nothing more."""
-    from distributed import as_completed
-
-    from lossbench.sweep.job import failed_record
+    from distributed import as_completed  # the optional extra; connect() checked it is there
 
     futures = {}
     try:

@@ -11,6 +11,8 @@ import time
 import traceback
 from pathlib import Path
 
+from lossbench import data
+from lossbench.engine.train import train
 from lossbench.sweep.spec import RunSpec
 
 
@@ -22,9 +24,6 @@ def failed_record(spec: RunSpec, error: str, wall_time_s: float) -> dict:
 
 def run_one(spec: RunSpec, datasets: dict, on_epoch=None) -> dict:
     """Train one RunSpec; never raises: a failure is a record with status 'failed'."""
-    from lossbench import data
-    from lossbench.engine.train import train
-
     start = time.perf_counter()
     try:
         cfg = spec.config

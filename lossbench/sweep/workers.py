@@ -19,6 +19,9 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Callable, Iterator
 
+from threadpoolctl import threadpool_limits
+
+from lossbench.sweep.job import failed_record, run_one
 from lossbench.sweep.spec import RunSpec
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
@@ -97,8 +100,6 @@ class _Worker:
 def run_pool(specs: list[RunSpec], workers: int, emit: Callable[..., None]) -> Iterator[dict]:
     """Yield one record per spec, in completion order. Closing the generator (or an
     interrupt) kills the workers; runs in flight are simply not recorded."""
-    from lossbench.sweep.job import failed_record
-
     pending = list(reversed(specs))
     threads = threads_per_worker(workers)
     pool = [_Worker(threads) for _ in range(min(workers, len(specs)))]
@@ -145,10 +146,6 @@ def main(task_fd: int, result_fd: int) -> None:
 
 
 def _serve(task_fd: int, result_fd: int) -> None:
-    from threadpoolctl import threadpool_limits
-
-    from lossbench.sweep.job import run_one
-
     threadpool_limits(int(os.environ.get("OMP_NUM_THREADS", "1")))  # in case a BLAS ignored the env
     tasks, results = Connection(task_fd, writable=False), Connection(result_fd, readable=False)
     datasets: dict = {}  # each distinct dataset is loaded once per worker
