@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from lossbench import data
 from lossbench.analysis import plots
 from lossbench.analysis.compare import Comparison, Problem, aggregate, compare_problems, default_metric
+from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.errors import LossbenchError
+from lossbench.registry import Choice
 from lossbench.sweep.config import load_experiment
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.store import read_results
@@ -101,3 +104,23 @@ def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, b
     """Draw `kind` (see analysis.plots.plot) for the results in `dirs`; returns the file written."""
     plots.check_kind(kind, len(dirs))  # before reading anything
     return plots.plot(load_problems(dirs), kind, metric, by, out, log, cost, tolerance, target)
+
+
+# What can be named in a config: `lossbench list` shows each registry's items, their
+# options with defaults and allowed ranges, and their one-sentence summaries.
+REGISTRIES = {
+    "datasets": data.DATASETS,
+    "models": nn.MODELS,
+    "layers": nn.LAYERS,
+    "losses": losses.LOSSES,
+    "optimizers": optimizers.OPTIMIZERS,
+    "schedules": schedules.SCHEDULES,
+}
+KINDS = Choice(*REGISTRIES)
+
+
+def catalog(kind: str) -> list[tuple[str, dict, str]]:
+    """(name, {option: 'default (allowed range)'}, one-sentence summary) per item of `kind`."""
+    KINDS.check("list KIND", kind)
+    reg = REGISTRIES[kind]
+    return [(name, reg.schema(name).describe(), reg.doc(name).split("\n")[0]) for name in reg.names()]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Iterator, List, Optional
+from typing import Annotated
 
 import pandas as pd
 import typer
@@ -20,6 +21,7 @@ import typer
 from lossbench import __version__, api
 from lossbench.analysis import compare as cmp
 from lossbench.errors import LossbenchError
+from lossbench.registry import Choice
 from lossbench.sweep.cluster import ClusterLost
 from lossbench.sweep.config import load_experiment
 from lossbench.sweep.execute import EXECUTORS, Outcome, run_experiment
@@ -63,7 +65,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
 ) -> None:
     """Compare loss functions and optimizers on small NumPy networks."""
 
@@ -84,13 +89,34 @@ def _experiment(config: Path, overrides: list[str] | None):
 @command()
 def run(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="Results directory (default: results/<name>/).")] = None,
-    set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override a key before validation: --set optimizer.lr=0.1 (repeatable).")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Worker processes (default: one per core; 1 trains in this process).")] = None,
-    executor: Annotated[str, typer.Option("--executor", help="local (this machine) or dask (a Dask cluster, with --address).")] = "local",
-    address: Annotated[Optional[str], typer.Option("--address", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786.")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Forget the runs already recorded in the results directory and start over.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs recorded as failed again (others are kept).")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Results directory (default: results/<name>/).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a key before validation: --set optimizer.lr=0.1 (repeatable)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-j", min=1,
+            help="Worker processes (default: one per core; 1 trains in this process)."
+        ),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option("--executor", help="local (this machine) or dask (a Dask cluster, with --address)."),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786."),
+    ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Forget the runs already recorded in the results directory and start over."),
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option("--retry-failed", help="Train runs recorded as failed again (others are kept)."),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the runs; train nothing.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
@@ -124,10 +150,9 @@ def run(
 
 
 def _check_executor(executor: str, address: str | None) -> None:
-    if executor not in EXECUTORS:
-        raise LossbenchError(f"--executor: unknown executor {executor!r}; choose local or dask")
+    EXECUTORS.check("--executor", executor)
     if address and executor != "dask":
-        raise LossbenchError("--address: only used with --executor dask")
+        raise LossbenchError(f"--address: only used with --executor dask, got {address!r}")
 
 
 def _interrupt(signum, frame):
@@ -169,15 +194,17 @@ def _print_summary(console, res: api.Results, title: str) -> None:
 @command()
 def validate(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
-    set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override a key before validation (repeatable).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a key before validation (repeatable)."),
+    ] = None,
 ) -> None:
     """Validate a config and preview its expanded grid."""
 
-    from lossbench.api import default_out
-    from lossbench.analysis.report import print_preview
+    from lossbench.analysis.report import print_preview  # rich: see _console
 
     exp = _experiment(config, set_)
-    print_preview(_console(), exp, default_out(exp.name))
+    print_preview(_console(), exp, api.default_out(exp.name))
 
 
 @command()
@@ -189,36 +216,64 @@ def show(results_dir: Annotated[Path, typer.Argument(help="A results directory w
 
 def _cost(cost: str) -> str:
     """--cost time|epochs|steps -> the compare column it names."""
-    if cost not in ("time", "epochs", "steps"):
-        raise LossbenchError(f"--cost: unknown cost {cost!r}; choose time, epochs or steps")
+    Choice("time", "epochs", "steps").check("--cost", cost)
     return f"{cost}_to_target"
 
 
-def _keys(by: Optional[List[str]]) -> Optional[list[str]]:
+def _keys(by: list[str] | None) -> list[str] | None:
     return [k.strip() for item in by for k in item.split(",") if k.strip()] if by else None
 
 
-FORMATS = ("table", "csv", "markdown")
+FORMATS = Choice("table", "csv", "markdown")
 
 
 @command()
 def compare(
-    results_dirs: Annotated[List[Path], typer.Argument(help="One or more results directories (several: one problem each).")],
-    by: Annotated[Optional[List[str]], typer.Option("--by", help="Group by these runs.csv columns, comma-separated (default: the swept keys, seed excluded).")] = None,
-    metric: Annotated[Optional[str], typer.Option("--metric", help="val_accuracy, val_loss, train_loss, val_mae, test_accuracy, ... (default: the target's metric).")] = None,
-    target: Annotated[Optional[float], typer.Option("--target", help="Target value of the metric for the to-target columns (default: the config's).")] = None,
+    results_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="One or more results directories (several: one problem each)."),
+    ],
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by",
+            help="Group by these runs.csv columns, comma-separated (default: the swept keys, seed excluded)."
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric",
+            help="val_accuracy, val_loss, train_loss, val_mae, test_accuracy, ... (default: the target's metric)."
+        ),
+    ] = None,
+    target: Annotated[
+        float | None,
+        typer.Option("--target", help="Target value of the metric for the to-target columns (default: the config's)."),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or markdown.")] = "table",
-    profile: Annotated[bool, typer.Option("--profile", help="Performance profile across the directories instead of the table.")] = False,
-    cost: Annotated[str, typer.Option("--cost", help="What the profile compares: time, epochs or steps to target.")] = "time",
-    lr: Annotated[bool, typer.Option("--lr", help="Learning-rate sensitivity instead of the table (needs optimizer.lr swept).")] = False,
-    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="For --lr: the range of lrs within this fraction of the best.")] = 0.05,
+    profile: Annotated[
+        bool,
+        typer.Option("--profile", help="Performance profile across the directories instead of the table."),
+    ] = False,
+    cost: Annotated[
+        str,
+        typer.Option("--cost", help="What the profile compares: time, epochs or steps to target."),
+    ] = "time",
+    lr: Annotated[
+        bool,
+        typer.Option("--lr", help="Learning-rate sensitivity instead of the table (needs optimizer.lr swept)."),
+    ] = False,
+    tolerance: Annotated[
+        float,
+        typer.Option("--tolerance", min=0.0, help="For --lr: the range of lrs within this fraction of the best."),
+    ] = 0.05,
 ) -> None:
     """Compare groups of runs across seeds: mean ± std and 95% intervals, epochs/steps/time
     to target, loss AUC, ranks; or a performance profile (--profile) or lr sensitivity (--lr)."""
     from lossbench.analysis import report  # rich: see _console
 
-    if fmt not in FORMATS:
-        raise LossbenchError(f"--format: unknown format {fmt!r}; choose table, csv or markdown")
+    FORMATS.check("--format", fmt)
     cost = _cost(cost)
     if profile and lr:
         raise LossbenchError("--profile and --lr are two different views; choose one")
@@ -266,15 +321,33 @@ def _print_view(view, rich, fmt: str, comparison) -> None:
 
 @command()
 def plot(
-    results_dirs: Annotated[List[Path], typer.Argument(help="A results directory (several for --kind profile).")],
-    kind: Annotated[str, typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr or profile.")] = "all",
-    metric: Annotated[Optional[str], typer.Option("--metric", help="The metric to plot (default: the target's metric).")] = None,
-    by: Annotated[Optional[List[str]], typer.Option("--by", help="Group by these columns, comma-separated (default: the swept keys).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="FILE.png, .svg or .pdf (default: RESULTS_DIR/plot-KIND.png).")] = None,
+    results_dirs: Annotated[list[Path], typer.Argument(help="A results directory (several for --kind profile).")],
+    kind: Annotated[
+        str,
+        typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr or profile."),
+    ] = "all",
+    metric: Annotated[
+        str | None,
+        typer.Option("--metric", help="The metric to plot (default: the target's metric)."),
+    ] = None,
+    by: Annotated[
+        list[str] | None,
+        typer.Option("--by", help="Group by these columns, comma-separated (default: the swept keys)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="FILE.png, .svg or .pdf (default: RESULTS_DIR/plot-KIND.png)."),
+    ] = None,
     log: Annotated[bool, typer.Option("--log", help="Log scale for losses.")] = False,
-    target: Annotated[Optional[float], typer.Option("--target", help="Target value of the metric (default: the config's); for --kind profile.")] = None,
+    target: Annotated[
+        float | None,
+        typer.Option("--target", help="Target value of the metric (default: the config's); for --kind profile."),
+    ] = None,
     cost: Annotated[str, typer.Option("--cost", help="For --kind profile: time, epochs or steps to target.")] = "time",
-    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="For the lr panel: the range within this fraction of the best.")] = 0.05,
+    tolerance: Annotated[
+        float,
+        typer.Option("--tolerance", min=0.0, help="For the lr panel: the range within this fraction of the best."),
+    ] = 0.05,
 ) -> None:
     """Draw convergence curves (mean ± std band over seeds), training vs validation loss,
     final metric with error bars, lr sensitivity, or a performance profile."""
@@ -284,24 +357,15 @@ def plot(
 
 @command("list")
 def list_(
-    kind: Annotated[Optional[str], typer.Argument(help="datasets, models, layers, losses, optimizers or schedules (default: all)")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Argument(help="datasets, models, layers, losses, optimizers or schedules (default: all)"),
+    ] = None,
 ) -> None:
-    """The catalog: every dataset, model, layer, loss, optimizer and schedule with its options, defaults and allowed ranges."""
-    from rich.table import Table
+    """The catalog: every dataset, model, layer, loss, optimizer and schedule, with its
+    options, their defaults and allowed ranges, and a one-sentence summary."""
+    from lossbench.analysis.report import catalog_table  # rich: see _console
 
-    from rich.markup import escape
-
-    from lossbench.catalog import KINDS, catalog
-    from lossbench.registry import did_you_mean
-
-    if kind is not None and kind not in KINDS:
-        _fail(f"unknown kind {kind!r}{did_you_mean(kind, KINDS)}; choose one of {list(KINDS)}")
     console = _console()
-    for k in [kind] if kind else KINDS:
-        table = Table(title=k, title_justify="left")
-        table.add_column("name", style="bold cyan")
-        table.add_column("options: default (allowed)")
-        table.add_column("what it is")
-        for name, params, doc in catalog(k):
-            table.add_row(escape(name), escape("\n".join(f"{p}={v}" for p, v in params.items())), escape(doc))
-        console.print(table)
+    for k in [kind] if kind is not None else api.KINDS.options:
+        console.print(catalog_table(k, api.catalog(k)))

@@ -20,9 +20,11 @@ import difflib
 import inspect
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from numbers import Integral, Real as _Real
-from typing import Any, Callable, TypeVar
+from numbers import Integral
+from numbers import Real as _Real
+from typing import Any, TypeVar
 
 from lossbench.errors import ConfigError
 
@@ -224,7 +226,9 @@ class Seq(Constraint):
     @property
     def short(self):
         each = f"each {self.item.short}"
-        return f"{self.length} values, {each}" if self.length else f"a list, {each}" + (" (or one)" if self.scalar else "")
+        if self.length:
+            return f"{self.length} values, {each}"
+        return f"a list, {each}" + (" (or one)" if self.scalar else "")
 
     def ok(self, v):
         try:
@@ -262,7 +266,7 @@ class Check(Constraint):
 class Nested(Constraint):
     """A mapping of options checked by its own schema (train.early_stopping)."""
 
-    def __init__(self, schema: "Schema", what: str = "a mapping"):
+    def __init__(self, schema: Schema, what: str = "a mapping"):
         self.schema, self.what, self.short = schema, what, "mapping"
 
     def check(self, key, value):
@@ -278,7 +282,7 @@ class Named(Constraint):
     """An item of another registry: a name, or a mapping {name: ..., **options}
     (train.schedule)."""
 
-    def __init__(self, registry: "Registry"):
+    def __init__(self, registry: Registry):
         self.registry = registry
         self.what = f"a {registry.kind} name or a mapping with a name"
         self.short = f"a {registry.kind}"
@@ -319,7 +323,7 @@ class Schema:
         self.params, self.owner = params, owner
 
     @classmethod
-    def of(cls, fn: Callable, context=(), owner: str = "", **constraints: Constraint) -> "Schema":
+    def of(cls, fn: Callable, context=(), owner: str = "", **constraints: Constraint) -> Schema:
         """Every keyword of `fn` but the context needs a constraint, and vice versa: a
         hyperparameter nobody checks, or a check of nothing, is a contributor's mistake."""
         target = fn.__init__ if inspect.isclass(fn) else fn
@@ -333,7 +337,7 @@ class Schema:
         defaults = {p.name: p.default for p in sig}
         return cls({n: Param(defaults[n], constraints[n]) for n in names}, owner)
 
-    def __or__(self, other: "Schema") -> "Schema":
+    def __or__(self, other: Schema) -> Schema:
         return Schema({**self.params, **other.params}, other.owner or self.owner)
 
     def check(self, options: dict, where: str) -> dict:
@@ -346,7 +350,8 @@ class Schema:
             self.params[key].constraint.check(f"{where}.{key}", value)
         for key, p in self.params.items():
             if p.default is REQUIRED and key not in options:
-                raise ConfigError(f"{where}.{key}: required by {self.owner or where} ({p.constraint.what}), got nothing")
+                raise ConfigError(f"{where}.{key}: required by {self.owner or where} ({p.constraint.what}), "
+                                  "got nothing")
         return {**{k: p.default for k, p in self.params.items() if p.default is not REQUIRED}, **options}
 
     def describe(self) -> dict[str, str]:
@@ -428,7 +433,8 @@ class Registry:
     def doc(self, name: str) -> str:
         """The item's docstring (an alias's own)."""
         item = self._items[self._name(name)]
-        return item.doc if isinstance(item, _Alias) else inspect.cleandoc(item.__doc__ or "")  # its own, not a base class's
+        # its own docstring: inspect.getdoc would hand a subclass its base class's
+        return item.doc if isinstance(item, _Alias) else inspect.cleandoc(item.__doc__ or "")
 
     def schema(self, name: str) -> Schema:
         return self._schemas[self._name(name)]

@@ -169,7 +169,7 @@ def test_csv_and_markdown_exports_parse_back(problem):
 @pytest.mark.parametrize("args, message", [
     (["--metric", "val_banana"], "--metric: unknown metric 'val_banana'"),
     (["--by", "optimizer.momentum"], "has no column 'optimizer.momentum'"),
-    (["--format", "xml"], "--format: unknown format 'xml'"),
+    (["--format", "xml"], "error: --format: must be one of ['table', 'csv', 'markdown'], got 'xml'"),
     (["--lr", "--profile"], "choose one"),
 ])
 def test_bad_compare_arguments_are_one_line(problem, args, message):

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lossbench.cli import app
-from lossbench.sweep.config import load_experiment
 from lossbench.errors import ConfigError
+from lossbench.sweep.config import load_experiment
 
 BASE = """\
 name: t

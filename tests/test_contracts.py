@@ -21,6 +21,7 @@ import pytest
 from lossbench import data
 from lossbench.data import synthetic
 from lossbench.engine import losses, nn, optimizers, schedules
+from lossbench.registry import REQUIRED
 
 from gradcheck import assert_close_grad, loss_batch, numeric_grad
 
@@ -74,7 +75,7 @@ def make_layer(name):
     """A layer with its defaults; sizes and a generator for the arguments that are not
     hyperparameters (n_in, n_out, rng)."""
     cls = nn.LAYERS.get(name)
-    required = [k for k, v in {k: p.default for k, p in nn.LAYERS.schema(name).params.items()}.items() if v is inspect.Parameter.empty]
+    required = [k for k, p in nn.LAYERS.schema(name).params.items() if p.default is REQUIRED]
     assert not required, f"layer {name!r}: the contract test cannot build it without {required}"
     takes = inspect.signature(cls).parameters
     extra = {k: v for k, v in {"n_in": 5, "n_out": 3, "rng": np.random.default_rng(0)}.items() if k in takes}
@@ -157,7 +158,7 @@ def test_every_optimizer_reduces_a_quadratic(name):
 def test_lr_zero_is_a_no_op_step(name):
     # a cosine schedule ends at lr = 0; torch then leaves the parameters alone
     p = np.array([1.0, -2.0], np.float32)
-    wd = {"weight_decay": 0.0} if "weight_decay" in {k: p.default for k, p in optimizers.OPTIMIZERS.schema(name).params.items()} else {}
+    wd = {"weight_decay": 0.0} if "weight_decay" in optimizers.OPTIMIZERS.schema(name).params else {}
     opt = optimizers.build(name, [p], **wd)
     opt.lr = 0.0
     opt.step([np.array([0.5, 0.5], np.float32)])

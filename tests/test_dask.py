@@ -13,6 +13,7 @@ from lossbench.cli import app
 
 distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402  (installed with distributed)
+
 runner = CliRunner()
 
 CONFIG = """

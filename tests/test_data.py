@@ -146,7 +146,8 @@ def test_limit_caps_pool_and_test():
 
 
 def test_load_errors():
-    with pytest.raises(ConfigError, match=r"^dataset\.n_sample: unknown option .*got 10 \(did you mean 'n_samples'\?\)$"):
+    with pytest.raises(ConfigError, match=r"^dataset\.n_sample: unknown option .*got 10 "
+                                          r"\(did you mean 'n_samples'\?\)$"):
         data.load("blobs", n_sample=10)
     with pytest.raises(ConfigError, match=r"^dataset\.normalize: must be one of \['none', 'standard', "
                                           r"'minmax'\], got 'zscore'$"):
@@ -159,7 +160,8 @@ def test_load_errors():
         data.load("blobs", seed=-1)
     with pytest.raises(ConfigError, match=r"^dataset\.rng: unknown option"):
         data.load("blobs", rng=1)
-    with pytest.raises(ConfigError, match=r"^dataset\.name: must be one of \[.*\], got 'mnsit' \(did you mean 'mnist'\?\)$"):
+    with pytest.raises(ConfigError, match=r"^dataset\.name: must be one of \[.*\], got 'mnsit' "
+                                          r"\(did you mean 'mnist'\?\)$"):
         data.load("mnsit")
 
 
@@ -224,7 +226,8 @@ def test_csv_errors(tmp_path):
     ok = write_csv(tmp_path, "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(10)))
     with pytest.raises(ConfigError, match=r"^dataset\.target: must be a column of .*d\.csv \(x, y\), got 'label'$"):
         data.load("csv", path=ok, target="label")
-    with pytest.raises(ConfigError, match=r"^dataset\.task: must be one of \['classification', 'regression'\], got 'ranking'$"):
+    with pytest.raises(ConfigError,
+                       match=r"^dataset\.task: must be one of \['classification', 'regression'\], got 'ranking'$"):
         data.load("csv", path=ok, task="ranking")
     nan = write_csv(tmp_path, "x,w,y\n1,,0\n2,3,1\n3,4,0\n", "nan.csv")
     with pytest.raises(DataError, match="missing values in column.*'w' \\(1\\)"):

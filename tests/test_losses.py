@@ -46,7 +46,8 @@ def test_stable_on_huge_logits():
 
 
 def test_bad_names_and_hyperparameters():
-    with pytest.raises(ConfigError, match=r"^loss\.name: must be one of \[.*\], got 'hubber' \(did you mean 'huber'\?\)$"):
+    with pytest.raises(ConfigError,
+                       match=r"^loss\.name: must be one of \[.*\], got 'hubber' \(did you mean 'huber'\?\)$"):
         losses.build("hubber")
     with pytest.raises(ConfigError, match=r"^loss\.beta: unknown option \(loss 'huber' takes delta\), got 1\.0 "
                                           r"\(did you mean 'delta'\?\)$"):

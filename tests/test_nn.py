@@ -97,4 +97,5 @@ def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated(monk
     finally:
         tracemalloc.stop()
     assert peak < 100_000  # the 0.8 MB parameter buffer was never made
-    assert nn.plan("mlp", 100, 10, 0, hidden=[1000, 100]).n_params == 100 * 1000 + 1000 + 1000 * 100 + 100 + 100 * 10 + 10
+    n_params = 100 * 1000 + 1000 + 1000 * 100 + 100 + 100 * 10 + 10
+    assert nn.plan("mlp", 100, 10, 0, hidden=[1000, 100]).n_params == n_params

@@ -192,7 +192,8 @@ def test_clip_grad_norm():
         ("adam", {"amsgrad": 1}, r"^optimizer\.amsgrad: must be true or false, got 1$"),
         ("sgd", {"momentum": -1}, r"^optimizer\.momentum: must be a number >= 0, got -1$"),
         ("sgd", {"nesterov": True}, r"^optimizer\.nesterov: needs momentum > 0 and dampening = 0"),
-        ("momentum", {"nesterov": True, "dampening": 0.1}, r"^optimizer\.nesterov: needs momentum > 0 and dampening = 0"),
+        ("momentum", {"nesterov": True, "dampening": 0.1},
+         r"^optimizer\.nesterov: needs momentum > 0 and dampening = 0"),
         ("rmsprop", {"alpha": 2}, r"^optimizer\.alpha: must be a number in \[0, 1\], got 2$"),
         ("adam", {"momentum": 0.9}, r"^optimizer\.momentum: unknown option \(optimizer 'adam' takes lr, betas, eps"),
         ("adam", {"params": 1}, r"^optimizer\.params: unknown option"),  # context, never a hyperparameter

@@ -240,8 +240,8 @@ def test_files_lossbench_did_not_write_are_never_overwritten(tmp_path):
 
 def test_the_python_api_checks_its_arguments(tmp_path):
     cfg = write(tmp_path, QUICK)
-    for kwargs, message in (({"workers": 0}, "workers: must be a whole number >= 1"),
-                            ({"executor": "ray"}, "unknown executor 'ray'")):
+    for kwargs, message in (({"workers": 0}, r"^workers: must be an integer >= 1, got 0$"),
+                            ({"executor": "ray"}, r"^executor: must be one of \['local', 'dask'\], got 'ray'$")):
         with pytest.raises(lossbench.errors.LossbenchError, match=message):
             lossbench.run(cfg, out=tmp_path / "o", **kwargs)
     assert not (tmp_path / "o").exists()

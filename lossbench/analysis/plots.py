@@ -106,7 +106,8 @@ def draw_profile(ax, profile: cmp.Profile, cost: str) -> None:
         xs = [1.0, *taus, top]
         ys = [sum(t <= x for t in taus) / len(r) for x in xs]
         ax.step(xs, ys, where="post", label=group, lw=1.6)
-    ax.set(title=f"performance profile over {ratios.shape[1]} problems ({cost.replace('_', ' ')})", xlabel="τ (within this factor of the best)", ylabel="fraction of problems",
+    ax.set(title=f"performance profile over {ratios.shape[1]} problems ({cost.replace('_', ' ')})",
+           xlabel="τ (within this factor of the best)", ylabel="fraction of problems",
            ylim=(-0.02, 1.02))
     ax.set_xscale("log")
     _legend(ax)

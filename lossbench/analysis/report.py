@@ -155,7 +155,8 @@ def lr_table(sens: pd.DataFrame, metric: str, tolerance: float) -> Table:
                     f"{tolerance:.0%} of the best, where every seed trained without diverging", title_justify="left",
               caption="* the best lr is at the edge of the grid: the true optimum may lie outside it"
               if sens["best_at_edge"].any() else None, caption_justify="left")
-    for c in (*(["problem"] if several else []), "group", "best lr", f"best {metric}", "lr range", "width (decades)", "per lr"):
+    columns = ("group", "best lr", f"best {metric}", "lr range", "width (decades)", "per lr")
+    for c in (*(["problem"] if several else []), *columns):
         t.add_column(c, justify="left" if c in ("problem", "group", "per lr") else "right")
     for _, row in sens.iterrows():
         per = "  ".join(f"{lr:g}: {_num(v)}" + (f" ({k}/{n} ok)" if k < n else "")
@@ -228,3 +229,14 @@ class Progress:
                                                    f"train_loss {row['train_loss']:.4g} val_loss {row['val_loss']:.4g}")
         elif kind == "run_end":
             self.bar.advance(self.task)
+
+
+def catalog_table(kind: str, rows: list[tuple[str, dict, str]]) -> Table:
+    """`lossbench list`: one registry's items, their options and summaries."""
+    table = Table(title=kind, title_justify="left")
+    table.add_column("name", style="bold cyan")
+    table.add_column("options: default (allowed)")
+    table.add_column("what it is")
+    for name, params, doc in rows:
+        table.add_row(escape(name), escape("\n".join(f"{p}={v}" for p, v in params.items())), escape(doc))
+    return table

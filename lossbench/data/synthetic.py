@@ -79,8 +79,9 @@ def regression(seed, *, n_samples=1000, n_features=4, noise=0.1, outlier_fractio
                outlier_scale=10.0, test_fraction=0.2) -> Raw:
     """A nonlinear regression target whose training labels carry gross outliers.
 
-    y = f(x) + noise with x uniform in [-2, 2]^d, one target column. A fraction of the train pool (train + val) gets gross outliers: outlier_scale times
-    U(0.5, 1.5), all positive. One-sided on purpose: the MSE fit is pulled up by about
+    y = f(x) + noise with x uniform in [-2, 2]^d, one target column. A fraction of the
+    train pool (train + val) gets gross outliers: outlier_scale times U(0.5, 1.5), all
+    positive. One-sided on purpose: the MSE fit is pulled up by about
     outlier_fraction * outlier_scale, while MAE and Huber barely move. Test targets stay
     clean (noise only), so test error measures how well each loss recovered f.
     """

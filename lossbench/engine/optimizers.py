@@ -16,8 +16,8 @@ g = gradient (after weight decay), p = parameter.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

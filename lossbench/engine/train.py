@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.metrics import HIGHER_IS_BETTER, TASK_METRICS
-from lossbench.errors import ConfigError
 from lossbench.registry import AnyOf, Bool, Choice, Int, Named, Nested, Optional, Real, Schema, Text, fail, split_named
 
 
@@ -57,14 +57,15 @@ class TrainConfig:
     early_stopping: dict | None = None  # {monitor: val_loss, patience: 5, min_delta: 0.0}
 
     @classmethod
-    def of(cls, options: dict) -> "TrainConfig":
+    def of(cls, options: dict) -> TrainConfig:
         return cls(**TRAIN.check(options, "train"))
 
     @property
     def watches_validation(self) -> bool:
         """Early stopping and reduce_on_plateau need a validation split."""
-        return self.early_stopping is not None or (
-            self.schedule is not None and split_named("train.schedule", self.schedule, "schedule")[0] == "reduce_on_plateau")
+        plateau = self.schedule is not None and \
+            split_named("train.schedule", self.schedule, "schedule")[0] == "reduce_on_plateau"
+        return self.early_stopping is not None or plateau
 
 
 TRAIN = Schema.of(TrainConfig, owner="train", epochs=Int(ge=1), batch_size=AnyOf(Int(ge=1), Choice("full")),
@@ -202,7 +203,7 @@ def _train(data, *, model: str | dict, loss: str | dict, optimizer: str | dict,
         val = _evaluate(run.net, run.loss, data.x_val, run.targets[1], data.y_val, data.task)
         row = {"epoch": epoch, "step": step, "train_loss": loss_sum / n}
         row.update({f"val_{k}": v for k, v in val.items()})
-        row.update({"lr": run.opt.lr, "grad_norm": norm_sum / max(batches, 1), "elapsed_s": time.perf_counter() - start})
+        row.update(lr=run.opt.lr, grad_norm=norm_sum / max(batches, 1), elapsed_s=time.perf_counter() - start)
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)

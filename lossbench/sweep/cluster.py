@@ -9,7 +9,7 @@ next task.
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from lossbench.errors import LossbenchError
 from lossbench.sweep.job import failed_record, run_one

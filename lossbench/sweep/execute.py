@@ -9,11 +9,11 @@ goes on. Progress goes to an `on_event(kind, **info)` callback; nothing here pri
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
-from lossbench.errors import LossbenchError
+from lossbench.registry import Choice, Int
 from lossbench.sweep.cluster import connect, run_dask
 from lossbench.sweep.config import Experiment
 from lossbench.sweep.job import run_one
@@ -22,7 +22,7 @@ from lossbench.sweep.store import Store, open_store
 from lossbench.sweep.workers import cpu_count, run_pool
 
 Event = Callable[..., None]
-EXECUTORS = ("local", "dask")
+EXECUTORS = Choice("local", "dask")
 
 
 @dataclass
@@ -64,10 +64,9 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
 
 
 def _check_options(executor: str, workers: int | None) -> None:
-    if executor not in EXECUTORS:
-        raise LossbenchError(f"executor: unknown executor {executor!r}; choose local or dask")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise LossbenchError(f"workers: must be a whole number >= 1, got {workers!r}")
+    EXECUTORS.check("executor", executor)
+    if workers is not None:
+        Int(ge=1).check("workers", workers)
 
 
 def _ignore(*args, **info) -> None:

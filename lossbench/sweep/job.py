@@ -27,7 +27,8 @@ def run_one(spec: RunSpec, datasets: dict, on_epoch=None) -> dict:
     start = time.perf_counter()
     try:
         cfg = spec.config
-        res = train(data.load_spec(cfg["dataset"], datasets), model=cfg["model"], loss=cfg["loss"], optimizer=cfg["optimizer"],
+        res = train(data.load_spec(cfg["dataset"], datasets), model=cfg["model"], loss=cfg["loss"],
+                    optimizer=cfg["optimizer"],
                     train=cfg["train"], seed=spec.seed, on_epoch=on_epoch)
     except Exception as e:  # isolate the failure to this run
         last = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None

@@ -30,9 +30,9 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -87,7 +87,7 @@ class Lock:
         self.path = out / LOCK
         self.fd: int | None = None
 
-    def acquire(self) -> "Lock":
+    def acquire(self) -> Lock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -101,7 +101,7 @@ class Lock:
         self.fd = fd
         return self
 
-    def __enter__(self) -> "Lock":
+    def __enter__(self) -> Lock:
         return self if self.fd is not None else self.acquire()
 
     def __exit__(self, *exc) -> None:
@@ -220,7 +220,7 @@ def load_records(out: Path, run_ids: list[str]) -> list[dict]:
             try:
                 recs.append(json.loads(path.read_text()))
             except ValueError as e:  # never written by atomic_write: changed by hand, or a disk fault
-                raise ResultsDirError(f"{path}: damaged record, not JSON ({e}); delete it and that run "
+                raise ResultsDirError(f"{path}: damaged record, not JSON{_where(e)}; delete it and that run "
                                       "is trained again") from None
     return recs
 
@@ -414,13 +414,18 @@ def read_results(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dic
     return runs, history, man
 
 
+def _where(e: ValueError) -> str:
+    """Where a JSON document broke, in our words rather than the decoder's."""
+    return f" (at line {e.lineno}, column {e.colno})" if isinstance(e, json.JSONDecodeError) else " (not UTF-8 text)"
+
+
 def _read_manifest(path: Path) -> dict:
     try:
         man = json.loads(path.read_text())
     except OSError as e:
         raise ResultsDirError(f"{path}: cannot be read: {e.strerror or e}") from None
     except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
-        raise ResultsDirError(f"{path}: damaged, not JSON ({e})") from None
+        raise ResultsDirError(f"{path}: damaged, not JSON{_where(e)}") from None
     if not isinstance(man, dict):
         raise ResultsDirError(f"{path}: damaged: expected a JSON object, got {type(man).__name__}")
     target = man.get("target")

@@ -15,9 +15,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Callable, Iterator
 
 from threadpoolctl import threadpool_limits
 

@@ -28,7 +28,7 @@ class Sequential:
         self.n_params = sum(int(np.prod(s)) for layer in layers for s in layer.shapes)
         self._backprops: list = []
 
-    def allocate(self) -> "Sequential":
+    def allocate(self) -> Sequential:
         check_fits(self.n_params)
         self.bind(np.zeros(self.n_params, dtype=np.float32))
         for layer in self.layers:
