@@ -4,6 +4,9 @@ Every command runs inside one error boundary (`errors_as_exit_codes`, as spaCy's
 `show_validation_error`): a LossbenchError becomes one line `error: <message>` on stderr
 and exit code 2 (1 when the Dask scheduler was lost mid-sweep). Any other exception is a
 bug and keeps its traceback.
+
+Each command imports the library when it runs, not at start-up: NumPy, pandas and Rich
+cost about 0.5 s that `--help` and `--version` should not pay.
 """
 
 from __future__ import annotations
@@ -15,16 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
-from lossbench import __version__, api
-from lossbench.analysis import compare as cmp
-from lossbench.errors import LossbenchError
+from lossbench import __version__
+from lossbench.errors import ClusterLost, LossbenchError
 from lossbench.registry import Choice
-from lossbench.sweep.cluster import ClusterLost
-from lossbench.sweep.config import load_experiment
-from lossbench.sweep.execute import EXECUTORS, Outcome, run_experiment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compare loss functions and optimizers on small NumPy networks.")
@@ -83,6 +81,8 @@ def _console():
 
 
 def _experiment(config: Path, overrides: list[str] | None):
+    from lossbench.sweep.config import load_experiment
+
     return load_experiment(config, overrides or ())
 
 
@@ -124,7 +124,8 @@ def run(
 
     Re-running the same command resumes: recorded runs are skipped. Ctrl-C stops cleanly,
     keeps every finished run and exits 130. Exit code 1 if any run failed."""
-    from lossbench.analysis.report import print_preview  # rich: see _console
+    from lossbench import api
+    from lossbench.analysis.report import print_preview
 
     _check_executor(executor, address)
     exp = _experiment(config, set_)
@@ -150,6 +151,8 @@ def run(
 
 
 def _check_executor(executor: str, address: str | None) -> None:
+    from lossbench.sweep.execute import EXECUTORS
+
     EXECUTORS.check("--executor", executor)
     if address and executor != "dask":
         raise LossbenchError(f"--address: only used with --executor dask, got {address!r}")
@@ -159,11 +162,12 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _train(exp, out_dir: Path, console, quiet: bool, **options) -> tuple[Outcome | None, ClusterLost | None]:
+def _train(exp, out_dir: Path, console, quiet: bool, **options):
     """Run the sweep with a progress display: (outcome, None) when it completes, (None, None)
     on Ctrl-C, (None, the error) when the Dask scheduler was lost. Finished runs are
     recorded in all three cases."""
-    from lossbench.analysis.report import Progress  # rich: see _console
+    from lossbench.analysis.report import Progress
+    from lossbench.sweep.execute import run_experiment
 
     with Progress(console, enabled=not quiet and console.is_terminal) as progress:
         def on_event(kind: str, **info) -> None:
@@ -185,8 +189,8 @@ def _start_line(out_dir: Path, info: dict) -> str:
     return f"{out_dir}: {resumed}training {info['todo']} on {where}"
 
 
-def _print_summary(console, res: api.Results, title: str) -> None:
-    from lossbench.analysis.report import print_summary  # rich: see _console
+def _print_summary(console, res, title: str) -> None:
+    from lossbench.analysis.report import print_summary
 
     print_summary(console, res.summary, res.metric, res.runs, title, res.target)
 
@@ -201,7 +205,8 @@ def validate(
 ) -> None:
     """Validate a config and preview its expanded grid."""
 
-    from lossbench.analysis.report import print_preview  # rich: see _console
+    from lossbench import api
+    from lossbench.analysis.report import print_preview
 
     exp = _experiment(config, set_)
     print_preview(_console(), exp, api.default_out(exp.name))
@@ -210,6 +215,8 @@ def validate(
 @command()
 def show(results_dir: Annotated[Path, typer.Argument(help="A results directory written by `lossbench run`.")]) -> None:
     """Print the summary of finished results again."""
+    from lossbench import api
+
     res = api.load(results_dir)
     _print_summary(_console(), res, str(results_dir))
 
@@ -271,7 +278,9 @@ def compare(
 ) -> None:
     """Compare groups of runs across seeds: mean ± std and 95% intervals, epochs/steps/time
     to target, loss AUC, ranks; or a performance profile (--profile) or lr sensitivity (--lr)."""
-    from lossbench.analysis import report  # rich: see _console
+    from lossbench import api
+    from lossbench.analysis import compare as cmp
+    from lossbench.analysis import report
 
     FORMATS.check("--format", fmt)
     cost = _cost(cost)
@@ -303,7 +312,10 @@ def _notes(comparison) -> None:
 
 
 def _print_view(view, rich, fmt: str, comparison) -> None:
-    from lossbench.analysis import report  # rich: see _console
+    import pandas as pd
+
+    from lossbench.analysis import compare as cmp
+    from lossbench.analysis import report
 
     if rich is not None:
         console = _console()
@@ -351,6 +363,8 @@ def plot(
 ) -> None:
     """Draw convergence curves (mean ± std band over seeds), training vs validation loss,
     final metric with error bars, lr sensitivity, or a performance profile."""
+    from lossbench import api
+
     path = api.plot(results_dirs, kind, metric, _keys(by), out, log, _cost(cost), tolerance, target)
     typer.echo(f"wrote {path}")
 
@@ -364,7 +378,8 @@ def list_(
 ) -> None:
     """The catalog: every dataset, model, layer, loss, optimizer and schedule, with its
     options, their defaults and allowed ranges, and a one-sentence summary."""
-    from lossbench.analysis.report import catalog_table  # rich: see _console
+    from lossbench import api
+    from lossbench.analysis.report import catalog_table
 
     console = _console()
     for k in [kind] if kind is not None else api.KINDS.options:

@@ -15,3 +15,7 @@ class ConfigError(LossbenchError, ValueError):
 
 class DataError(LossbenchError):
     """A dataset that cannot be found, downloaded, verified or parsed."""
+
+
+class ClusterLost(LossbenchError):
+    """The Dask scheduler went away mid-sweep: finished runs are kept (exit code 1)."""

@@ -377,7 +377,14 @@ class _Alias:
 class Registry:
     """Items of one kind by name. `kind` names them in messages ("optimizer"); `section`
     is their config key ("optimizer", "train.schedule"); `context` the constructor
-    arguments the caller supplies; `common` options every item takes (a dataset's split)."""
+    arguments the caller supplies; `common` options every item takes (a dataset's split).
+
+    What a contributor's item must give (checked when it registers, or by the contract
+    tests): a constraint for every keyword parameter but the context ones; a docstring
+    whose first line is a one-sentence summary; for losses and optimizers, a torch parity
+    case in tests/test_parity.py. What it gets: `build` calls it only with checked options,
+    defaults filled in, so its constructor checks relations between options, not types.
+    """
 
     def __init__(self, kind: str, section: str | None = None, context: tuple[str, ...] = (),
                  common: Schema | None = None):

@@ -19,3 +19,30 @@ def test_python_example_runs_and_matches_its_comments():
     np.testing.assert_allclose(ns["b"], 0.001, rtol=1e-4)
     assert ns["res"].status == "ok"
     assert ns["res"].summary["test_accuracy"] == pytest.approx(0.995, abs=0.006)
+
+
+def test_adding_a_loss_as_the_readme_shows_is_checked_and_listed():
+    """The README's new-loss example, registered in a fresh interpreter (so the suite's
+    registries stay as shipped): its constraint is enforced, and `list` shows it."""
+    import subprocess
+    import sys
+
+    block = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[1]
+    script = "\n".join([
+        "import numpy as np",
+        "from lossbench.engine.losses import LOSSES, Loss",
+        "from lossbench.registry import Real",
+        block,
+        "from lossbench import api, losses",
+        "from lossbench.errors import ConfigError",
+        "loss = losses.build('quantile', q=0.9)",
+        "print(round(loss.value(np.array([[1.0]], np.float32), np.array([[3.0]], np.float32)), 6))",
+        "try:\n    losses.build('quantile', q=1.5)\nexcept ConfigError as e:\n    print(e)",
+        "print([row[1:] for row in api.catalog('losses') if row[0] == 'quantile'])",
+    ])
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "1.8",  # q d with d = 2
+        "loss.q: must be a number in (0, 1), got 1.5",
+        "[({'q': '0.5 (in (0, 1))'}, 'Pinball loss for the q-th quantile.')]",
+    ]

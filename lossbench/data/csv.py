@@ -35,11 +35,23 @@ def infer_task(column) -> str:
                    test_fraction=TEST_FRACTION)
 def csv_file(seed, *, path, target=None, task=None, test_fraction=0.2) -> Raw:
     """Your own table: `path` to a CSV file; `target` defaults to the last column, `task` is inferred if null."""
+    file = Path(path).expanduser()
+    frame = _read(file)
+    target = frame.columns[-1] if target is None else target
+    if target not in frame.columns:
+        raise fail("dataset.target", f"must be a column of {file} ({', '.join(map(str, frame.columns))})", target,
+                   [str(c) for c in frame.columns])
+    x = _features(file, frame.drop(columns=[target]))
+    task = task or infer_task(frame[target])
+    n_outputs, y = _labels(file, frame[target], target, task)
+    x, y, x_test, y_test = carve_test(x, y, test_fraction, loader_rng(seed))
+    return Raw(task, n_outputs, x, y, x_test, y_test)
+
+
+def _read(file: Path):
     # Imported here: pandas costs ~0.5 s to import and only this loader needs it.
     import pandas as pd
-    from pandas.api.types import is_numeric_dtype
 
-    file = Path(path).expanduser()
     if not file.is_file():
         raise DataError(f"dataset.path: no such file, got {str(file)!r}")
     try:
@@ -49,17 +61,16 @@ def csv_file(seed, *, path, target=None, task=None, test_fraction=0.2) -> Raw:
     if frame.shape[1] < 2 or len(frame) < 2:
         raise DataError(f"{file}: needs a header, at least two rows, a feature column and a "
                         f"target column (found {frame.shape[1]} columns, {len(frame)} rows)")
-
-    target = frame.columns[-1] if target is None else target
-    if target not in frame.columns:
-        raise fail("dataset.target", f"must be a column of {file} ({', '.join(map(str, frame.columns))})", target,
-                   [str(c) for c in frame.columns])
     missing = frame.isna().sum()
     if missing.any():
         where = ", ".join(f"{c!r} ({n})" for c, n in missing[missing > 0].items())
         raise DataError(f"{file}: missing values in column(s) {where}; fill or drop them first")
+    return frame
 
-    features = frame.drop(columns=[target])
+
+def _features(file: Path, features) -> np.ndarray:
+    from pandas.api.types import is_numeric_dtype
+
     text = [c for c in features.columns if not is_numeric_dtype(features[c])]
     if text:
         raise DataError(f"{file}: feature column(s) {text} are not numeric; encode them "
@@ -68,22 +79,23 @@ def csv_file(seed, *, path, target=None, task=None, test_fraction=0.2) -> Raw:
     bad = [c for c, ok in zip(features.columns, np.isfinite(x).all(axis=0)) if not ok]
     if bad:
         raise DataError(f"{file}: feature column(s) {bad} hold infinite or too large values")
+    return x
 
-    column = frame[target]
-    task = task or infer_task(column)
+
+def _labels(file: Path, column, target: str, task: str) -> tuple[int, np.ndarray]:
+    """(n_outputs, y): class indices 0..k-1 in sorted order, or one float32 target column."""
+    from pandas.api.types import is_numeric_dtype
+
     if task == "classification":
         values = column.to_numpy() if is_numeric_dtype(column) else column.astype(str).to_numpy()
-        classes, y = np.unique(values, return_inverse=True)  # labels 0..k-1 in sorted order
+        classes, y = np.unique(values, return_inverse=True)
         if len(classes) < 2:
             raise DataError(f"{file}: target {target!r} has a single class {classes[0]!r}")
-        n_outputs, y = len(classes), y.astype(np.int64)
-    else:
-        if not is_numeric_dtype(column):
-            raise DataError(f"{file}: target {target!r} is not numeric, so it cannot be a "
-                            "regression target (use task: classification)")
-        n_outputs, y = 1, column.to_numpy(np.float32)[:, None]
-        if not np.isfinite(y).all():
-            raise DataError(f"{file}: target {target!r} holds infinite or too large values")
-
-    x, y, x_test, y_test = carve_test(x, y, test_fraction, loader_rng(seed))
-    return Raw(task, n_outputs, x, y, x_test, y_test)
+        return len(classes), y.astype(np.int64)
+    if not is_numeric_dtype(column):
+        raise DataError(f"{file}: target {target!r} is not numeric, so it cannot be a "
+                        "regression target (use task: classification)")
+    y = column.to_numpy(np.float32)[:, None]
+    if not np.isfinite(y).all():
+        raise DataError(f"{file}: target {target!r} holds infinite or too large values")
+    return 1, y

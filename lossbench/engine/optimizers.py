@@ -259,7 +259,7 @@ class Adadelta(Optimizer):
 
 
 class _Moments(Optimizer):
-    """Shared by the Adam family: first and second moment estimates.
+    """The Adam family's first and second moment estimates (not registered itself).
 
     The moments are kept unnormalized, M = m / (1-b1) and V = v / (1-b2), so their
     updates are M = b1 M + g and V = b2 V + g^2: two and three array passes instead of

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from lossbench.errors import LossbenchError
+from lossbench.errors import ClusterLost, LossbenchError
 from lossbench.sweep.job import failed_record, run_one
 from lossbench.sweep.spec import RunSpec
 
@@ -69,7 +69,3 @@ def run_dask(specs: list[RunSpec], client) -> Iterator[dict]:
     finally:  # the caller owns the client and closes it
         if futures and client.status == "running":
             client.cancel(list(futures))
-
-
-class ClusterLost(LossbenchError):
-    """The scheduler went away mid-sweep."""
