@@ -188,3 +188,25 @@ def test_set_overrides_apply_before_validation(tmp_path):
 def test_default_name_is_the_file_stem(tmp_path):
     cfg = write(tmp_path, BASE.replace("name: t\n", ""), "my-exp.yaml")
     assert load_experiment(cfg).name == "my-exp"
+
+
+def test_numbers_and_booleans_are_read_as_people_write_them(tmp_path):
+    """YAML 1.2's core schema, not PyYAML's 1.1: 1e-3 is a float, `yes` is a string."""
+    from lossbench.sweep.config import parse_yaml
+
+    got = parse_yaml("[1e-3, 3E-4, .5, -2.5e+2, 010, 0x1f, 0o17, yes, on, true, False, ~, null, .inf, 1_000]", "x")
+    assert got[:7] == [0.001, 0.0003, 0.5, -250.0, 10, 31, 15]
+    assert [type(v) for v in got[:7]] == [float, float, float, float, int, int, int]
+    assert got[7:13] == ["yes", "on", True, False, None, None] and got[13] == float("inf") and got[14] == "1_000"
+    exp = load_experiment(write(tmp_path, BASE.replace("lr: 0.1", "lr: 1e-3")), ["optimizer.momentum=9E-1"])
+    assert exp.runs[0].config["optimizer"] == {"name": "sgd", "lr": 0.001, "momentum": 0.9}
+
+
+def test_duplicate_keys_are_found_at_any_depth(tmp_path):
+    text = BASE + "grid:\n  - optimizer.lr: [0.1]\n    optimizer.lr: [0.2]\n"
+    with pytest.raises(ConfigError, match=r"c\.yaml: grid\[0\]\.optimizer\.lr: given twice in one mapping "
+                                          r"\(lines 8 and 9\); keep one, got both$"):
+        load_experiment(write(tmp_path, text))
+    merged = "defaults: &b {lr: 0.1}\n" + BASE.replace("{name: sgd, lr: 0.1}", "{<<: *b, name: sgd}")
+    with pytest.raises(ConfigError, match="c.yaml: defaults: unknown section"):  # a merge key is no duplicate
+        load_experiment(write(tmp_path, merged))
