@@ -25,7 +25,8 @@ def quickstart(tmp_path_factory):
 def test_run_writes_the_four_files_with_the_contract_columns(quickstart):
     r, out = quickstart
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in out.iterdir() if p.is_file() and p.name != ".lock") == ["config.yaml", "history.csv", "manifest.json", "runs.csv"]
+    assert sorted(p.name for p in out.iterdir() if p.is_file() and p.name != ".lock") == [
+        "config.yaml", "history.csv", "manifest.json", "runs.csv"]
     runs = pd.read_csv(out / "runs.csv")
     assert list(runs.columns) == [
         "run_id", "loss.name", "optimizer.name", "optimizer.lr", "seed", "status", "epochs", "final_train_loss",
@@ -33,7 +34,8 @@ def test_run_writes_the_four_files_with_the_contract_columns(quickstart):
         "time_to_target_s", "wall_time_s", "n_params", "error"]
     assert len(runs) == 18 and (runs.status == "ok").all() and runs.run_id.is_unique
     hist = pd.read_csv(out / "history.csv")
-    assert list(hist.columns) == ["run_id", "epoch", "step", "train_loss", "val_loss", "val_accuracy", "lr", "grad_norm", "elapsed_s"]
+    assert list(hist.columns) == ["run_id", "epoch", "step", "train_loss", "val_loss", "val_accuracy", "lr",
+                                  "grad_norm", "elapsed_s"]
     assert len(hist) == 18 * 30 and set(hist.run_id) == set(runs.run_id)
     # epochs_to_target agrees with the history it was computed from
     row = runs.dropna(subset=["epochs_to_target"]).iloc[0]
@@ -64,7 +66,8 @@ def test_rerun_trains_nothing_new_and_show_repeats_the_summary(quickstart):
 def test_python_api_returns_the_same_tables(quickstart):
     _, out = quickstart
     res = lossbench.run(CONFIGS / "quickstart.yaml", out=out)  # everything recorded: trains nothing
-    pd.testing.assert_frame_equal(res.runs, pd.read_csv(out / "runs.csv", dtype={"error": str, "run_id": str}).fillna({"error": ""}))
+    pd.testing.assert_frame_equal(
+        res.runs, pd.read_csv(out / "runs.csv", dtype={"error": str, "run_id": str}).fillna({"error": ""}))
     assert len(res.summary) == 9 and res.summary.iloc[0]["ok"] == 2
     # with a target, cells rank by the share of seeds reaching it, then by epochs to reach it
     s = res.summary

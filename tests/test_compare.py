@@ -24,7 +24,9 @@ def make_dir(path, name, runs, swept=("optimizer.name", "optimizer.lr"), target=
     rows, hist = [], []
     for i, r in enumerate(runs):
         rid = f"{name[:4]}{i:08d}"
-        acc, loss, dt = r.get("acc", []), r.get("loss") or [1.0 / (e + 1) for e in range(len(r.get("acc", [])))], r.get("dt", 0.5)
+        acc, loss, dt = (r.get("acc", []),
+                         r.get("loss") or [1.0 / (e + 1) for e in range(len(r.get("acc", [])))],
+                         r.get("dt", 0.5))
         rows.append({"run_id": rid, **{k: r[k.split(".")[1]] for k in swept}, "seed": r["seed"], "status": r["status"],
                      "epochs": len(acc), "test_accuracy": r.get("test", math.nan), "wall_time_s": dt * len(acc),
                      "n_params": 10, "error": "boom" if r["status"] == "failed" else ""})
@@ -32,7 +34,8 @@ def make_dir(path, name, runs, swept=("optimizer.name", "optimizer.lr"), target=
             hist.append({"run_id": rid, "epoch": e, "step": 10 * e, "train_loss": lo * 0.9, "val_loss": lo,
                          "val_accuracy": a, "lr": 0.1, "grad_norm": 1.0, "elapsed_s": dt * e})
     run_cols = ["run_id", *swept, "seed", "status", "epochs", "test_accuracy", "wall_time_s", "n_params", "error"]
-    pd.DataFrame(rows, columns=run_cols).to_csv(path / "runs.csv", index=False)  # headers even with no run, as `run` writes
+    # headers even with no run, as `run` writes
+    pd.DataFrame(rows, columns=run_cols).to_csv(path / "runs.csv", index=False)
     pd.DataFrame(hist, columns=["run_id", "epoch", "step", "train_loss", "val_loss", "val_accuracy", "lr", "grad_norm",
                                 "elapsed_s"]).to_csv(path / "history.csv", index=False)
     (path / "manifest.json").write_text(json.dumps({"config": f"configs/{name}.yaml", "swept": list(swept),
@@ -46,7 +49,8 @@ LOSS_A0 = [1.0, 0.6, 0.4, 0.3]
 
 @pytest.fixture
 def problem(tmp_path):
-    runs = [{"name": "adam", "lr": 0.1, "seed": s, "status": "ok", "acc": a, "test": 0.9 + s / 100} for s, a in enumerate(A)]
+    runs = [{"name": "adam", "lr": 0.1, "seed": s, "status": "ok", "acc": a, "test": 0.9 + s / 100}
+            for s, a in enumerate(A)]
     runs[0]["loss"] = LOSS_A0
     runs += [{"name": "sgd", "lr": 0.1, "seed": 0, "status": "ok", "acc": [0.3, 0.5, 0.6, 0.7]},
              {"name": "sgd", "lr": 0.1, "seed": 1, "status": "ok", "acc": [0.35, 0.55, 0.65, 0.72]},
@@ -68,7 +72,8 @@ def test_aggregation_matches_an_independent_computation(problem):
     assert a["final_mean"] == pytest.approx(statistics.mean(finals))
     assert a["final_std"] == pytest.approx(statistics.stdev(finals))
     half = T975_2DF * statistics.stdev(bests) / math.sqrt(3)
-    assert (a["best_ci_low"], a["best_ci_high"]) == pytest.approx((statistics.mean(bests) - half, statistics.mean(bests) + half), abs=1e-4)
+    assert (a["best_ci_low"], a["best_ci_high"]) == pytest.approx(
+        (statistics.mean(bests) - half, statistics.mean(bests) + half), abs=1e-4)
     # target 0.9: seeds 0 and 1 reach it at epoch 3 (step 30, 1.5 s), seed 2 never
     assert (a["epochs_to_target"], a["steps_to_target"], a["time_to_target"]) == (3, 30, 1.5)
     assert a["reached"] == pytest.approx(2 / 3)
@@ -121,7 +126,8 @@ def test_performance_profile(tmp_path):
     assert prof.loc["momentum, lr=0.1", ["tau=1", "tau=2"]].tolist() == [0.5, 1.0]
     assert prof.loc["sgd, lr=0.1", "tau=10"] == 0 and (prof["problems"] == 2).all()
     r = runner.invoke(app, ["compare", str(p1), str(p2), "--profile", "--format", "csv"])
-    assert r.exit_code == 0 and pd.read_csv(io.StringIO(r.output)).set_index("group").loc["adam, lr=0.1", "tau=2"] == 1.0
+    assert (r.exit_code == 0
+            and pd.read_csv(io.StringIO(r.output)).set_index("group").loc["adam, lr=0.1", "tau=2"] == 1.0)
     r = runner.invoke(app, ["compare", str(p1), str(p2), "--profile", "--cost", "epochs"])
     assert r.exit_code == 0 and "epochs to target" in r.output  # epochs: both reach at 2, a tie
 
@@ -237,7 +243,8 @@ def test_what_the_results_cannot_answer_is_one_line(problem, tmp_path):
     empty = make_dir(tmp_path / "empty", "empty", [])  # interrupted before any run finished
     cases = [
         (["compare", str(empty)], "no run has finished yet"),
-        (["compare", str(problem), "--metric", "val_mae"], "has no 'val_mae'; it has train_loss, val_loss, val_accuracy"),
+        (["compare", str(problem), "--metric", "val_mae"],
+         "has no 'val_mae'; it has train_loss, val_loss, val_accuracy"),
         (["compare", str(problem), str(problem)], "given twice"),
         (["plot", str(empty)], "no run has finished yet"),
     ]
@@ -247,7 +254,8 @@ def test_what_the_results_cannot_answer_is_one_line(problem, tmp_path):
 
 
 def test_lr_tied_to_the_optimizer_has_no_sensitivity_curve(tmp_path):
-    runs = [{"name": n, "lr": lr, "seed": 0, "status": "ok", "acc": [0.5, 0.9]} for n, lr in (("sgd", 0.1), ("adam", 0.01))]
+    runs = [{"name": n, "lr": lr, "seed": 0, "status": "ok", "acc": [0.5, 0.9]}
+            for n, lr in (("sgd", 0.1), ("adam", 0.01))]
     p = make_dir(tmp_path / "p", "tied", runs)
     r = runner.invoke(app, ["compare", str(p), "--lr"])
     assert r.exit_code == 2 and "takes one value per group" in r.output
@@ -260,7 +268,8 @@ def test_a_test_metric_has_no_epoch_to_target(problem):
 
 
 def test_directories_sweeping_different_keys_are_grouped_by_what_they_share(problem, tmp_path):
-    other = make_dir(tmp_path / "q", "other", [{"name": "adam", "lr": 0.1, "seed": 0, "status": "ok", "acc": [0.5, 0.9]}],
+    other = make_dir(tmp_path / "q", "other",
+                     [{"name": "adam", "lr": 0.1, "seed": 0, "status": "ok", "acc": [0.5, 0.9]}],
                      swept=("optimizer.name",))
     r = runner.invoke(app, ["compare", str(problem), str(other), "--format", "csv"])
     assert r.exit_code == 0
@@ -278,7 +287,8 @@ def test_lr_sensitivity_skips_lrs_where_a_seed_diverged(tmp_path):
 
 def test_plot_refuses_results_with_no_ok_run(tmp_path):
     pytest.importorskip("matplotlib")
-    p = make_dir(tmp_path / "p", "div", [{"name": "sgd", "lr": 1.0, "seed": 0, "status": "diverged", "acc": [0.5, math.nan]}])
+    p = make_dir(tmp_path / "p", "div",
+                 [{"name": "sgd", "lr": 1.0, "seed": 0, "status": "diverged", "acc": [0.5, math.nan]}])
     r = runner.invoke(app, ["plot", str(p)])
     assert r.exit_code == 2 and "no run finished ok" in r.output
 
@@ -319,7 +329,8 @@ def _damage(d, how):
 def test_a_damaged_results_directory_is_one_line_naming_the_file(problem, how, command):
     name = _damage(problem, how)
     r = runner.invoke(app, [command, str(problem)])
-    assert r.exit_code == 2 and r.output.startswith(f"error: {problem / name}: ") and r.output.count("\n") == 1, r.output
+    assert (r.exit_code == 2 and r.output.startswith(f"error: {problem / name}: ")
+            and r.output.count("\n") == 1), r.output
 
 
 def test_a_bug_is_not_swallowed_into_an_error_line(problem, monkeypatch):

@@ -35,18 +35,22 @@ MALFORMED = [
     (BASE + "optimiser: adam\n", "optimiser: unknown section (sections are name, dataset, model, loss, optimizer, "
                                   "train, seeds, grid, target), got 'adam' (did you mean 'optimizer'?)"),
     ("dataset: moons\nmodel: mlp\nloss: mse\n", "optimizer: missing section"),
-    (BASE.replace("name: moons", "name: moonz"), "dataset.name: must be one of ['blobs', 'csv', 'fashion_mnist', "
-                                                 "'mnist', 'moons', 'regression', 'spirals'], got 'moonz' (did you mean 'moons'?)"),
-    (BASE.replace("name: mlp", "name: mpl"), "model.name: must be one of ['linear', 'mlp'], got 'mpl' (did you mean 'mlp'?)"),
+    (BASE.replace("name: moons", "name: moonz"),
+     "dataset.name: must be one of ['blobs', 'csv', 'fashion_mnist', 'mnist', 'moons', 'regression', 'spirals'], "
+     "got 'moonz' (did you mean 'moons'?)"),
+    (BASE.replace("name: mlp", "name: mpl"),
+     "model.name: must be one of ['linear', 'mlp'], got 'mpl' (did you mean 'mlp'?)"),
     (BASE.replace("loss: cross_entropy", "loss: crossentropy"), "got 'crossentropy' (did you mean 'cross_entropy'?)"),
     (BASE.replace("name: sgd", "name: adamw2"), "optimizer.name: must be one of ['adadelta', "),
     (BASE.replace("hidden: [8]", "hidden: [8], activation: relux"),
-     "model.activation: must be one of ['relu', 'leaky_relu', 'tanh', 'sigmoid', 'gelu'], got 'relux' (did you mean 'relu'?)"),
+     "model.activation: must be one of ['relu', 'leaky_relu', 'tanh', 'sigmoid', 'gelu'], "
+     "got 'relux' (did you mean 'relu'?)"),
     (BASE.replace("epochs: 2", "epochs: 2, schedule: {name: cosinus}"),
      "train.schedule.name: must be one of ['constant', 'cosine', 'exponential', 'reduce_on_plateau', 'step', "
      "'warmup_cosine'], got 'cosinus' (did you mean 'cosine'?)"),
     (BASE.replace("lr: 0.1", "lr: 0.1, betas: [0.9, 0.99]"),
-     "optimizer.betas: unknown option (optimizer 'sgd' takes lr, momentum, dampening, weight_decay, nesterov), got [0.9, 0.99]"),
+     "optimizer.betas: unknown option (optimizer 'sgd' takes lr, momentum, dampening, weight_decay, nesterov), "
+     "got [0.9, 0.99]"),
     (BASE.replace("loss: cross_entropy", "loss: {name: huber, beta: 1}"),
      "loss.beta: unknown option (loss 'huber' takes delta), got 1 (did you mean 'delta'?)"),
     (BASE.replace("lr: 0.1", "lr: fast"), "optimizer.lr: must be a number > 0, got 'fast'"),
@@ -54,17 +58,23 @@ MALFORMED = [
     (BASE.replace("lr: 0.1", "lr: -0.1"), "optimizer.lr: must be a number > 0, got -0.1"),
     (BASE.replace("lr: 0.1", "lr: .nan"), "optimizer.lr: must be a number > 0, got NaN"),
     (BASE.replace("lr: 0.1", "lr: .inf"), "optimizer.lr: must be a number > 0, got Infinity"),
-    (BASE.replace("name: sgd, lr: 0.1", "name: adam, betas: [1.5, 0.9]"), "optimizer.betas[0]: must be a number in [0, 1), got 1.5"),
-    (BASE.replace("name: sgd, lr: 0.1", "name: adam, betas: 0.9"), "optimizer.betas: must be a list of 2 numbers in [0, 1), got 0.9"),
+    (BASE.replace("name: sgd, lr: 0.1", "name: adam, betas: [1.5, 0.9]"),
+     "optimizer.betas[0]: must be a number in [0, 1), got 1.5"),
+    (BASE.replace("name: sgd, lr: 0.1", "name: adam, betas: 0.9"),
+     "optimizer.betas: must be a list of 2 numbers in [0, 1), got 0.9"),
     (BASE.replace("epochs: 2", "epochs: 0"), "train.epochs: must be an integer >= 1, got 0"),
     (BASE.replace("epochs: 2", "epochs: 2.0"), "train.epochs: must be an integer >= 1, got 2.0"),
-    (BASE.replace("batch_size: 32", "batch_size: 0"), "train.batch_size: must be an integer >= 1 or one of ['full'], got 0"),
+    (BASE.replace("batch_size: 32", "batch_size: 0"),
+     "train.batch_size: must be an integer >= 1 or one of ['full'], got 0"),
     (BASE.replace("hidden: [8]", "hidden: [8, -4]"), "model.hidden[1]: must be an integer >= 1, got -4"),
-    (BASE.replace("n_samples: 200", "n_samples: 200, val_fraction: 1.5"), "dataset.val_fraction: must be a number in [0, 1), got 1.5"),
-    (BASE.replace("epochs: 2", "epochs: 2, epoch: 3"), "train.epoch: unknown option (train takes epochs, batch_size, "
-                                                       "shuffle, schedule, clip_grad_norm, early_stopping), got 3 (did you mean 'epochs'?)"),
-    (BASE + "grid: {optimizer.lrr: [0.1]}\n", "optimizer.lrr: unknown option (optimizer 'sgd' takes lr, momentum, "
-                                              "dampening, weight_decay, nesterov), got 0.1 (did you mean 'lr'?) (grid cell optimizer.lrr=0.1)"),
+    (BASE.replace("n_samples: 200", "n_samples: 200, val_fraction: 1.5"),
+     "dataset.val_fraction: must be a number in [0, 1), got 1.5"),
+    (BASE.replace("epochs: 2", "epochs: 2, epoch: 3"),
+     "train.epoch: unknown option (train takes epochs, batch_size, shuffle, schedule, clip_grad_norm, early_stopping), "
+     "got 3 (did you mean 'epochs'?)"),
+    (BASE + "grid: {optimizer.lrr: [0.1]}\n",
+     "optimizer.lrr: unknown option (optimizer 'sgd' takes lr, momentum, dampening, weight_decay, nesterov), "
+     "got 0.1 (did you mean 'lr'?) (grid cell optimizer.lrr=0.1)"),
     (BASE + "grid: {optimiser.lr: [0.1]}\n", "grid.optimiser.lr: points nowhere"),
     (BASE + "grid: {optimizer.lr: 0.1}\n", "grid.optimizer.lr: must be a non-empty list"),
     (BASE + "grid: {optimizer.lr: []}\n", "grid.optimizer.lr: must be a non-empty list"),
@@ -80,37 +90,46 @@ MALFORMED = [
     (BASE + "target: {metric: val_accuracy, valu: 0.9}\n", "target.valu: unknown option (target takes metric, value), "
                                                             "got 0.9 (did you mean 'value'?)"),
     (BASE + "target: {metric: val_accuracy}\n", "target.value: required by target (a number), got nothing"),
-    (BASE.replace("name: moons, n_samples: 200", "name: csv, path: nowhere.csv"), "dataset.path: no such file, got 'nowhere.csv'"),
-    (BASE.replace("name: moons, n_samples: 200", "name: csv"), "dataset.path: required by dataset 'csv' (a string), got nothing"),
+    (BASE.replace("name: moons, n_samples: 200", "name: csv, path: nowhere.csv"),
+     "dataset.path: no such file, got 'nowhere.csv'"),
+    (BASE.replace("name: moons, n_samples: 200", "name: csv"),
+     "dataset.path: required by dataset 'csv' (a string), got nothing"),
     (BASE + "x: !!python/object/apply:os.system ['echo pwned']\n", "YAML tags"),
     (BASE.replace("name: t", "name: ../escape"), "name: must be a plain name"),
     (BASE.replace("name: t", "name: a/b"), "name: must be a plain name"),
     (BASE.replace("lr: 0.1", "lr: 0.1, nesterov: 'yes'"), "optimizer.nesterov: must be true or false, got 'yes'"),
-    (BASE.replace("lr: 0.1", "lr: 0.1, nesterov: yes"), "optimizer.nesterov: must be true or false, got 'yes'"),  # YAML 1.2
+    (BASE.replace("lr: 0.1", "lr: 0.1, nesterov: yes"),
+     "optimizer.nesterov: must be true or false, got 'yes'"),  # YAML 1.2
     (BASE.replace("lr: 0.1", "lr: 0.1, nesterov: true"), "optimizer.nesterov: needs momentum > 0 and dampening = 0"),
     (BASE.replace("epochs: 2", "epochs: 2, early_stopping: {monitor: val_acc}"),
-     "train.early_stopping.monitor: must be one of ['val_loss', 'val_accuracy'], got 'val_acc' (did you mean 'val_accuracy'?)"),
+     "train.early_stopping.monitor: must be one of ['val_loss', 'val_accuracy'], "
+     "got 'val_acc' (did you mean 'val_accuracy'?)"),
     (BASE.replace("epochs: 2", "epochs: 2, early_stopping: {min_delta: x}"),
      "train.early_stopping.min_delta: must be a number >= 0, got 'x'"),
     (BASE.replace("epochs: 2", "epochs: 2, early_stopping: 5"),
      "train.early_stopping: must be a mapping {monitor, patience, min_delta}, got 5"),
     (BASE.replace("epochs: 2", "epochs: 2, clip_grad_norm: x"), "train.clip_grad_norm: must be a number > 0, got 'x'"),
-    (BASE.replace("n_samples: 200", "n_samples: 200, val_fraction: 0").replace("epochs: 2", "epochs: 2, early_stopping: {}"),
-     "dataset.val_fraction: must be > 0 when train.early_stopping or reduce_on_plateau watch the validation split, got 0"),
+    (BASE.replace("n_samples: 200", "n_samples: 200, val_fraction: 0")
+         .replace("epochs: 2", "epochs: 2, early_stopping: {}"),
+     "dataset.val_fraction: must be > 0 when train.early_stopping or reduce_on_plateau watch the validation split, "
+     "got 0"),
     (BASE.replace("loss: cross_entropy", "loss: {delta: 1.0}"), "loss.name: missing"),
     (BASE.replace("loss: cross_entropy", "loss: {name: cross_entropy, seed: 1}"),
      "loss.seed: unknown option (loss 'cross_entropy' takes label_smoothing), got 1"),
     (BASE.replace("name: sgd, lr: 0.1", "name: sgd, lr: 0.1, epochs: 3"),
      "optimizer.epochs: unknown option (optimizer 'sgd' takes lr, momentum, dampening, weight_decay, nesterov), got 3"),
-    (BASE.replace("n_samples: 200", "n_samples: 200, rng: 3"), "dataset.rng: unknown option (dataset 'moons' takes seed, "
-                                                               "val_fraction, normalize, limit, n_samples, noise, test_fraction), got 3"),
-    (BASE.replace("hidden: [8]", "hidden: [8], seed: 3"), "model.seed: unknown option (model 'mlp' takes hidden, activation, "
-                                                          "dropout, init), got 3"),
+    (BASE.replace("n_samples: 200", "n_samples: 200, rng: 3"),
+     "dataset.rng: unknown option (dataset 'moons' takes seed, val_fraction, normalize, limit, n_samples, noise, "
+     "test_fraction), got 3"),
+    (BASE.replace("hidden: [8]", "hidden: [8], seed: 3"),
+     "model.seed: unknown option (model 'mlp' takes hidden, activation, dropout, init), got 3"),
     (BASE.replace("name: moons, n_samples: 200", "name: mnist, mirrors: ftp://example.org/"),
-     "dataset.mirrors: must be a list of http(s) base URLs or a comma-separated string of them, got 'ftp://example.org/'"),
+     "dataset.mirrors: must be a list of http(s) base URLs or a comma-separated string of them, "
+     "got 'ftp://example.org/'"),
     (BASE.replace("hidden: [8]", "hidden: [100000, 100000, 100000]"),
      "model: does not fit in memory: 20,000,700,002 parameters need 149.0 GiB for weights and gradients"),
-    (BASE.replace("lr: 0.1", "lr: 0.1\n  lr: 0.2").replace("{name: sgd, lr: 0.1\n  lr: 0.2}", "\n  name: sgd\n  lr: 0.1\n  lr: 0.2"),
+    (BASE.replace("lr: 0.1", "lr: 0.1\n  lr: 0.2")
+         .replace("{name: sgd, lr: 0.1\n  lr: 0.2}", "\n  name: sgd\n  lr: 0.1\n  lr: 0.2"),
      "optimizer.lr: given twice in one mapping (lines 7 and 8); keep one, got both"),
     (BASE + "grid: [{optimizer.lr: [0.1]}, 7]\n", "grid[1]: must be a mapping"),
 ]
@@ -174,7 +193,8 @@ def test_run_ids_are_stable_and_only_depend_on_the_run(tmp_path):
 
 def test_set_overrides_apply_before_validation(tmp_path):
     cfg = write(tmp_path, BASE)
-    exp = load_experiment(cfg, ["optimizer.lr=0.5", "loss.label_smoothing=0.1", "seeds=[3, 4]", "train.batch_size=full"])
+    exp = load_experiment(cfg, ["optimizer.lr=0.5", "loss.label_smoothing=0.1", "seeds=[3, 4]",
+                                "train.batch_size=full"])
     spec = exp.runs[0]
     assert spec.config["optimizer"]["lr"] == 0.5
     assert spec.config["loss"] == {"name": "cross_entropy", "label_smoothing": 0.1}

@@ -72,7 +72,8 @@ def cluster():
 def test_dask_cluster_gives_the_same_tables_as_local_workers(tmp_path, cluster):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG)
-    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "dask"), "--executor", "dask", "--address", cluster])
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "dask"), "--executor", "dask",
+                            "--address", cluster])
     assert r.exit_code == 0, r.output
     assert "training 14 on the Dask cluster" in r.output and "14 runs: 12 ok, 2 diverged, 0 failed" in r.output
     assert runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "local"), "-q"]).exit_code == 0
@@ -81,8 +82,8 @@ def test_dask_cluster_gives_the_same_tables_as_local_workers(tmp_path, cluster):
         loc = pd.read_csv(tmp_path / "local" / table).drop(columns=timing)
         pd.testing.assert_frame_equal(d, loc)
     # resuming on the cluster skips what is recorded, like a local run
-    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "dask"), "--executor", "dask", "--address", cluster,
-                            "--set", "seeds=[0, 1, 2]"])
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "dask"), "--executor", "dask",
+                            "--address", cluster, "--set", "seeds=[0, 1, 2]"])
     assert r.exit_code == 0 and "14 of 21 runs already recorded (skipped); training 7" in r.output
 
 
@@ -91,7 +92,8 @@ def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path):
     cfg.write_text(CONFIG)
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
-        r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "--executor", "dask", "--address", address])
+        r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "--executor", "dask",
+                                "--address", address])
     assert r.exit_code == 2
     assert r.output.startswith(f"error: cannot reach the Dask scheduler at {address}") and r.output.count("\n") == 1
     assert not (tmp_path / "o" / "runs.csv").exists() and not (tmp_path / "o" / "config.yaml").exists()

@@ -100,7 +100,8 @@ def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_
     r = subprocess.run([sys.executable, "-m", "lossbench", "run", str(cfg), "--out", str(out), "--workers", "2"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"{len(before)} of {N_RUNS} runs already recorded (skipped); training {N_RUNS - len(before)} on 2 workers" in r.stdout
+    assert (f"{len(before)} of {N_RUNS} runs already recorded (skipped); "
+            f"training {N_RUNS - len(before)} on 2 workers") in r.stdout
     # finished runs were not trained again: their records are byte for byte what they were
     assert all((out / "records" / name).read_bytes() == data for name, data in files.items())
     assert_same_as_reference(out, reference)

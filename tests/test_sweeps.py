@@ -104,7 +104,8 @@ grid:
     assert "3 of 5 runs already recorded (skipped); training 2" in r.output
     again = pd.read_csv(tmp_path / "o" / "runs.csv").set_index("run_id")
     assert again.loc[victim, "status"] == "ok" and again.loc[exp.runs[4].run_id, "status"] == "ok"
-    pd.testing.assert_series_equal(again.loc[exp.runs[0].run_id].drop(TIMING), runs.loc[exp.runs[0].run_id].drop(TIMING))
+    pd.testing.assert_series_equal(again.loc[exp.runs[0].run_id].drop(TIMING),
+                                   runs.loc[exp.runs[0].run_id].drop(TIMING))
 
 
 def test_exit_code_is_1_when_a_run_fails(tmp_path):
@@ -147,11 +148,13 @@ def test_a_changed_config_is_refused_unless_it_only_adds_runs(tmp_path):
 
     r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "--set", "train.epochs=4"])
     assert r.exit_code == 2
-    assert r.output.strip() == (f"error: {out}: holds results of a different config (train.epochs 3 -> 4); only adding "
-                                "grid values or seeds may reuse it. Use --fresh to start over, or --out for a new directory")
+    assert r.output.strip() == (f"error: {out}: holds results of a different config (train.epochs 3 -> 4); "
+                                "only adding grid values or seeds may reuse it. "
+                                "Use --fresh to start over, or --out for a new directory")
     r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "--set", "grid.optimizer.lr=[0.1]"])
     assert r.exit_code == 2 and "grid.optimizer.lr [0.1, 0.2] -> [0.1]" in r.output
-    assert {p.name: p.read_text() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before  # nothing touched
+    # nothing touched
+    assert {p.name: p.read_text() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before
 
     # a wider grid and more seeds: only the new runs train
     r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "--set", "grid.optimizer.lr=[0.1, 0.2, 0.4]",
