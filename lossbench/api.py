@@ -13,9 +13,10 @@ from lossbench import data
 from lossbench.analysis import plots
 from lossbench.analysis.compare import Comparison, Problem, aggregate, compare_problems, default_metric
 from lossbench.engine import losses, nn, optimizers, schedules
+from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
 from lossbench.registry import Choice
-from lossbench.sweep.config import load_experiment
+from lossbench.sweep.config import TARGET, load_experiment
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.store import read_results
 
@@ -108,19 +109,26 @@ def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, b
 
 # What can be named in a config: `lossbench list` shows each registry's items, their
 # options with defaults and allowed ranges, and their one-sentence summaries.
+# (Layers have a registry too, but a config names them only through a model's options.)
 REGISTRIES = {
     "datasets": data.DATASETS,
     "models": nn.MODELS,
-    "layers": nn.LAYERS,
     "losses": losses.LOSSES,
     "optimizers": optimizers.OPTIMIZERS,
     "schedules": schedules.SCHEDULES,
 }
-KINDS = Choice(*REGISTRIES)
+SECTIONS = {  # the config sections that are options rather than named items
+    "train": (TRAIN, "How each run trains: epochs, batches, schedule, clipping, early stopping."),
+    "train.early_stopping": (EARLY_STOPPING, "Stop a run when a validation metric stops improving."),
+    "target": (TARGET, "The value of a metric that counts as reached, for the to-target columns and ranks."),
+}
+KINDS = Choice(*REGISTRIES, "train")
 
 
 def catalog(kind: str) -> list[tuple[str, dict, str]]:
     """(name, {option: 'default (allowed range)'}, one-sentence summary) per item of `kind`."""
     KINDS.check("list KIND", kind)
+    if kind == "train":
+        return [(name, schema.describe(), doc) for name, (schema, doc) in SECTIONS.items()]
     reg = REGISTRIES[kind]
     return [(name, reg.schema(name).describe(), reg.doc(name).split("\n")[0]) for name in reg.names()]

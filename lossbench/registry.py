@@ -155,7 +155,7 @@ class Choice(Constraint):
 
     def __init__(self, *options: str):
         self.options = options
-        self.what = f"one of {list(options)}"
+        self.what = f"one of {list(options)}" if len(options) > 1 else repr(options[0])
         self.short = "|".join(options)
 
     def ok(self, v):
@@ -219,16 +219,16 @@ class Seq(Constraint):
 
     @property
     def what(self):
+        if self.scalar:
+            return f"{self.item.what}, or a {'non-empty ' if self.min_length else ''}list of them"
         n = f"{self.length} " if self.length else ""
-        many = f"a {'non-empty ' if self.min_length else ''}list of {n}{_plural(self.item.what)}"
-        return f"{self.item.what} or {many}" if self.scalar else many
+        return f"a {'non-empty ' if self.min_length else ''}list of {n}{_plural(self.item.what)}"
 
     @property
     def short(self):
-        each = f"each {self.item.short}"
-        if self.length:
-            return f"{self.length} values, {each}"
-        return f"a list, {each}" + (" (or one)" if self.scalar else "")
+        if self.scalar:
+            return f"{self.item.short}, or a list of them"
+        return f"{self.length or 'a list of'} values, each {self.item.short}"
 
     def ok(self, v):
         try:
@@ -238,7 +238,11 @@ class Seq(Constraint):
         return True
 
     def check(self, key, value):
-        items = [value] if self.scalar and not isinstance(value, (list, tuple)) else value
+        if self.scalar and not isinstance(value, (list, tuple)):
+            if not self.item.ok(value):  # one bare item: the key is the whole option, not item [0]
+                raise fail(key, f"must be {self.what}", value)
+            return
+        items = value
         if not isinstance(items, (list, tuple)) or (self.length is not None and len(items) != self.length) \
                 or len(items) < self.min_length:
             raise fail(key, f"must be {self.what}", value)

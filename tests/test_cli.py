@@ -19,7 +19,6 @@ def test_version():
 LISTED = {
     "datasets": data.DATASETS,
     "models": nn.MODELS,
-    "layers": nn.LAYERS,
     "losses": losses.LOSSES,
     "optimizers": optimizers.OPTIMIZERS,
     "schedules": schedules.SCHEDULES,
@@ -51,8 +50,8 @@ def test_list_shows_defaults():
 def test_list_unknown_kind_exits_2():
     r = runner.invoke(app, ["list", "lossses"])
     assert r.exit_code == 2
-    assert r.output == ("error: list KIND: must be one of ['datasets', 'models', 'layers', 'losses', 'optimizers', "
-                        "'schedules'], got 'lossses' (did you mean 'losses'?)\n")
+    assert r.output == ("error: list KIND: must be one of ['datasets', 'models', 'losses', 'optimizers', "
+                        "'schedules', 'train'], got 'lossses' (did you mean 'losses'?)\n")
     assert "Traceback" not in r.output
 
 
@@ -83,4 +82,9 @@ def test_list_shows_each_summary_verbatim_and_the_allowed_ranges():
     options = _list_cells(runner.invoke(app, ["list", "losses"]).output)["cross_entropy"][0]
     assert options == "label_smoothing=0.0 (in [0, 1])"
     options = _list_cells(runner.invoke(app, ["list", "models"]).output)["mlp"][0]
-    assert "hidden=[128] (a list, each integer >= 1 (or one))" in options
+    assert "hidden=[128] (integer >= 1, or a list of them)" in options
+    train = _list_cells(runner.invoke(app, ["list", "train"]).output)
+    assert sorted(train) == ["target", "train", "train.early_stopping"]
+    assert "batch_size=128 (integer >= 1 or full)" in train["train"][0]
+    assert "patience=5 (integer >= 1)" in train["train.early_stopping"][0]
+    assert "metric=required (string)" in train["target"][0]

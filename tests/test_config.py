@@ -65,7 +65,7 @@ MALFORMED = [
     (BASE.replace("epochs: 2", "epochs: 0"), "train.epochs: must be an integer >= 1, got 0"),
     (BASE.replace("epochs: 2", "epochs: 2.0"), "train.epochs: must be an integer >= 1, got 2.0"),
     (BASE.replace("batch_size: 32", "batch_size: 0"),
-     "train.batch_size: must be an integer >= 1 or one of ['full'], got 0"),
+     "train.batch_size: must be an integer >= 1 or 'full', got 0"),
     (BASE.replace("hidden: [8]", "hidden: [8, -4]"), "model.hidden[1]: must be an integer >= 1, got -4"),
     (BASE.replace("n_samples: 200", "n_samples: 200, val_fraction: 1.5"),
      "dataset.val_fraction: must be a number in [0, 1), got 1.5"),
@@ -79,7 +79,8 @@ MALFORMED = [
     (BASE + "grid: {optimizer.lr: 0.1}\n", "grid.optimizer.lr: must be a non-empty list"),
     (BASE + "grid: {optimizer.lr: []}\n", "grid.optimizer.lr: must be a non-empty list"),
     (BASE + "seeds: [0, one]\n", "seeds[1]: must be an integer >= 0, got 'one'"),
-    (BASE + "seeds: []\n", "seeds: must be an integer >= 0 or a non-empty list of integers >= 0, got []"),
+    (BASE + "seeds: []\n", "seeds: must be an integer >= 0, or a non-empty list of them, got []"),
+    (BASE + "seeds: 1.0\n", "seeds: must be an integer >= 0, or a non-empty list of them, got 1.0"),
     (BASE + "seeds: [1, 1]\n", "seeds: must not repeat a value, got [1, 1]"),
     (BASE.replace("name: moons, n_samples: 200", "name: regression"),
      "loss.name: must be a regression loss on the regression dataset 'regression' (one of ['huber', 'log_cosh', "
@@ -127,11 +128,29 @@ MALFORMED = [
      "dataset.mirrors: must be a list of http(s) base URLs or a comma-separated string of them, "
      "got 'ftp://example.org/'"),
     (BASE.replace("hidden: [8]", "hidden: [100000, 100000, 100000]"),
-     "model: does not fit in memory: 20,000,700,002 parameters need 149.0 GiB for weights and gradients"),
+     "model: does not fit in memory: 20,000,700,002 parameters need 372.5 GiB for weights, gradients and sgd's "
+     "buffers, this machine has"),
     (BASE.replace("lr: 0.1", "lr: 0.1\n  lr: 0.2")
          .replace("{name: sgd, lr: 0.1\n  lr: 0.2}", "\n  name: sgd\n  lr: 0.1\n  lr: 0.2"),
-     "optimizer.lr: given twice in one mapping (lines 7 and 8); keep one, got both"),
+     "optimizer.lr: given twice in one mapping (line 7, column 3 and line 8, column 3); keep one, got '0.1' and '0.2'"),
     (BASE + "grid: [{optimizer.lr: [0.1]}, 7]\n", "grid[1]: must be a mapping"),
+    (BASE + "grid:\n  optimizer.lr: [0.1, 0.01]\n  optimizer: [{name: adam}]\n",
+     "grid.optimizer.lr: overlaps grid.optimizer, whose values replace the whole optimizer; set lr inside those "
+     "values, got [0.1, 0.01]"),
+    (BASE.replace("lr: 0.1", "lr: !!int 0.1"), "YAML tags such as !!int are not allowed at line 5, column 28"),
+    (BASE.replace("lr: 0.1", "lr: 0.1, amsgrad: !!bool yes"), "YAML tags such as !!bool are not allowed"),
+    (BASE.replace("epochs: 2, ", "epochs: 2,\n\tbatch: 1, "), "a tab where YAML needs spaces (indent with spaces)"),
+    (BASE + "---\nname: u\n", "invalid YAML at line 7, column 1: a second YAML document ('---'); one config per file"),
+    (BASE.replace("name: t", "name: 123"), "name: must be a plain name of letters, digits, '.', '_' or '-' (no '/', "
+                                          "no '..'; quote one made of digits), got 123"),
+    ("hello\n", "the top level must be a mapping of sections (dataset:, model:, ...), got 'hello'"),
+    (BASE + "target: {metric: val_accuracy, value: 1.5}\n",
+     "target.value: must be a value val_accuracy can reach, in [0, 1], got 1.5"),
+    (BASE + "target: {metric: val_loss, value: -1}\n",
+     "target.value: must be a value val_loss can reach, in [0, inf], got -1"),
+    (BASE.replace("name: moons, n_samples: 200", "name: mnist, path: /nonexistent/mnist"),
+     "dataset.path: must be a directory holding the four files train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+     "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (plain or .gz), got '/nonexistent/mnist'"),
 ]
 
 
@@ -225,8 +244,26 @@ def test_numbers_and_booleans_are_read_as_people_write_them(tmp_path):
 def test_duplicate_keys_are_found_at_any_depth(tmp_path):
     text = BASE + "grid:\n  - optimizer.lr: [0.1]\n    optimizer.lr: [0.2]\n"
     with pytest.raises(ConfigError, match=r"c\.yaml: grid\[0\]\.optimizer\.lr: given twice in one mapping "
-                                          r"\(lines 8 and 9\); keep one, got both$"):
+                                          r"\(line 8, column 5 and line 9, column 5\); keep one, "
+                                          r"got a list and a list$"):
         load_experiment(write(tmp_path, text))
     merged = "defaults: &b {lr: 0.1}\n" + BASE.replace("{name: sgd, lr: 0.1}", "{<<: *b, name: sgd}")
     with pytest.raises(ConfigError, match="c.yaml: defaults: unknown section"):  # a merge key is no duplicate
         load_experiment(write(tmp_path, merged))
+
+
+def test_config_files_that_are_not_yaml_text(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(BASE.replace("name: t", "name: caf\xe9").encode("latin-1"))
+    for path, message in ((latin, "is not UTF-8 text (byte 0xe9 on line 1); save it as UTF-8"),
+                          (tmp_path, "is a directory, not a config file")):
+        r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
+        assert (r.exit_code, r.output) == (2, f"error: {path}: {message}\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_set_value_that_is_not_yaml_is_refused_as_the_set(tmp_path):
+    r = CliRunner().invoke(app, ["validate", str(write(tmp_path, BASE)), "--set", "optimizer.lr=[0.1"])
+    assert r.exit_code == 2
+    assert r.output.startswith("error: --set optimizer.lr=[0.1: invalid YAML at line 1, column 5: ")

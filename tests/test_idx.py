@@ -284,7 +284,7 @@ def test_path_option_is_used_without_download(tmp_path, fake, server):
 
 
 def test_path_option_without_files_is_an_error(tmp_path, fake):
-    with pytest.raises(DataError, match="does not hold the four files") as e:
+    with pytest.raises(DataError, match=r"^dataset\.path: must be a directory holding the four files ") as e:
         idx.load_arrays("mnist", path=str(tmp_path / "nowhere"))
     assert "nowhere" in str(e.value)
 

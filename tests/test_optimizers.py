@@ -210,3 +210,18 @@ def test_gradient_of_the_wrong_shape_is_refused():
     opt = optimizers.build("adam", [np.zeros((3, 2), np.float32)])
     with pytest.raises(ValueError, match=r"gradient 0 has shape \(2,\), its parameter \(3, 2\)"):
         opt.step([np.zeros(2, np.float32)])
+
+
+def test_copies_count_the_parameter_sized_arrays_an_optimizer_holds():
+    w = [np.zeros(3, np.float32)]
+    cases = [("sgd", {}), ("momentum", {}), ("adam", {}), ("adam", {"amsgrad": True}), ("rmsprop", {"centered": True})]
+    copies = [optimizers.build(name, w, **kw).copies() for name, kw in cases]
+    assert copies == [3, 4, 5, 6, 5]  # scratch (3) + state: buf; M, V; + Vmax; v, m
+    opt = optimizers.build("momentum", w)
+    opt.step([np.ones(3, np.float32)])  # the buffer it promised is the one it made
+    assert len(opt.state[0]) + len(vars(opt.scratch[0])) == opt.copies()
+
+
+def test_params_must_be_a_list_of_arrays():
+    with pytest.raises(TypeError, match="not one array"):
+        optimizers.build("adam", np.zeros((3, 2), np.float32))

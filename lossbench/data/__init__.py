@@ -60,6 +60,8 @@ def describe(spec: dict, cache: dict) -> tuple[str, int, int]:
     and CSV data load in well under a second)."""
     name = spec["name"]
     if name in idx.KNOWN:
+        if spec.get("path") is not None:
+            idx.find_files(name, spec["path"])  # an explicit path must hold the files
         return idx.KNOWN[name]
     ds = load_spec(spec, cache)
     return ds.task, ds.n_features, ds.n_outputs

@@ -167,8 +167,8 @@ def find_files(name: str, path=None) -> dict[str, Path] | None:
         directory = Path(path).expanduser()
         found = _files_in(directory)
         if found is None:  # an explicit path is a promise: falling back would hide typos
-            raise DataError(f"{name}: option path={str(path)!r} does not hold the four files "
-                            f"{', '.join(FILES)} (plain or .gz)")
+            raise DataError(f"dataset.path: must be a directory holding the four files {', '.join(FILES)} "
+                            f"(plain or .gz), got {str(path)!r}")
         return found
     dirs = []
     if os.environ.get("LOSSBENCH_DATA"):

@@ -4,11 +4,15 @@ all ask here, so "best" and "reached" mean the same thing everywhere."""
 
 from __future__ import annotations
 
+import math
+
 from lossbench.errors import ConfigError
 
 # Whether a bigger value of a metric is better; decides "best", early stopping and ranks.
 HIGHER_IS_BETTER = {"loss": False, "accuracy": True, "mae": False, "r2": True}
 TASK_METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "mae", "r2")}
+# The values each metric can take (every loss here is >= 0): a target outside is never reached.
+RANGES = {"loss": (0.0, math.inf), "accuracy": (0.0, 1.0), "mae": (0.0, math.inf), "r2": (-math.inf, 1.0)}
 
 
 def higher_is_better(metric: str) -> bool:
@@ -18,6 +22,12 @@ def higher_is_better(metric: str) -> bool:
         raise ConfigError(f"--metric: unknown metric {metric!r}; use train_loss, val_loss, val_<m> or test_<m> "
                           f"with m one of {sorted(HIGHER_IS_BETTER)}")
     return HIGHER_IS_BETTER[name]
+
+
+def value_range(metric: str) -> tuple[float, float]:
+    """(lowest, highest) value `metric` (bare or split-prefixed) can take."""
+    higher_is_better(metric)  # a known metric
+    return RANGES[metric.split("_", 1)[1] if "_" in metric else metric]
 
 
 def reaches(value, target: float, up: bool) -> bool:

@@ -83,6 +83,8 @@ class Optimizer:
 
     def __init__(self, params: Sequence[np.ndarray], lr: float, weight_decay: float = 0.0,
                  decoupled_weight_decay: bool = False):
+        if isinstance(params, np.ndarray):  # list(array) would silently make one parameter per row
+            raise TypeError("optimizer params must be a list of float NumPy arrays, not one array: wrap it in [ ]")
         self.params = list(params)
         for p in self.params:
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
@@ -96,6 +98,11 @@ class Optimizer:
 
     def init_state(self, p: np.ndarray) -> dict:
         return {}
+
+    def copies(self) -> int:
+        """Arrays the size of the parameters this optimizer holds (state and scratch): its
+        memory is this many times the model's."""
+        return len(self.state[0]) + len(vars(self.scratch[0])) if self.params else 0
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
         if len(grads) != len(self.params):
@@ -130,6 +137,10 @@ class SGD(Optimizer):
                               f"and dampening={dampening}")
         self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), bool(nesterov)
         super().__init__(params, lr, weight_decay)
+
+    def copies(self) -> int:
+        lazy = self.momentum > 0 and "buf" not in self.state[0]  # the momentum buffer, made on the first step
+        return super().copies() + lazy
 
     def update(self, p, g, s, w):
         if self.momentum:
@@ -339,7 +350,7 @@ class AdamW(Adam):
 
 @OPTIMIZERS.register("adamax", **ADAM_FAMILY)
 class Adamax(_Moments):
-    """Adam with the infinity norm in place of the second moment, torch.optim.Adamax (Kingma & Ba, 2015, 7).
+    """Adam with the infinity norm in place of the second moment, torch.optim.Adamax (Kingma & Ba, 2015, sec. 7).
 
     m = b1 m + (1-b1) g
     u = max(b2 u, |g| + eps)

@@ -14,18 +14,17 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import yaml
 
 from lossbench import data
 from lossbench.engine import losses, nn, optimizers, schedules
-from lossbench.engine.metrics import TASK_METRICS
+from lossbench.engine.metrics import TASK_METRICS, value_range
 from lossbench.engine.train import EarlyStopping, TrainConfig, model_outputs
 from lossbench.errors import ConfigError, LossbenchError
 from lossbench.registry import Check, Int, Real, Schema, Seq, Text, did_you_mean, fail, show, split_named
 from lossbench.sweep.spec import RunSpec, run_id
+from lossbench.sweep.yamlfile import parse_yaml, read_yaml
 
 SECTIONS = ("name", "dataset", "model", "loss", "optimizer", "train", "seeds", "grid", "target")
 REQUIRED = ("dataset", "model", "loss", "optimizer")
@@ -34,7 +33,7 @@ GRIDDABLE = ("dataset", "model", "loss", "optimizer", "train")
 EXAMPLE = {"dataset": "moons", "model": "mlp", "loss": "cross_entropy", "optimizer": "adam"}
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 NAME = Check(lambda v: isinstance(v, str) and bool(SLUG.match(v)) and ".." not in v,
-             "a plain name of letters, digits, '.', '_' or '-' (no '/', no '..')")
+             "a plain name of letters, digits, '.', '_' or '-' (no '/', no '..'; quote one made of digits)")
 SEEDS = Seq(Int(ge=0), scalar=True, min_length=1, unique=True)
 
 
@@ -63,95 +62,6 @@ class _Fail(Exception):
     """A problem at a dotted key; the caller adds the file name."""
 
 
-# ---------- reading: YAML 1.2's core schema, no duplicate keys, no tags ----------
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML speaks YAML 1.1, where `yes` is true and `1e-3` is a string. Configs are
-    read with YAML 1.2's core schema, as people write numbers: true/false only, and
-    1e-3, 3E-4, .5, .inf as floats."""
-
-
-_Loader.yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v if tag not in (
-    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-for _tag, _rx, _first in (
-        ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-        ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
-        ("tag:yaml.org,2002:float",
-         r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-         "-+0123456789."),
-):
-    _Loader.add_implicit_resolver(_tag, re.compile(_rx), list(_first))
-
-
-def _int12(loader, node):  # YAML 1.2: 010 is ten (1.1 read it as octal eight)
-    text = loader.construct_scalar(node)
-    return int(text[2:], 8) if text.startswith("0o") else int(text, 16) if text.startswith("0x") else int(text)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:int", _int12)
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    """A YAML document as Python values; ConfigError naming `source` for bad YAML, tags
-    and keys given twice in one mapping (PyYAML would silently keep the last)."""
-    try:
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return None
-            _no_duplicates(node, "")
-            return loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except _Fail as e:
-        raise ConfigError(f"{source}: {e}") from None
-    except yaml.constructor.ConstructorError as e:
-        where = f" at line {e.problem_mark.line + 1}" if e.problem_mark else ""
-        tag = e.problem.split()[-1] if e.problem else "!!"
-        raise ConfigError(f"{source}: YAML tags such as {tag} are not allowed{where}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
-
-
-def _no_duplicates(node, path: str) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            k = key.value if isinstance(key, yaml.ScalarNode) else None
-            at = f"{path}.{k}" if path else str(k)
-            if k is not None and k != "<<":
-                if k in seen:
-                    raise _Fail(f"{at}: given twice in one mapping (lines {seen[k]} and {key.start_mark.line + 1}); "
-                                "keep one, got both")
-                seen[k] = key.start_mark.line + 1
-            _no_duplicates(value, at)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _no_duplicates(item, f"{path}[{i}]")
-
-
-def read_yaml(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        text = p.read_text()
-    except (UnicodeDecodeError, OSError) as e:
-        raise ConfigError(f"{path}: cannot read the file ({type(e).__name__})") from None
-    raw = parse_yaml(text, str(path))
-    if raw is None:
-        raise ConfigError(f"{path}: the file is empty; it needs at least dataset, model, loss and optimizer")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got a {type(raw).__name__}")
-    return raw
-
-
 def apply_overrides(raw: dict, overrides: list[str] | tuple = ()) -> dict:
     """`--set optimizer.lr=0.1`: the value is parsed as YAML (numbers, lists, mappings)."""
     raw = copy.deepcopy(raw)
@@ -159,10 +69,7 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple = ()) -> dict:
         if "=" not in item or not item.split("=", 1)[0].strip():
             raise _Fail(f"--set: expected key=value, got {show(item)}")
         key, text = (s.strip() for s in item.split("=", 1))
-        try:
-            value = parse_yaml(text, "--set") if text else None
-        except ConfigError:
-            value = text
+        value = parse_yaml(text, f"--set {item}") if text else None
         parts = key.split(".")
         if parts[0] == "grid" and len(parts) > 2:  # grid keys are dotted paths themselves
             parts = ["grid", ".".join(parts[1:])]
@@ -197,9 +104,9 @@ def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
     n_out = model_outputs(loss, loss_name, task, n_outputs, name)
     model_name, model_options = split_named("model", cfg["model"], "model")
     net = nn.plan(model_name, n_features, n_out, 0, **model_options)
-    nn.check_fits(net.n_params, show(cfg["model"]))
     opt_name, opt_options = split_named("optimizer", cfg["optimizer"], "optimizer")
     opt = optimizers.build(opt_name, [np.zeros(1, np.float32)], **opt_options)  # relations between options
+    nn.check_fits(net.n_params, show(cfg["model"]), opt.copies(), opt_name)
     tc = TrainConfig.of(cfg["train"])
     if tc.schedule is not None:
         s_name, s_options = split_named("train.schedule", tc.schedule, "schedule")
@@ -251,6 +158,10 @@ def _grids(grid, where="grid") -> list[dict]:
         if not isinstance(g, dict):
             raise _Fail(f"{at}: must be a mapping of dotted keys to lists of values, got {show(g)}")
         for key, values in g.items():
+            inside = [k for k in g if isinstance(k, str) and isinstance(key, str) and key.startswith(k + ".")]
+            if inside:  # the sub-config would replace the whole section and drop this key silently
+                raise _Fail(f"{at}.{key}: overlaps {at}.{inside[0]}, whose values replace the whole "
+                            f"{inside[0]}; set {key[len(inside[0]) + 1:]} inside those values, got {show(values)}")
             if not isinstance(key, str) or key.split(".")[0] not in GRIDDABLE or "" in key.split("."):
                 first = str(key).split(".")[0]
                 raise _Fail(f"{at}.{key}: points nowhere: a grid key starts with one of {list(GRIDDABLE)}, "
@@ -347,6 +258,10 @@ def _check_target(target, task: str, metrics: tuple) -> None:
     allowed = [*metrics, "train_loss"]
     if target["metric"] not in allowed:
         raise fail("target.metric", f"must be one of {allowed} for a {task} dataset", target["metric"], allowed)
+    low, high = value_range(target["metric"])
+    if not low <= target["value"] <= high:
+        raise fail("target.value", f"must be a value {target['metric']} can reach, in [{low:g}, {high:g}]",
+                   target["value"])
 
 
 def _experiment(raw: dict, default_name: str) -> Experiment:

@@ -11,7 +11,6 @@ from lossbench.errors import ConfigError
 from lossbench.registry import Choice, Int, Real, Registry, Seq
 
 MODELS = Registry("model", context=("n_in", "n_out", "seed"))
-BYTES_PER_PARAM = 2 * np.dtype(np.float32).itemsize  # the parameter and its gradient: the least training holds
 
 
 class Sequential:
@@ -83,12 +82,15 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_fits(n_params: int, got: str | None = None) -> None:
-    """Refuse a model whose parameters and gradients alone exceed the machine's memory."""
-    have, need = physical_memory(), n_params * BYTES_PER_PARAM
+def check_fits(n_params: int, got: str | None = None, optimizer_copies: int = 0, optimizer: str = "") -> None:
+    """Refuse a model whose float32 weights, gradients and (given its count of
+    parameter-sized arrays) optimizer buffers exceed the machine's memory."""
+    have = physical_memory()
+    need = n_params * (2 + optimizer_copies) * np.dtype(np.float32).itemsize
     if have is not None and need > have:
-        raise ConfigError(f"model: does not fit in memory: {n_params:,} parameters need {_size(need)} for weights "
-                          f"and gradients, this machine has {_size(have)}, got {got or f'{n_params:,} parameters'}")
+        what = f"weights, gradients and {optimizer}'s buffers" if optimizer_copies else "weights and gradients"
+        raise ConfigError(f"model: does not fit in memory: {n_params:,} parameters need {_size(need)} for {what}, "
+                          f"this machine has {_size(have)}, got {got or f'{n_params:,} parameters'}")
 
 
 def _size(n: float) -> str:
