@@ -221,6 +221,8 @@ def test_csv_many_integer_values_is_regression_unless_told(tmp_path):
 def test_csv_errors(tmp_path):
     with pytest.raises(DataError, match="no such file.*missing.csv"):
         data.load("csv", path=str(tmp_path / "missing.csv"))
+    with pytest.raises(DataError, match=r"^dataset\.path: is a directory, not a CSV file, got "):
+        data.load("csv", path=str(tmp_path))
     with pytest.raises(ConfigError, match=r"^dataset\.path: required by dataset 'csv' \(a string\), got nothing$"):
         data.load("csv")
     ok = write_csv(tmp_path, "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(10)))

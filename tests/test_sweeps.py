@@ -208,7 +208,10 @@ def test_an_out_path_that_cannot_be_a_directory_is_one_line(tmp_path):
     out.write_text("not a directory")
     r = runner.invoke(app, ["run", str(cfg), "--out", str(out)])
     assert r.exit_code == 2
-    assert r.output == f"error: {out}: cannot be used as a results directory: File exists\n"
+    assert r.output == f"error: {out}: is a file, not a directory; choose another --out\n"
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(out / "below")])  # a file on the way: the OS says why
+    assert r.exit_code == 2
+    assert r.output == f"error: {out / 'below'}: cannot be used as a results directory: Not a directory\n"
 
 
 def test_a_worker_killed_after_the_last_run_was_handed_out_fails_only_its_run(tmp_path, monkeypatch):

@@ -173,12 +173,16 @@ def _num(v, digits=4, kind="f") -> str:
         else f"{v:{kind}}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def print_preview(console: Console, exp, out_dir) -> None:
     """What `validate` and `run --dry-run` show: the grid size and its first runs."""
     n_cells = len(exp.cells)
     seeds = exp.config["seeds"]
-    console.print(f"[green]{exp.source}: valid[/green] — {n_cells} grid cell{'s' * (n_cells != 1)} × "
-                  f"{len(seeds)} seed{'s' * (len(seeds) != 1)} = {len(exp.runs)} runs -> {out_dir}")
+    console.print(f"[green]{exp.source}: valid[/green] — {_count(n_cells, 'grid cell')} × "
+                  f"{_count(len(seeds), 'seed')} = {_count(len(exp.runs), 'run')} -> {out_dir}")
     table = Table(title_justify="left")
     table.add_column("run_id")
     for k in exp.swept:

@@ -52,6 +52,8 @@ def _read(file: Path):
     # Imported here: pandas costs ~0.5 s to import and only this loader needs it.
     import pandas as pd
 
+    if file.is_dir():
+        raise DataError(f"dataset.path: is a directory, not a CSV file, got {str(file)!r}")
     if not file.is_file():
         raise DataError(f"dataset.path: no such file, got {str(file)!r}")
     try:

@@ -370,6 +370,8 @@ def open_store(out: Path, exp: Experiment, *, fresh: bool = False, retry_failed:
     is written: another run holds it, it holds files lossbench did not write, or (unless
     `fresh`) it holds a different experiment. `fresh` forgets every recorded run;
     `retry_failed` forgets the failed ones."""
+    if out.exists() and not out.is_dir():
+        raise ResultsDirError(f"{out}: is a file, not a directory; choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock = Lock(out).acquire()
