@@ -79,8 +79,10 @@ MALFORMED = [
     (BASE + "grid: {optimizer.lr: 0.1}\n", "grid.optimizer.lr: must be a non-empty list"),
     (BASE + "grid: {optimizer.lr: []}\n", "grid.optimizer.lr: must be a non-empty list"),
     (BASE + "seeds: [0, one]\n", "seeds[1]: must be an integer >= 0, got 'one'"),
-    (BASE + "seeds: []\n", "seeds: must be an integer >= 0, or a non-empty list of them, got []"),
-    (BASE + "seeds: 1.0\n", "seeds: must be an integer >= 0, or a non-empty list of them, got 1.0"),
+    (BASE + "seeds: []\n", "seeds: must be a non-empty list of integers >= 0, got []"),
+    (BASE + "seeds: 1.0\n", "seeds: must be a non-empty list of integers >= 0, got 1.0"),
+    (BASE + "seeds: 3\n", "seeds: must be a list: [0, 1, 2] for 3 seeds, or [3] for seed 3, got 3"),
+    (BASE + "seeds: 1\n", "seeds: must be a list: [1] for seed 1, got 1"),
     (BASE + "seeds: [1, 1]\n", "seeds: must not repeat a value, got [1, 1]"),
     (BASE.replace("name: moons, n_samples: 200", "name: regression"),
      "loss.name: must be a regression loss on the regression dataset 'regression' (one of ['huber', 'log_cosh', "

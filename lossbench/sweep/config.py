@@ -34,7 +34,7 @@ EXAMPLE = {"dataset": "moons", "model": "mlp", "loss": "cross_entropy", "optimiz
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 NAME = Check(lambda v: isinstance(v, str) and bool(SLUG.match(v)) and ".." not in v,
              "a plain name of letters, digits, '.', '_' or '-' (no '/', no '..'; quote one made of digits)")
-SEEDS = Seq(Int(ge=0), scalar=True, min_length=1, unique=True)
+SEEDS = Seq(Int(ge=0), min_length=1, unique=True)
 
 
 def _target(metric: str, value: float):
@@ -203,8 +203,11 @@ def _sections(raw: dict, default_name: str) -> tuple[str, dict, list[int]]:
         raise _Fail(f"train: must be a mapping, got {show(train)}")
     base["train"] = copy.deepcopy(train)
     seeds = raw.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 0:  # 3 seeds, or seed 3? never guess
+        several = f"[{', '.join(map(str, range(min(seeds, 5))))}{', ...' if seeds > 5 else ''}] for {seeds} seeds, or "
+        raise fail("seeds", f"must be a list: {several if seeds > 1 else ''}[{seeds}] for seed {seeds}", seeds)
     SEEDS.check("seeds", seeds)
-    return name, base, seeds if isinstance(seeds, list) else [seeds]
+    return name, base, list(seeds)
 
 
 @dataclass
