@@ -54,8 +54,8 @@ def __getattr__(name: str):
 
 
 def run(config, out=None, overrides=(), on_event=None, **options):
-    """Run an experiment config; see lossbench.api.run (options: workers, executor,
-    address, fresh, retry_failed)."""
+    """Run an experiment config (a YAML file's path, or a dict); see lossbench.api.run
+    (options: workers, executor, address, fresh, retry_failed)."""
     from lossbench.api import run as _run
 
     return _run(config, out, overrides, on_event, **options)

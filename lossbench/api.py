@@ -35,11 +35,11 @@ def default_out(name: str) -> Path:
     return Path("results") / name
 
 
-def run(config: str | Path, out: str | Path | None = None, overrides: list[str] | tuple = (),
+def run(config: str | Path | dict, out: str | Path | None = None, overrides: list[str] | tuple = (),
         on_event=None, *, workers: int | None = None, executor: str = "local", address: str | None = None,
         fresh: bool = False, retry_failed: bool = False) -> Results:
-    """Validate `config`, train every run not yet recorded in `out` (default
-    results/<name>/) and return the tables.
+    """Validate `config` (a YAML file, or a dict as the YAML would parse), train every run
+    not yet recorded in `out` (default results/<name>/) and return the tables.
 
     workers: local processes (default one per core; 1 trains in this process).
     executor="dask" with address="tcp://HOST:8786" sends the runs to a Dask cluster.

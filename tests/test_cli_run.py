@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import lossbench
@@ -105,6 +106,34 @@ grid: {optimizer.lr: [0.1, 1.0e+6]}
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_config_validates(path):
+def test_every_shipped_config_validates(path, monkeypatch):
+    monkeypatch.chdir(CONFIGS.parent)  # as the README runs them: from the repository's root
     exp = load_experiment(path)
     assert exp.runs and exp.name
+
+
+def test_the_python_api_takes_a_config_dict(tmp_path):
+    cfg = {"name": "d", "dataset": {"name": "moons", "n_samples": 200}, "model": {"name": "mlp", "hidden": [8]},
+           "loss": "cross_entropy", "optimizer": {"name": "adam", "lr": 0.01}, "train": {"epochs": 2},
+           "grid": {"optimizer.lr": [0.01, 0.1]}}
+    res = lossbench.run(cfg, out=tmp_path / "d", workers=1)
+    assert res.runs["optimizer.lr"].tolist() == [0.01, 0.1] and (res.runs.status == "ok").all()
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(cfg))  # the same runs as from a file
+    assert [s.run_id for s in load_experiment(tmp_path / "d.yaml").runs] == res.runs.run_id.tolist()
+    assert cfg["loss"] == "cross_entropy"  # the caller's dict is not modified
+    with pytest.raises(lossbench.errors.ConfigError, match=r"^config: optimizer\.lr: must be a number > 0, got -1$"):
+        lossbench.run({**cfg, "optimizer": {"name": "adam", "lr": -1}, "grid": None}, out=tmp_path / "x")
+    with pytest.raises(lossbench.errors.ConfigError, match=r"^config: must be a YAML file's path or a config dict, "
+                                                           r"got 'int'$"):
+        lossbench.run(3, out=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_own_data_example_shows_why_features_are_normalized(monkeypatch, tmp_path):
+    monkeypatch.chdir(CONFIGS.parent)
+    r = runner.invoke(app, ["run", "configs/wine.yaml", "--out", str(tmp_path / "w"), "--set", "seeds=[0]",
+                            "--set", "train.epochs=15", "-q", "-j", "1"])
+    assert r.exit_code == 0, r.output
+    runs = pd.read_csv(tmp_path / "w" / "runs.csv")
+    acc = runs.groupby("dataset.normalize")["best_val_accuracy"].mean()
+    assert acc["standard"] > 0.9 and acc["standard"] - acc["none"] > 0.2, acc

@@ -286,13 +286,22 @@ def _experiment(raw: dict, default_name: str) -> Experiment:
                       task=task, metrics=metrics, cells=plan.cells, datasets=plan.datasets)
 
 
-def load_experiment(path: str | Path, overrides: list[str] | tuple = ()) -> Experiment:
-    """Read, override, validate and expand `path`; raises ConfigError (one line) on any problem."""
-    raw = read_yaml(path)
+DICT_SOURCE = "config"  # how messages name a config given as a dict
+
+
+def load_experiment(path: str | Path | dict, overrides: list[str] | tuple = ()) -> Experiment:
+    """Read (or take, for a dict: the parsed YAML), override, validate and expand a config;
+    raises ConfigError (one line) on any problem."""
+    if isinstance(path, dict):
+        raw, source, stem = copy.deepcopy(path), DICT_SOURCE, "experiment"
+    elif isinstance(path, (str, Path)):
+        raw, source, stem = read_yaml(path), str(path), Path(path).stem
+    else:
+        raise fail("config", "must be a YAML file's path or a config dict", type(path).__name__)
     try:
         raw = apply_overrides(raw, overrides)
     except _Fail as e:
-        raise ConfigError(f"{path}: {e}") from None
-    exp = build_experiment(raw, str(path), Path(path).stem)
-    exp.source = str(path)
+        raise ConfigError(f"{source}: {e}") from None
+    exp = build_experiment(raw, source, stem)
+    exp.source = source
     return exp
