@@ -34,6 +34,7 @@ class Dataset:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    image_shape: tuple[int, int, int] | None = None  # (channels, height, width); None for tabular data
 
     @property
     def n_features(self) -> int:
@@ -95,7 +96,7 @@ def load(name: str, /, **options) -> Dataset:
 
     x_train, x_val = _features(x[train], raw), _features(x[val], raw)
     x_test = _features(x_test, raw)
-    shift, scale = _stats(x_train, normalize)
+    shift, scale = _stats(x_train, normalize, raw.image_shape)
     for part in (x_train, x_val, x_test):  # in place: each is a fresh float32 array
         part -= shift
         part /= scale
@@ -104,6 +105,7 @@ def load(name: str, /, **options) -> Dataset:
         x_train=x_train, y_train=_target(y[train], raw),
         x_val=x_val, y_val=_target(y[val], raw),
         x_test=x_test, y_test=_target(y_test, raw),
+        image_shape=raw.image_shape,
     )
 
 
@@ -122,11 +124,20 @@ def _features(x: np.ndarray, raw: Raw) -> np.ndarray:
     return out
 
 
-def _stats(x: np.ndarray, normalize: str):
-    """Per-feature (shift, scale) from the train split only, so val/test stay unseen."""
+def _stats(x: np.ndarray, normalize: str, image_shape=None):
+    """(shift, scale) per feature from the train split only, so val/test stay unseen.
+
+    Image data gets one statistic per channel, over every pixel of the train split
+    (torchvision's convention: Normalize(mean, std) per channel). Per pixel, MNIST's
+    rarely-inked border pixels would get a tiny std and enormous values.
+    """
     n_features = x.shape[1]
     if normalize == "none" or len(x) == 0:
         return np.zeros(n_features, np.float32), np.ones(n_features, np.float32)
+    if image_shape is not None:
+        shift, spread = _channel_stats(x.reshape(len(x), image_shape[0], -1), normalize)
+        repeat = n_features // image_shape[0]
+        return np.repeat(shift, repeat).astype(np.float32), np.repeat(spread, repeat).astype(np.float32)
     if normalize == "standard":
         shift = x.mean(axis=0, dtype=np.float64)
         # Two-pass variance in float64, a block of rows at a time: exact enough for
@@ -142,6 +153,22 @@ def _stats(x: np.ndarray, normalize: str):
     # A constant feature (e.g. MNIST's border pixels) would divide by zero.
     spread[spread == 0] = 1.0
     return shift.astype(np.float32), spread.astype(np.float32)
+
+
+def _channel_stats(x: np.ndarray, normalize: str):
+    """One (shift, spread) per channel of (N, C, H*W) images, in float64, a block at a time."""
+    if normalize == "minmax":
+        shift = x.min(axis=(0, 2)).astype(np.float64)
+        spread = x.max(axis=(0, 2)).astype(np.float64) - shift
+    else:
+        shift = x.mean(axis=(0, 2), dtype=np.float64)
+        squares = np.zeros(x.shape[1])
+        for start in range(0, len(x), _BLOCK_ROWS):
+            diff = x[start:start + _BLOCK_ROWS] - shift[:, None]
+            squares += np.einsum("icj,icj->c", diff, diff)
+        spread = np.sqrt(squares / (len(x) * x.shape[2]))
+    spread[spread == 0] = 1.0
+    return shift, spread
 
 
 def _target(y: np.ndarray, raw: Raw) -> np.ndarray:

@@ -362,7 +362,7 @@ def _raw(name: str, path, mirrors) -> Raw:
     x_train, y_train, x_test, y_test = load_arrays(name, path, mirrors)
     # uint8 pixels with divisor 255: `load` turns them into float32 in [0, 1] after splitting.
     return Raw("classification", N_CLASSES, x_train, y_train.astype(np.int64),
-               x_test, y_test.astype(np.int64), x_divisor=255.0)
+               x_test, y_test.astype(np.int64), x_divisor=255.0, image_shape=(1, *SHAPE))
 
 
 # What the loaders return, known without reading any file (validation sizes models with it).
