@@ -7,8 +7,10 @@ every dataset behaves the same way for the same config.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from lossbench.data import csv, idx, synthetic  # noqa: F401  (importing registe
 from lossbench.data.base import DATASETS, Raw
 from lossbench.registry import split_named
 
-__all__ = ["DATASETS", "Dataset", "describe", "load", "load_spec"]
+__all__ = ["DATASETS", "Dataset", "describe", "identity", "load", "load_spec", "prepare", "status"]
 
 _BLOCK_ROWS = 512  # rows per block when computing the variance (measured fastest)
 
@@ -66,6 +68,66 @@ def describe(spec: dict, cache: dict) -> tuple[str, int, int]:
         return idx.KNOWN[name]
     ds = load_spec(spec, cache)
     return ds.task, ds.n_features, ds.n_outputs
+
+
+# ---------------------------------------------------------------- before a sweep
+
+def prepare(spec: dict, on_event=None) -> str | None:
+    """Make a checked `dataset` mapping's files available before anything trains: found
+    locally or downloaded (progress to `on_event`), verified and decoded into the cache.
+    Returns where the files are (None for data that has no files to prepare); raises one
+    DataError saying what was tried and where to put the files by hand."""
+    name = spec["name"]
+    if name not in idx.KNOWN:
+        return None  # generated from its options, or a CSV file validation has already read
+    idx.load_arrays(name, spec.get("path"), spec.get("mirrors"), on_event)
+    return str(next(iter(idx.find_files(name, spec.get("path")).values())).parent)
+
+
+def status(spec: dict) -> str:
+    """What `validate` can say about a dataset without downloading anything: where its
+    files are (headers checked), or that a download would be needed. Raises DataError for
+    files that are present but are not what they should be."""
+    name = spec["name"]
+    if name not in idx.KNOWN:
+        return f"{name}: {'file ' + str(spec['path']) if spec.get('path') else 'generated from its options'}"
+    files = idx.find_files(name, spec.get("path"))
+    if files is None:
+        return (f"{name}: not found locally (looked in {', '.join(map(str, idx.search_dirs(name)))}); "
+                f"a download would be needed into {idx.cache_dir(name)} (`lossbench data fetch {name}`)")
+    idx.check_headers(name, files)
+    return f"{name}: found in {next(iter(files.values())).parent}"
+
+
+_FILE_HASHES: dict = {}  # (path, size, mtime) -> sha256: a file is hashed once per process
+
+
+def identity(spec: dict) -> dict:
+    """The `dataset` mapping as a run's identity: the data named by content, not by path.
+
+    MNIST-format data is verified to be its pinned content whatever directory it comes
+    from, so its name says it all (path and mirrors dropped). A CSV file's path becomes
+    the sha256 of its bytes. Generated data is named by its options already.
+    """
+    if spec["name"] in idx.KNOWN:
+        return {k: v for k, v in spec.items() if k not in ("path", "mirrors")}
+    if spec["name"] == "csv" and isinstance(spec.get("path"), str):
+        out = {k: v for k, v in spec.items() if k != "path"}
+        out["sha256"] = file_sha256(Path(spec["path"]).expanduser())
+        return out
+    return spec
+
+
+def file_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
 
 
 def load(name: str, /, **options) -> Dataset:
