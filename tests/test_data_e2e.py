@@ -208,6 +208,22 @@ def test_csv_moved_resumes_and_changed_content_never_reuses_a_record(tmp_path):
     assert sorted(p.name for p in (out / "records").iterdir()) == records
 
 
+def test_a_directory_written_before_data_identity_is_still_shown_and_resumed(tmp_path):
+    """0.1's manifest has no `data`: show reads only the tables, and a config without a
+    path has the run ids it had, so the same command resumes it."""
+    out = tmp_path / "out"
+    cfg = ROOT / "configs" / "quickstart.yaml"
+    args = ["run", str(cfg), "--out", str(out), "--set", "seeds=[0]", "--set", "train.epochs=2", "-j", "1"]
+    assert runner.invoke(app, args).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["data"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    r = runner.invoke(app, ["show", str(out)])
+    assert r.exit_code == 0 and "9 runs: 9 ok" in r.output
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and "9 of 9 runs already recorded" in r.output
+
+
 def test_run_ids_without_a_path_are_what_they_were(tmp_path):
     """Configs that name no file keep their run ids: the identity of generated data and of
     MNIST by name is the config itself (what 0.1 hashed)."""

@@ -68,7 +68,12 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
 def prepare_data(exp: Experiment, emit: Event) -> None:
     """Make each distinct dataset of `exp` available once (found, or downloaded, verified
     and decoded into the cache), so no run fails for data it cannot have."""
+    done = set()
     for spec in exp.dataset_specs():
+        files = (spec["name"], str(spec.get("path")), str(spec.get("mirrors")))  # limit, split: same files
+        if files in done:
+            continue
+        done.add(files)
         where = data.prepare(spec, emit)
         if where is not None:
             emit("dataset", name=spec["name"], where=where)
