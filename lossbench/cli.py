@@ -173,6 +173,8 @@ def _train(exp, out_dir: Path, console, quiet: bool, **options):
         def on_event(kind: str, **info) -> None:
             if kind == "start" and not quiet:
                 console.print(_start_line(out_dir, info))
+            if kind in ("download", "dataset") and not quiet:
+                _data_event(kind, info)
             progress.on_event(kind, **info)
 
         try:
@@ -181,6 +183,22 @@ def _train(exp, out_dir: Path, console, quiet: bool, **options):
             return None, e
         except KeyboardInterrupt:
             return None, None
+
+
+def _data_event(kind: str, info: dict) -> None:
+    """Datasets being made available before a sweep: one line per file downloaded (a
+    percentage counting up on a terminal), and where each dataset was found."""
+    import sys
+
+    if kind == "dataset":
+        typer.echo(f"{info['name']}: {info['where']}", err=True)
+        return
+    done, total = info["done"], info["total"]
+    line = f"downloading {info['file']} from {info['url']}: {done / 2**20:.1f} of {total / 2**20:.1f} MB"
+    if sys.stderr.isatty():
+        typer.echo("\r" + line, err=True, nl=done == total)
+    elif done == total:
+        typer.echo(line, err=True)
 
 
 def _start_line(out_dir: Path, info: dict) -> str:
@@ -205,11 +223,13 @@ def validate(
 ) -> None:
     """Validate a config and preview its expanded grid."""
 
-    from lossbench import api
+    from lossbench import api, data
     from lossbench.analysis.report import print_preview
 
     exp = _experiment(config, set_)
     print_preview(_console(), exp, api.default_out(exp.name))
+    for spec in exp.dataset_specs():  # what `run` would find or have to download; nothing is downloaded
+        typer.echo(f"data: {data.status(spec)}")
 
 
 @command()
@@ -384,3 +404,65 @@ def list_(
     console = _console()
     for k in [kind] if kind is not None else api.KINDS.options:
         console.print(catalog_table(k, api.catalog(k)))
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: what is cached, prepare one before a sweep, where it is.")
+app.add_typer(data_app, name="data")
+
+
+def _idx_name(name: str) -> str:
+    from lossbench.data import DATASETS, idx
+    from lossbench.errors import ConfigError
+    from lossbench.registry import did_you_mean
+
+    if name not in idx.KNOWN:
+        what = "is generated from its options or read from its file by the run" if name in DATASETS.names() else \
+            f"is not a dataset with files ({', '.join(idx.KNOWN)}){did_you_mean(name, list(idx.KNOWN))}"
+        raise ConfigError(f"NAME: {what}, got {name!r}")
+    return name
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """MNIST-format datasets: where their files are found, their sizes, and the decoded cache."""
+    with errors_as_exit_codes():
+        from lossbench.data import idx
+
+        for row in idx.inventory():
+            where = f"{row['dir']} ({row['files_bytes'] / 2**20:.1f} MB)" if row["dir"] else "not found"
+            cached = f"decoded {row['decoded_bytes'] / 2**20:.1f} MB" if row["decoded_bytes"] else "not decoded"
+            typer.echo(f"{row['name']:<14} {where}; cache {row['cache']}: {cached}")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="mnist or fashion_mnist.")],
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="Cache root to prepare, e.g. a cluster's shared path (as LOSSBENCH_CACHE)."),
+    ] = None,
+) -> None:
+    """Find or download a dataset, verify it and decode it into the cache, before a sweep."""
+    with errors_as_exit_codes():
+        import os
+
+        from lossbench import data
+
+        if cache is not None:
+            os.environ["LOSSBENCH_CACHE"] = str(cache)
+        where = data.prepare({"name": _idx_name(name)}, lambda kind, **info: _data_event(kind, info))
+        typer.echo(f"{name}: ready, files in {where}")
+
+
+@data_app.command("path")
+def data_path(name: Annotated[str, typer.Argument(help="mnist or fashion_mnist.")]) -> None:
+    """Print the directory a run would read the dataset's files from (exit 2 if none yet)."""
+    with errors_as_exit_codes():
+        from lossbench.data import idx
+        from lossbench.errors import DataError
+
+        files = idx.find_files(_idx_name(name))
+        if files is None:
+            raise DataError(f"{name}: not found locally (looked in {', '.join(map(str, idx.search_dirs(name)))}); "
+                            f"`lossbench data fetch {name}` downloads it into {idx.cache_dir(name)}")
+        typer.echo(next(iter(files.values())).parent)

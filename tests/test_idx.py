@@ -92,6 +92,8 @@ def fake(monkeypatch):
     blobs = {f"{stem}.gz": gz(payload) for stem, payload in encode(arrays).items()}
     specs = {name: (len(b), hashlib.sha256(b).hexdigest()) for name, b in blobs.items()}
     monkeypatch.setitem(idx.SPECS, "mnist", specs)
+    monkeypatch.setitem(idx.CONTENT, "mnist", {stem: hashlib.sha256(payload).hexdigest()
+                                               for stem, payload in encode(arrays).items()})
     monkeypatch.setitem(idx.EXPECTED_COUNTS, "mnist", {"train": N_TRAIN, "t10k": N_TEST})
     return arrays, blobs
 
@@ -434,6 +436,10 @@ def test_changed_source_invalidates_cache(tmp_path, fake, cache, monkeypatch):
     later = time.time() + 10  # a distinct mtime even on coarse-grained filesystems
     for p in src.iterdir():
         os.utime(p, (later, later))
+    with pytest.raises(DataError, match="not mnist's train-images-idx3-ubyte: its content's sha256 is"):
+        idx.load_arrays("mnist", path=src)  # parsed again, and refused: not the pinned content
+    monkeypatch.setitem(idx.CONTENT, "mnist", {stem: hashlib.sha256(payload).hexdigest()
+                                               for stem, payload in encode(changed).items()})
     assert_fake_loaded(changed, idx.load_arrays("mnist", path=src))
     new = set(files_in(cache))
     assert len(new) == 4 and not new & old  # stale arrays were removed

@@ -61,11 +61,24 @@ def test_init_schemes_and_seed():
     c = nn.build("mlp", 100, 10, 2, hidden=[400])
     np.testing.assert_array_equal(a.params, b.params)
     assert not np.array_equal(a.params, c.params)
-    w = a.layers[0].params[0]
+    w = nn.build("mlp", 100, 10, 1, hidden=[400], init="he").layers[0].params[0]
     assert w.std() == pytest.approx(np.sqrt(2 / 100), rel=0.03)  # he
     x = nn.build("linear", 100, 400, 0, init="xavier").layers[0].params[0]
     bound_ = np.sqrt(6 / 500)
     assert x.max() <= bound_ and x.min() >= -bound_ and x.max() > 0.95 * bound_
+
+
+@pytest.mark.parametrize("model", ["mlp", "linear"])
+def test_default_init_is_torch_nn_linear(model):
+    """torch.nn.Linear.reset_parameters: weight and bias uniform in ±1/sqrt(fan_in)."""
+    net = nn.build(model, 400, 300, 0, **({"hidden": [200]} if model == "mlp" else {}))
+    for layer in net.layers[::2]:
+        w, b = layer.params
+        bound = 1 / np.sqrt(w.shape[0])
+        for p in (w, b):
+            assert np.abs(p).max() <= bound and np.abs(p).max() > 0.95 * bound
+        assert w.std() == pytest.approx(bound / np.sqrt(3), rel=0.03)  # std of U(-a, a) is a/sqrt(3)
+        assert b.std() == pytest.approx(bound / np.sqrt(3), rel=0.2)
 
 
 def test_bad_model_options():
@@ -74,7 +87,8 @@ def test_bad_model_options():
         nn.build("mlp", 2, 2, activation="relux")
     with pytest.raises(ConfigError, match=r"^model\.hidden\[1\]: must be an integer >= 1, got -1$"):
         nn.build("mlp", 2, 2, hidden=[4, -1])
-    with pytest.raises(ConfigError, match=r"^model\.init: must be one of \['he', 'xavier'\], got 'orthogonal'$"):
+    with pytest.raises(ConfigError,
+                       match=r"^model\.init: must be one of \['torch', 'he', 'xavier'\], got 'orthogonal'$"):
         nn.build("mlp", 2, 2, init="orthogonal")
     with pytest.raises(ConfigError, match=r"^model\.hiden: unknown option .*got \[3\] \(did you mean 'hidden'\?\)$"):
         nn.build("mlp", 2, 2, hiden=[3])

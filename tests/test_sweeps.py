@@ -62,8 +62,8 @@ def test_raising_diverging_and_killed_runs_fail_alone(tmp_path):
     worker training a third is SIGKILLed mid-run; every other run finishes normally."""
     keep, vanish = tmp_path / "keep.csv", tmp_path / "vanish.csv"
     rows = "\n".join(f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(120))
-    for p in (keep, vanish):
-        p.write_text("a,b,y\n" + rows + "\n")
+    keep.write_text("a,b,y\n" + rows + "\n")
+    vanish.write_text("a,b,y\n" + rows + "\n9,9,1\n")  # other data: the same bytes would be the same runs
     cfg = write(tmp_path, f"""
 name: isolation
 dataset: {{name: csv, path: {keep}}}
@@ -98,7 +98,7 @@ grid:
     summary = lossbench.load(tmp_path / "o").summary
     assert summary.iloc[0]["group"] in ("lr=0.1", "lr=0.02") and summary.iloc[0]["ok"] == 1
     # the exit code says a run failed; --retry-failed trains the failed ones again (the kill is gone)
-    vanish.write_text("a,b,y\n" + rows + "\n")
+    vanish.write_text("a,b,y\n" + rows + "\n9,9,1\n")
     r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "--retry-failed", "-j", "2"])
     assert r.exit_code == 0, r.output
     assert "3 of 5 runs already recorded (skipped); training 2" in r.output

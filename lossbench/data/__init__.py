@@ -7,8 +7,10 @@ every dataset behaves the same way for the same config.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from lossbench.data import csv, idx, synthetic  # noqa: F401  (importing registe
 from lossbench.data.base import DATASETS, Raw
 from lossbench.registry import split_named
 
-__all__ = ["DATASETS", "Dataset", "describe", "load", "load_spec"]
+__all__ = ["DATASETS", "Dataset", "describe", "identity", "load", "load_spec", "prepare", "status"]
 
 _BLOCK_ROWS = 512  # rows per block when computing the variance (measured fastest)
 
@@ -34,6 +36,7 @@ class Dataset:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    image_shape: tuple[int, int, int] | None = None  # (channels, height, width); None for tabular data
 
     @property
     def n_features(self) -> int:
@@ -67,6 +70,66 @@ def describe(spec: dict, cache: dict) -> tuple[str, int, int]:
     return ds.task, ds.n_features, ds.n_outputs
 
 
+# ---------------------------------------------------------------- before a sweep
+
+def prepare(spec: dict, on_event=None) -> str | None:
+    """Make a checked `dataset` mapping's files available before anything trains: found
+    locally or downloaded (progress to `on_event`), verified and decoded into the cache.
+    Returns where the files are (None for data that has no files to prepare); raises one
+    DataError saying what was tried and where to put the files by hand."""
+    name = spec["name"]
+    if name not in idx.KNOWN:
+        return None  # generated from its options, or a CSV file validation has already read
+    idx.load_arrays(name, spec.get("path"), spec.get("mirrors"), on_event)
+    return str(next(iter(idx.find_files(name, spec.get("path")).values())).parent)
+
+
+def status(spec: dict) -> str:
+    """What `validate` can say about a dataset without downloading anything: where its
+    files are (headers checked), or that a download would be needed. Raises DataError for
+    files that are present but are not what they should be."""
+    name = spec["name"]
+    if name not in idx.KNOWN:
+        return f"{name}: {'file ' + str(spec['path']) if spec.get('path') else 'generated from its options'}"
+    files = idx.find_files(name, spec.get("path"))
+    if files is None:
+        return (f"{name}: not found locally (looked in {', '.join(map(str, idx.search_dirs(name)))}); "
+                f"a download would be needed into {idx.cache_dir(name)} (`lossbench data fetch {name}`)")
+    idx.check_headers(name, files)
+    return f"{name}: found in {next(iter(files.values())).parent}"
+
+
+_FILE_HASHES: dict = {}  # (path, size, mtime) -> sha256: a file is hashed once per process
+
+
+def identity(spec: dict) -> dict:
+    """The `dataset` mapping as a run's identity: the data named by content, not by path.
+
+    MNIST-format data is verified to be its pinned content whatever directory it comes
+    from, so its name says it all (path and mirrors dropped). A CSV file's path becomes
+    the sha256 of its bytes. Generated data is named by its options already.
+    """
+    if spec["name"] in idx.KNOWN:
+        return {k: v for k, v in spec.items() if k not in ("path", "mirrors")}
+    if spec["name"] == "csv" and isinstance(spec.get("path"), str):
+        out = {k: v for k, v in spec.items() if k != "path"}
+        out["sha256"] = file_sha256(Path(spec["path"]).expanduser())
+        return out
+    return spec
+
+
+def file_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
+
+
 def load(name: str, /, **options) -> Dataset:
     """Load a dataset, split train/val with `seed`, and normalize with train statistics.
 
@@ -95,7 +158,7 @@ def load(name: str, /, **options) -> Dataset:
 
     x_train, x_val = _features(x[train], raw), _features(x[val], raw)
     x_test = _features(x_test, raw)
-    shift, scale = _stats(x_train, normalize)
+    shift, scale = _stats(x_train, normalize, raw.image_shape)
     for part in (x_train, x_val, x_test):  # in place: each is a fresh float32 array
         part -= shift
         part /= scale
@@ -104,6 +167,7 @@ def load(name: str, /, **options) -> Dataset:
         x_train=x_train, y_train=_target(y[train], raw),
         x_val=x_val, y_val=_target(y[val], raw),
         x_test=x_test, y_test=_target(y_test, raw),
+        image_shape=raw.image_shape,
     )
 
 
@@ -122,11 +186,20 @@ def _features(x: np.ndarray, raw: Raw) -> np.ndarray:
     return out
 
 
-def _stats(x: np.ndarray, normalize: str):
-    """Per-feature (shift, scale) from the train split only, so val/test stay unseen."""
+def _stats(x: np.ndarray, normalize: str, image_shape=None):
+    """(shift, scale) per feature from the train split only, so val/test stay unseen.
+
+    Image data gets one statistic per channel, over every pixel of the train split
+    (torchvision's convention: Normalize(mean, std) per channel). Per pixel, MNIST's
+    rarely-inked border pixels would get a tiny std and enormous values.
+    """
     n_features = x.shape[1]
     if normalize == "none" or len(x) == 0:
         return np.zeros(n_features, np.float32), np.ones(n_features, np.float32)
+    if image_shape is not None:
+        shift, spread = _channel_stats(x.reshape(len(x), image_shape[0], -1), normalize)
+        repeat = n_features // image_shape[0]
+        return np.repeat(shift, repeat).astype(np.float32), np.repeat(spread, repeat).astype(np.float32)
     if normalize == "standard":
         shift = x.mean(axis=0, dtype=np.float64)
         # Two-pass variance in float64, a block of rows at a time: exact enough for
@@ -142,6 +215,22 @@ def _stats(x: np.ndarray, normalize: str):
     # A constant feature (e.g. MNIST's border pixels) would divide by zero.
     spread[spread == 0] = 1.0
     return shift.astype(np.float32), spread.astype(np.float32)
+
+
+def _channel_stats(x: np.ndarray, normalize: str):
+    """One (shift, spread) per channel of (N, C, H*W) images, in float64, a block at a time."""
+    if normalize == "minmax":
+        shift = x.min(axis=(0, 2)).astype(np.float64)
+        spread = x.max(axis=(0, 2)).astype(np.float64) - shift
+    else:
+        shift = x.mean(axis=(0, 2), dtype=np.float64)
+        squares = np.zeros(x.shape[1])
+        for start in range(0, len(x), _BLOCK_ROWS):
+            diff = x[start:start + _BLOCK_ROWS] - shift[:, None]
+            squares += np.einsum("icj,icj->c", diff, diff)
+        spread = np.sqrt(squares / (len(x) * x.shape[2]))
+    spread[spread == 0] = 1.0
+    return shift, spread
 
 
 def _target(y: np.ndarray, raw: Raw) -> np.ndarray:

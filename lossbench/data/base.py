@@ -36,6 +36,8 @@ class Raw:
     The features are x / x_divisor as float32: a loader may hand over compact integers
     (MNIST's uint8 pixels, divisor 255) so that splitting copies bytes instead of floats
     and only the final arrays are ever allocated as float32.
+    Image data gives its `image_shape` (channels, height, width); features are then the
+    flattened images in channel-major order (C, H, W), as torchvision's tensors.
     """
 
     task: str
@@ -45,6 +47,7 @@ class Raw:
     x_test: np.ndarray
     y_test: np.ndarray
     x_divisor: float = 1.0
+    image_shape: tuple[int, int, int] | None = None  # (channels, height, width) of image data; None: tabular
 
 
 def loader_rng(seed: int) -> np.random.Generator:

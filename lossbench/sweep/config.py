@@ -56,6 +56,14 @@ class Experiment:
     metrics: tuple = ()
     cells: list[dict] = field(default_factory=list)
     datasets: dict = field(default_factory=dict, repr=False)  # loaded while validating; runs reuse them
+    data: list[dict] = field(default_factory=list)  # each distinct dataset as named in run ids (data.identity)
+
+    def dataset_specs(self) -> list[dict]:
+        """Each distinct `dataset` mapping the runs use, in run order."""
+        seen: dict[str, dict] = {}
+        for spec in self.runs:
+            seen.setdefault(json.dumps(spec.config["dataset"], sort_keys=True, default=str), spec.config["dataset"])
+        return list(seen.values())
 
 
 class _Fail(Exception):
@@ -217,6 +225,7 @@ class _Plan:
     cells: list[dict] = field(default_factory=list)
     tasks: dict = field(default_factory=dict)  # resolved run config (JSON) -> (task, n_outputs)
     datasets: dict = field(default_factory=dict)
+    data: list[dict] = field(default_factory=list)  # distinct data.identity of the datasets
 
 
 def _expand(base: dict, seeds: list[int], grids: list[dict]) -> _Plan:
@@ -233,8 +242,12 @@ def _expand(base: dict, seeds: list[int], grids: list[dict]) -> _Plan:
             if cell not in plan.cells:
                 plan.cells.append(cell)
             plan.swept += [c for c in cell if c not in plan.swept]
+            # the data by content, not by path: moved files resume, changed files never reuse a record
+            named = {**cfg, "dataset": data.identity(cfg["dataset"])}
+            if named["dataset"] not in plan.data:
+                plan.data.append(named["dataset"])
             for seed in seeds:
-                rid = run_id(cfg, seed)
+                rid = run_id(named, seed)
                 if rid not in seen:
                     seen.add(rid)
                     plan.runs.append(RunSpec(rid, seed, cfg, cell))
@@ -283,7 +296,7 @@ def _experiment(raw: dict, default_name: str) -> Experiment:
     if target is not None:
         resolved["target"] = target
     return Experiment(source="", name=name, config=resolved, runs=plan.runs, swept=plan.swept, target=target,
-                      task=task, metrics=metrics, cells=plan.cells, datasets=plan.datasets)
+                      task=task, metrics=metrics, cells=plan.cells, datasets=plan.datasets, data=plan.data)
 
 
 DICT_SOURCE = "config"  # how messages name a config given as a dict

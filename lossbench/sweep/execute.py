@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lossbench import data
 from lossbench.registry import Choice, Int
 from lossbench.sweep.cluster import connect, run_dask
 from lossbench.sweep.config import Experiment
@@ -47,6 +48,7 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
     """
     _check_options(executor, workers)
     emit = on_event or _ignore
+    prepare_data(exp, emit)  # every dataset available, or one DataError before anything is written
     # connected before anything is written: a cluster we cannot use leaves the directory alone
     client = connect(address) if executor == "dask" else None
     # this function made the client, so it alone closes it, whatever happens below
@@ -61,6 +63,20 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
         _record(stream, store, outcome, emit)
     emit("end", total=outcome.total)
     return outcome
+
+
+def prepare_data(exp: Experiment, emit: Event) -> None:
+    """Make each distinct dataset of `exp` available once (found, or downloaded, verified
+    and decoded into the cache), so no run fails for data it cannot have."""
+    done = set()
+    for spec in exp.dataset_specs():
+        files = (spec["name"], str(spec.get("path")), str(spec.get("mirrors")))  # limit, split: same files
+        if files in done:
+            continue
+        done.add(files)
+        where = data.prepare(spec, emit)
+        if where is not None:
+            emit("dataset", name=spec["name"], where=where)
 
 
 def _check_options(executor: str, workers: int | None) -> None:

@@ -165,9 +165,10 @@ def previous_run_ids(out: Path) -> set[str]:
     return {p.stem for p in record_paths(out)}
 
 
-def check_compatible(out: Path, config: dict, run_ids: list[str]) -> None:
+def check_compatible(out: Path, config: dict, run_ids: list[str], data: list[dict] | None = None) -> None:
     """Refuse a directory holding another experiment, unless the new config only adds runs
-    (a wider grid, more seeds): every run planned before is still planned now."""
+    (a wider grid, more seeds): every run planned before is still planned now. Run ids
+    name the data by content, so the same data at another path is the same experiment."""
     dropped = previous_run_ids(out) - set(run_ids)
     if not dropped:
         return
@@ -176,9 +177,23 @@ def check_compatible(out: Path, config: dict, run_ids: list[str]) -> None:
     except (OSError, yaml.YAMLError):
         old = None
     what = config_diff(old, config) if isinstance(old, dict) else ""
+    if data is not None and (not what or what.startswith("dataset.path ")):
+        what = _data_diff(out, data) or what
     raise ResultsDirError(
         f"{out}: holds results of a different config ({what or f'{len(dropped)} recorded runs are not in this one'}); "
         "only adding grid values or seeds may reuse it. Use --fresh to start over, or --out for a new directory")
+
+
+def _data_diff(out: Path, data: list[dict]) -> str:
+    """'the dataset's content changed (dataset.sha256 "ab.." -> "cd..")', from the manifest."""
+    try:
+        old = json.loads((out / MANIFEST).read_text()).get("data")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if not isinstance(old, list) or old == data:
+        return ""
+    diff = config_diff({"dataset": old[0]}, {"dataset": data[0]}) if len(old) == len(data) == 1 else ""
+    return "the dataset's content changed" + (f": {diff}" if diff else "")
 
 
 def config_diff(old: dict, new: dict, limit: int = 3) -> str:
@@ -313,6 +328,7 @@ def manifest(started: str, ended: str | None, exp: Experiment, interrupted: bool
         "task": exp.task,
         "runs": len(exp.runs),
         "run_ids": [s.run_id for s in exp.runs],  # what the directory is for; see check_compatible
+        "data": exp.data,  # the datasets as run ids name them: by content (see data.identity)
         "started": started,
         "ended": ended,
         "interrupted": interrupted,
@@ -380,7 +396,7 @@ def open_store(out: Path, exp: Experiment, *, fresh: bool = False, retry_failed:
     with lock:
         check_owned(out)
         if not fresh:
-            check_compatible(out, exp.config, [s.run_id for s in exp.runs])
+            check_compatible(out, exp.config, [s.run_id for s in exp.runs], exp.data)
         sweep_temporaries(out)
         if fresh:
             clear(out)

@@ -17,7 +17,7 @@ from lossbench.registry import Real, Registry, fail
 
 LAYERS = Registry("layer", section="model", context=("n_in", "n_out", "rng"))
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
-INITS = ("he", "xavier")
+INITS = ("torch", "he", "xavier")
 
 
 class Layer:
@@ -58,6 +58,11 @@ class Linear(Layer):
     def init(self, rng, scheme):
         w, b = self.params
         fan_in, fan_out = w.shape
+        if scheme == "torch":  # torch.nn.Linear's reset_parameters: W and b uniform in ±1/sqrt(fan_in)
+            bound = 1.0 / math.sqrt(fan_in)
+            w[...] = rng.uniform(-bound, bound, w.shape)
+            b[...] = rng.uniform(-bound, bound, b.shape)
+            return
         if scheme == "he":  # torch.nn.init.kaiming_normal_ (fan_in, relu gain)
             w[...] = rng.standard_normal(w.shape) * math.sqrt(2.0 / fan_in)
         elif scheme == "xavier":  # torch.nn.init.xavier_uniform_

@@ -105,7 +105,7 @@ INIT = Choice(*INITS)
 
 
 @MODELS.register("linear", init=INIT)
-def linear(n_in: int, n_out: int, seed: int = 0, init: str = "xavier") -> Sequential:
+def linear(n_in: int, n_out: int, seed: int = 0, init: str = "torch") -> Sequential:
     """One affine layer: softmax, logistic or linear regression, depending on the loss."""
     return Sequential([Linear(n_in, n_out)], np.random.default_rng(seed), init)
 
@@ -119,7 +119,7 @@ def mlp(
     hidden: list[int] = (128,),
     activation: str = "relu",
     dropout: float = 0.0,
-    init: str = "he",
+    init: str = "torch",
 ) -> Sequential:
     """Multilayer perceptron: Linear -> activation (-> dropout) per hidden size, then a linear output."""
     if isinstance(hidden, int):
