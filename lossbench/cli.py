@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from lossbench import __version__
-from lossbench.errors import ClusterLost, LossbenchError
+from lossbench.errors import ClusterLost, DiskFull, LossbenchError
 from lossbench.registry import Choice
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -38,7 +38,7 @@ def errors_as_exit_codes() -> Iterator[None]:
     """The CLI's one error boundary: library errors become `error: ...` and an exit code."""
     try:
         yield
-    except ClusterLost as e:  # finished runs are kept; the sweep stopped, it was not refused
+    except (ClusterLost, DiskFull) as e:  # finished runs are kept; the sweep stopped, it was not refused
         _fail(str(e), 1)
     except LossbenchError as e:
         _fail(str(e))
@@ -171,6 +171,9 @@ def _train(exp, out_dir: Path, console, quiet: bool, **options):
 
     with Progress(console, enabled=not quiet and console.is_terminal) as progress:
         def on_event(kind: str, **info) -> None:
+            if kind == "set_aside":  # even with --quiet: the user's file was renamed
+                typer.echo(f"warning: {info['path']}: damaged record ({info['what']}); set aside as "
+                           f"{info['renamed'].name}, and its run trains again", err=True)
             if kind == "start" and not quiet:
                 console.print(_start_line(out_dir, info))
             progress.on_event(kind, **info)

@@ -19,3 +19,7 @@ class DataError(LossbenchError):
 
 class ClusterLost(LossbenchError):
     """The Dask scheduler went away mid-sweep: finished runs are kept (exit code 1)."""
+
+
+class DiskFull(LossbenchError):
+    """The disk holding a results directory filled up mid-sweep: finished runs are kept (exit code 1)."""
