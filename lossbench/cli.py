@@ -75,8 +75,8 @@ def _console():
     from rich.console import Console  # rich only for commands that print tables: --version/--help stay quick
 
     console = Console()
-    if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
-        console.width = 160
+    if not console.is_terminal:  # piped or captured: tables at full width, never squeezed into 80 columns
+        console.width = 100_000
     return console
 
 
@@ -169,7 +169,7 @@ def _train(exp, out_dir: Path, console, quiet: bool, **options):
     from lossbench.analysis.report import Progress
     from lossbench.sweep.execute import run_experiment
 
-    with Progress(console, enabled=not quiet and console.is_terminal) as progress:
+    with Progress(console, enabled=not quiet and console.is_terminal, lines=not quiet) as progress:
         def on_event(kind: str, **info) -> None:
             if kind == "set_aside":  # even with --quiet: the user's file was renamed
                 typer.echo(f"warning: {info['path']}: damaged record ({info['what']}); set aside as "
@@ -300,7 +300,8 @@ def compare(
         view = cmp.lr_sensitivity_all(problems, comparison, tolerance)
         rich = report.lr_table(view, comparison.metric, tolerance) if fmt == "table" else None
     else:
-        view, rich = comparison.table, report.compare_table(comparison) if fmt == "table" else None
+        view = comparison.table
+        rich = report.compare_table(comparison, report.width_of(_console())) if fmt == "table" else None
     _notes(comparison)
     _print_view(view, rich, fmt, comparison)
 
@@ -321,10 +322,7 @@ def _print_view(view, rich, fmt: str, comparison) -> None:
     from lossbench.analysis import report
 
     if rich is not None:
-        console = _console()
-        if not console.is_terminal:
-            console.width = 240  # a file or a pipe: no wrapping of wide comparison tables
-        console.print(rich)
+        _console().print(rich)
     elif fmt == "csv":
         typer.echo(cmp.flat(view).to_csv(index=False), nl=False)
     elif view is comparison.table:  # Markdown for papers and READMEs: the figures as the terminal shows them

@@ -1,0 +1,108 @@
+"""Issue 10, item 6: output that fits the terminal and says what is happening (real processes)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from rich.cells import cell_len
+
+QUICK = """
+name: fit
+dataset: {name: spirals, n_samples: 300, n_classes: 3, noise: 0.2}
+model: {name: mlp, hidden: [16], activation: tanh}
+loss: cross_entropy
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 4, batch_size: 32}
+seeds: [0, 1]
+grid:
+  loss: [cross_entropy, squared_hinge]
+  optimizer: [{name: momentum, lr: 0.05}, {name: adam, lr: 0.01}]
+target: {metric: val_accuracy, value: 0.5}
+"""
+ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+
+
+def lossbench(*args, columns=None, terminal=False, cwd=None):
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    env.pop("COLUMNS", None)
+    if terminal:  # what Rich sees on a terminal of this width
+        env.update(FORCE_COLOR="1", NO_COLOR="1", COLUMNS=str(columns))
+    r = subprocess.run([sys.executable, "-m", "lossbench", *map(str, args)], capture_output=True, text=True,
+                       env=env, cwd=cwd)
+    return r.returncode, ANSI.sub("", r.stdout), r.stderr
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fit")
+    (d / "c.yaml").write_text(QUICK)
+    code, out, err = lossbench("run", d / "c.yaml", "--out", d / "out", "-j", "1")
+    assert code == 0, err
+    return d, out
+
+
+def _words_of(text):
+    return set(re.findall(r"[\w.=≥()%/-]+", text))
+
+
+@pytest.mark.parametrize("columns", [80, 100, 120])
+@pytest.mark.parametrize("command", [["show"], ["compare"], ["compare", "--by", "optimizer.name"]])
+def test_tables_fit_the_terminal_without_cutting_numbers_or_names(results, columns, command):
+    d, _ = results
+    code, out, _ = lossbench(*command, d / "out", columns=columns, terminal=True)
+    assert code == 0
+    assert max(cell_len(line) for line in out.splitlines()) <= columns
+    assert "…" not in out  # nothing cut
+    code, csv, _ = lossbench("compare", d / "out", *command[1:], "--format", "csv")
+    table = pd.read_csv(__import__("io").StringIO(csv))
+    words = _words_of(out)
+    for _, row in table.iterrows():
+        assert set(str(row["group"]).replace(",", "").split()) <= words  # every name whole (wrapped at spaces)
+        assert f"{row['best_mean']:.4f}" in words and f"{row['best_std']:.4f}" in words  # every figure whole
+
+
+def test_a_narrow_terminal_says_what_it_left_out_and_a_pipe_gets_everything(results):
+    d, _ = results
+    _, narrow, _ = lossbench("compare", d / "out", columns=80, terminal=True)
+    assert "not shown at 80 columns: val loss, 95% CI" in narrow
+    code, piped, _ = lossbench("compare", d / "out")
+    assert code == 0 and "not shown" not in piped and "95% CI" in piped and "▁" in piped
+    header = next(line for line in piped.splitlines() if "group" in line)
+    assert "epochs to val_accuracy ≥ 0.5" in header and "final val_accuracy" in header  # plain, one line per row
+    assert all("cross_entropy, momentum, lr=0.05" in line for line in piped.splitlines()
+               if line.startswith("│") and "cross_entropy, momentum" in line)
+
+
+def test_a_log_gets_one_line_per_finished_run_with_done_total_and_eta(results):
+    _, out = results  # `run` with stdout captured: not a terminal
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(lines) == 8
+    assert re.fullmatch(r"\[1/8\] cross_entropy, momentum, lr=0\.05, seed 0: ok in \d+\.\d\d s · elapsed 0:00:\d\d · "
+                        r"ETA 0:\d\d:\d\d", lines[0]), lines[0]
+    assert lines[-1].startswith("[8/8] squared_hinge, adam, lr=0.01, seed 1: ok in ") and lines[-1].endswith("· done")
+
+
+def test_the_progress_bar_names_what_trains(tmp_path):
+    (tmp_path / "c.yaml").write_text(QUICK.replace("epochs: 4", "epochs: 400"))
+    code, out, _ = lossbench("run", tmp_path / "c.yaml", "--out", tmp_path / "o", "-j", "1", "--set",
+                             "seeds=[3]", "--set", "grid.loss=[cross_entropy]", "--set",
+                             "grid.optimizer=[{name: adam, lr: 0.01}]", columns=120, terminal=True)
+    assert code == 0
+    assert re.search(r"cross_entropy, adam, lr=0\.01, seed 3 · epoch \d+/400 · val_loss \d", out), out[-2000:]
+    assert "1 run: 1 ok, 0 diverged, 0 failed" in out  # not "1 runs"
+
+
+def test_failed_runs_beyond_five_are_counted_not_dropped(results, tmp_path):
+    d, _ = results
+    import shutil
+
+    shutil.copytree(d / "out", tmp_path / "out")
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv", dtype={"error": str})
+    runs.loc[:6, "status"], runs.loc[:6, "error"] = "failed", "ValueError: boom"
+    runs.to_csv(tmp_path / "out" / "runs.csv", index=False)
+    code, out, _ = lossbench("show", tmp_path / "out")
+    assert code == 0 and out.count("ValueError: boom") == 5
+    assert "… and 2 more failed (see runs.csv)" in out and "8 runs: 1 ok, 0 diverged, 7 failed" in out
