@@ -132,7 +132,7 @@ def run(
     out_dir = out if out is not None else api.default_out(exp.name)
     console = _console()
     if dry_run:
-        print_preview(console, exp, out_dir)
+        print_preview(console, exp, out_dir, api.plan(exp, out_dir, workers, fresh, retry_failed))
         return
     signal.signal(signal.SIGTERM, _interrupt)  # kill, a batch scheduler: stop as cleanly as Ctrl-C
     outcome, lost = _train(exp, out_dir, console, quiet, workers=workers, executor=executor, address=address,
@@ -212,7 +212,8 @@ def validate(
     from lossbench.analysis.report import print_preview
 
     exp = _experiment(config, set_)
-    print_preview(_console(), exp, api.default_out(exp.name))
+    out_dir = api.default_out(exp.name)
+    print_preview(_console(), exp, out_dir, api.plan(exp, out_dir))
 
 
 @command()

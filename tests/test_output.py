@@ -106,3 +106,18 @@ def test_failed_runs_beyond_five_are_counted_not_dropped(results, tmp_path):
     code, out, _ = lossbench("show", tmp_path / "out")
     assert code == 0 and out.count("ValueError: boom") == 5
     assert "… and 2 more failed (see runs.csv)" in out and "8 runs: 1 ok, 0 diverged, 7 failed" in out
+
+
+def test_validate_and_dry_run_say_what_is_recorded_what_will_train_and_how_long(results, tmp_path):
+    d, _ = results
+    code, out, _ = lossbench("run", d / "c.yaml", "--out", tmp_path / "new", "--dry-run", "-j", "2")
+    assert code == 0 and not (tmp_path / "new").exists()
+    assert re.search(rf"{tmp_path / 'new'}: 0 of 8 runs already recorded; 8 will train, about 0:\d\d:\d\d on 2 "
+                     r"workers \(estimated from one epoch of one run\)", out), out
+    code, out, _ = lossbench("run", d / "c.yaml", "--out", d / "out", "--dry-run", "--set", "seeds=[0, 1, 2]")
+    assert code == 0
+    assert re.search(rf"{d / 'out'}: 8 of 12 runs already recorded; 4 will train, about 0:\d\d:\d\d on \d workers? "
+                     r"\(estimated from the 8 recorded runs\)", out), out
+    code, out, _ = lossbench("validate", d / "c.yaml", cwd=d)  # default directory results/fit: none yet
+    assert code == 0 and "results/fit: 0 of 8 runs already recorded; 8 will train, about" in out
+    assert not (d / "results").exists()

@@ -295,12 +295,23 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' * (n != 1)}"
 
 
-def print_preview(console: Console, exp, out_dir) -> None:
-    """What `validate` and `run --dry-run` show: the grid size and its first runs."""
+def print_preview(console: Console, exp, out_dir, plan=None) -> None:
+    """What `validate` and `run --dry-run` show: the grid size, what is recorded already,
+    what would train and about how long it takes, and the first runs."""
     n_cells = len(exp.cells)
     seeds = exp.config["seeds"]
     console.print(f"[green]{exp.source}: valid[/green] — {_count(n_cells, 'grid cell')} × "
                   f"{_count(len(seeds), 'seed')} = {_count(len(exp.runs), 'run')} -> {out_dir}")
+    if plan is not None:
+        line = f"{out_dir}: {plan.recorded} of {_count(plan.total, 'run')} already recorded; "
+        if not plan.todo:
+            line += "nothing to train"
+        else:
+            line += f"{plan.todo} will train"
+            if plan.seconds is not None:
+                line += (f", about {_clock(plan.seconds)} on {_count(plan.workers, 'worker')} "
+                         f"(estimated {plan.basis})")
+        console.print(line, highlight=False)
     table = Table(title_justify="left")
     table.add_column("run_id")
     for k in exp.swept:

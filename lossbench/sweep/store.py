@@ -233,6 +233,20 @@ def load_records(out: Path, run_ids: list[str]) -> tuple[list[dict], list[tuple[
     return recs, aside
 
 
+def recorded(out: Path, run_ids: list[str]) -> dict[str, dict]:
+    """Read only (for previews): run_id -> record of the runs in `out` whose record is sound.
+    A damaged record is left where it is and counts as not recorded."""
+    recs = {}
+    for rid in run_ids:
+        try:
+            rec = json.loads((out / RECORDS / f"{rid}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and rec.get("run_id") == rid and "status" in rec:
+            recs[rid] = rec
+    return recs
+
+
 def _set_aside(path: Path) -> Path:
     """Rename `path` to `path.damaged` (or `.damaged-2`, ...): out of the way, not lost."""
     n, dest = 1, path.with_name(path.name + ".damaged")
