@@ -121,3 +121,37 @@ def test_validate_and_dry_run_say_what_is_recorded_what_will_train_and_how_long(
     code, out, _ = lossbench("validate", d / "c.yaml", cwd=d)  # default directory results/fit: none yet
     assert code == 0 and "results/fit: 0 of 8 runs already recorded; 8 will train, about" in out
     assert not (d / "results").exists()
+
+
+BLOCK = """
+import sys
+class NoExtra:  # as if the extra were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("matplotlib", "distributed"):
+            raise ImportError(name)
+sys.meta_path.insert(0, NoExtra())
+sys.argv = ["lossbench", *sys.argv[1:]]
+from lossbench.cli import app
+app()
+"""
+
+
+@pytest.mark.parametrize("where", ["checkout", "elsewhere", "installed"])
+def test_the_missing_extra_hint_works_where_the_user_is(results, tmp_path, where):
+    import shutil
+
+    d, _ = results
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path, cwd = checkout, checkout if where == "checkout" else tmp_path
+    if where == "installed":  # the package alone, as pip puts it in site-packages
+        shutil.copytree(os.path.join(checkout, "lossbench"), tmp_path / "site" / "lossbench")
+        path = tmp_path / "site"
+    env = {**os.environ, "PYTHONPATH": str(path)}
+    for args, extra in ((["plot", d / "out"], "plot"),
+                        (["run", d / "c.yaml", "--executor", "dask", "--address", "tcp://127.0.0.1:1"], "dask")):
+        r = subprocess.run([sys.executable, "-c", BLOCK, *map(str, args)], capture_output=True, text=True,
+                           env=env, cwd=cwd)
+        hint = {"checkout": f'pip install -e ".[{extra}]"',
+                "elsewhere": f'pip install -e "{checkout}[{extra}]" (your lossbench checkout)',
+                "installed": f'pip install "lossbench[{extra}]"'}[where]
+        assert r.returncode == 2 and r.stderr.endswith(f"{hint}\n"), r.stderr

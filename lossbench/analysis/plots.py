@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from lossbench.analysis import compare as cmp
-from lossbench.errors import LossbenchError
+from lossbench.errors import LossbenchError, install_hint
 
 KINDS = ("all", "curves", "train-val", "bars", "lr", "profile")
 
@@ -22,7 +22,7 @@ def _figure(rows: int, cols: int, size=(6.4, 4.2)):
     try:  # the optional extra, imported on first use (see the module docstring)
         from matplotlib.figure import Figure
     except ImportError:
-        raise LossbenchError("lossbench plot needs matplotlib: pip install 'lossbench[plot]'") from None
+        raise LossbenchError(f"lossbench plot needs matplotlib: {install_hint('plot')}") from None
     return Figure(figsize=(size[0] * cols, size[1] * rows), layout="constrained")
 
 
