@@ -34,6 +34,7 @@ class Results:
     summary: pd.DataFrame  # one row per grid cell, seeds aggregated, best first
     metric: str | None = None  # what `summary` ranks on (None while no run has finished)
     target: dict | None = None  # the config's target, {"metric": ..., "value": ...}, if it has one
+    planned: int = 0  # runs the experiment has; more than len(runs) while the sweep is unfinished
 
 
 def default_out(name: str) -> Path:
@@ -103,11 +104,12 @@ def load(directory: str | Path) -> Results:
     the grid cells on the config's target metric (or the first validation metric)."""
     runs, history, man = read_results(directory)
     if runs.empty:  # interrupted before any run finished: empty tables, not an error
-        return Results(Path(directory), runs, history, pd.DataFrame(), None, man.get("target"))
+        return Results(Path(directory), runs, history, pd.DataFrame(), None, man.get("target"),
+                       len(man.get("run_ids") or []))
     p = _problem(directory, runs, history, man)
     metric = default_metric(p)
     summary = aggregate(p, [k for k in p.swept if k in p.runs.columns], metric, p.target["value"] if p.target else None)
-    return Results(Path(directory), p.runs, p.history, summary, metric, p.target)
+    return Results(Path(directory), p.runs, p.history, summary, metric, p.target, p.planned)
 
 
 def load_problem(directory: str | Path) -> Problem:

@@ -222,7 +222,13 @@ def show(results_dir: Annotated[Path, typer.Argument(help="A results directory w
     from lossbench import api
 
     res = api.load(results_dir)
-    _print_summary(_console(), res, str(results_dir))
+    console = _console()
+    if len(res.summary):
+        _print_summary(console, res, str(results_dir))
+    if res.planned > len(res.runs):
+        console.print(f"[yellow]unfinished[/yellow]: {len(res.runs)} of {res.planned} runs recorded; the figures "
+                      "above are from those only. `lossbench run` with the same config trains the rest",
+                      highlight=False)
 
 
 def _cost(cost: str) -> str:
@@ -292,10 +298,17 @@ def compare(
         raise LossbenchError("--profile and --lr are two different views; choose one")
     problems = api.load_problems(results_dirs)
     comparison = cmp.compare_problems(problems, _keys(by), metric, target)
+    _notes(comparison, table=not (profile or lr))
     if profile:
         if not comparison.with_target:
             raise LossbenchError("--profile needs a target: set one in the configs or give --metric and --target")
-        view = cmp.performance_profile(comparison, cost).table
+        prof = cmp.performance_profile(comparison, cost)
+        view = prof.table
+        if not prof.solved:
+            typer.echo(f"no group reached {comparison.metric} {'≥' if comparison.higher_is_better else '≤'} "
+                       f"{', '.join(f'{t:g}' for t in comparison.table['target'].dropna().unique())} on at least "
+                       "half its seeds, on any problem: there is no profile to draw. Try an easier --target")
+            return
         rich = report.profile_table(view, cost) if fmt == "table" else None
     elif lr:
         view = cmp.lr_sensitivity_all(problems, comparison, tolerance)
@@ -303,17 +316,19 @@ def compare(
     else:
         view = comparison.table
         rich = report.compare_table(comparison, report.width_of(_console())) if fmt == "table" else None
-    _notes(comparison)
     _print_view(view, rich, fmt, comparison)
 
 
-def _notes(comparison) -> None:
+def _notes(comparison, table: bool = True) -> None:
     """What the reader of a comparison should know: keys pooled, sweeps unfinished."""
     if comparison.pooled:
         typer.echo(f"note: grouped by {', '.join(comparison.keys) or 'nothing'} (the keys every directory sweeps); "
                    f"{', '.join(comparison.pooled)} pooled. Use --by to choose.", err=True)
     for line in comparison.partial:
         typer.echo(f"note: {line} (the sweep is unfinished; `lossbench run` resumes it)", err=True)
+    for line in comparison.warnings:
+        if table or not line.startswith("loss AUC"):  # the AUC and the curves are in the table only
+            typer.echo(f"warning: {line}", err=True)
 
 
 def _print_view(view, rich, fmt: str, comparison) -> None:

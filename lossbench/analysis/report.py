@@ -249,8 +249,10 @@ def compare_table(comparison: Comparison, width: int | None = None) -> Table:
         cols.append(Col(h, cells, kind, "left" if kind in ("label", "spark") else "right", drop=drops.get(h),
                         curves=list(table["val_loss_curve"]) if kind == "spark" else [],
                         styles=styles if i == 0 else [], short=short))
+    unranked = "; NOT RANKED: the groups use different losses" if table["rank"].isna().all() and \
+        comparison.warnings else ""
     return fit_table(cols, width, title=f"{comparison.metric} ({'higher' if comparison.higher_is_better else 'lower'}"
-                     " is better); mean ± std and 95% interval over seeds", title_justify="left")
+                     f" is better); mean ± std and 95% interval over seeds{unranked}", title_justify="left")
 
 
 def profile_table(profile: pd.DataFrame, cost: str) -> Table:
