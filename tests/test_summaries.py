@@ -88,3 +88,18 @@ def test_a_profile_where_no_group_reached_the_target_says_so(swept):
     assert r.stdout == ("no group reached val_accuracy ≥ 1 on at least half its seeds, on any problem: "
                         "there is no profile to draw. Try an easier --target\n")
     assert "0.00" not in r.output
+
+
+def test_the_shipped_hinge_vs_cross_entropy_config_shows_the_losses_differ(tmp_path):
+    from pathlib import Path
+
+    config = Path(__file__).parent.parent / "configs" / "hinge_vs_cross_entropy.yaml"
+    r = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "o"), "-q"])
+    assert r.exit_code == 0, r.output
+    runs = lossbench.load(tmp_path / "o").runs
+    assert runs["best_val_accuracy"].max() < 0.99  # not every cell at 100%: there is something to see
+    test = runs.groupby(["optimizer.name", "loss.name"])["test_accuracy"].mean()
+    assert test["momentum", "cross_entropy"] - test["momentum", "hinge"] > 0.03  # several points apart
+    assert test["momentum", "cross_entropy"] - test["momentum", "squared_hinge"] > 0.03
+    assert abs(test["adam", "cross_entropy"] - test["adam", "hinge"]) < test["momentum", "cross_entropy"] - \
+        test["momentum", "hinge"]  # Adam closes most of the gap
