@@ -141,8 +141,9 @@ def run(
     if len(res.summary):
         _print_summary(console, res, f"{exp.name} — {out_dir}")
     if outcome is None:
-        console.print(f"[yellow]{'interrupted' if lost is None else 'stopped'}[/yellow]: {len(res.runs)} of "
-                      f"{len(exp.runs)} runs recorded; run the same command again to train the rest")
+        n = len(exp.runs)
+        console.print(f"[yellow]{'interrupted' if lost is None else 'stopped'}[/yellow]: {len(res.runs)} of {n} "
+                      f"run{'s' * (n != 1)} recorded; run the same command again to train the rest")
         if lost is not None:
             raise lost  # error: ... and exit 1, at the boundary
         raise typer.Exit(130)

@@ -150,7 +150,8 @@ def draw_profile(ax, profile: cmp.Profile, cost: str) -> None:
         xs = [1.0, *taus, top]
         ys = [sum(t <= x for t in taus) / len(r) for x in xs]
         ax.step(xs, ys, where="post", label=group, lw=1.6)
-    ax.set(title=f"performance profile over {ratios.shape[1]} problems ({cost.replace('_', ' ')})",
+    n = ratios.shape[1]
+    ax.set(title=f"performance profile over {n} problem{'s' * (n != 1)} ({cost.replace('_', ' ')})",
            xlabel="τ (within this factor of the best)", ylabel="fraction of problems",
            ylim=(-0.02, 1.02))
     ax.set_xscale("log")
@@ -236,5 +237,5 @@ def _all_panels(p: cmp.Problem, comparison: cmp.Comparison, log: bool, tolerance
     except LossbenchError:  # lr not swept on its own axis: how the seeds spread instead
         axes[3].clear()
         draw_seeds(axes[3], p, comparison)
-    fig.suptitle(f"{p.name}: {len(p.runs)} runs")
+    fig.suptitle(f"{p.name}: {len(p.runs)} run{'s' * (len(p.runs) != 1)}")
     return fig

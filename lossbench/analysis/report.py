@@ -348,9 +348,17 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
-            self.bar = RichProgress(TextColumn("runs"), BarColumn(bar_width=20), MofNCompleteColumn(),
-                                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                    TextColumn("{task.description}"), console=console, transient=True)
+            class Bar(RichProgress):
+                """The bar on one line, what trains on the next: a long run name never squeezes the bar."""
+
+                def get_renderables(self):
+                    yield self.make_tasks_table(self.tasks)
+                    for task in self.tasks:
+                        if task.description:
+                            yield Text(task.description)  # wraps at spaces on a narrow terminal
+
+            self.bar = Bar(TextColumn("runs"), BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(),
+                           TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
 
     def __enter__(self):
         if self.enabled:
@@ -371,10 +379,10 @@ class Progress:
             self.bar.update(self.task, total=info["total"], completed=info["done"])
         elif kind == "run_start":
             spec = info["spec"]
-            self.bar.update(self.task, description=f"{escape(run_label(spec.cell, spec.seed))} · starting")
+            self.bar.update(self.task, description=f"{run_label(spec.cell, spec.seed)} · starting")
         elif kind == "epoch":
             row, spec = info["row"], info["spec"]
-            self.bar.update(self.task, description=f"{escape(run_label(spec.cell, spec.seed))} · epoch {row['epoch']}/"
+            self.bar.update(self.task, description=f"{run_label(spec.cell, spec.seed)} · epoch {row['epoch']}/"
                                                    f"{spec.config['train'].get('epochs', 10)} · "
                                                    f"val_loss {row['val_loss']:.4g}")
         elif kind == "run_end":
