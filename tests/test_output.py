@@ -89,9 +89,14 @@ def test_the_progress_bar_names_what_trains(tmp_path):
     (tmp_path / "c.yaml").write_text(QUICK.replace("epochs: 4", "epochs: 400"))
     code, out, _ = lossbench("run", tmp_path / "c.yaml", "--out", tmp_path / "o", "-j", "1", "--set",
                              "seeds=[3]", "--set", "grid.loss=[cross_entropy]", "--set",
-                             "grid.optimizer=[{name: adam, lr: 0.01}]", columns=120, terminal=True)
+                             "grid.optimizer=[{name: adam, lr: 0.01}]", columns=80, terminal=True)
     assert code == 0
-    assert re.search(r"cross_entropy, adam, lr=0\.01, seed 3 · epoch \d+/400 · val_loss \d", out), out[-2000:]
+    frames = out.replace("\r", "\n").splitlines()
+    assert any(re.fullmatch(r"cross_entropy, adam, lr=0\.01, seed 3 · epoch \d+/400 · val_loss [\d.]+ *", f)
+               for f in frames), out[-2000:]  # on its own line, whole
+    bars = [f for f in frames if f.startswith("runs ")]
+    assert bars and all("…" not in f and cell_len(f.rstrip()) <= 80 for f in bars)
+    assert any(re.match(r"runs [━╸╺ ]+ 0/1 0:00:\d\d ETA", f) for f in bars), bars[:3]
     assert "1 run: 1 ok, 0 diverged, 0 failed" in out  # not "1 runs"
 
 
