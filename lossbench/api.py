@@ -4,6 +4,8 @@ sweep layer (which writes results) to the analysis layer (which never reads file
 
 from __future__ import annotations
 
+import copy
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,10 @@ from lossbench.errors import LossbenchError
 from lossbench.registry import Choice
 from lossbench.sweep.config import TARGET, load_experiment
 from lossbench.sweep.execute import run_experiment
-from lossbench.sweep.store import read_results
+from lossbench.sweep.job import run_one
+from lossbench.sweep.spec import RunSpec
+from lossbench.sweep.store import read_results, recorded
+from lossbench.sweep.workers import cpu_count
 
 
 @dataclass
@@ -29,6 +34,7 @@ class Results:
     summary: pd.DataFrame  # one row per grid cell, seeds aggregated, best first
     metric: str | None = None  # what `summary` ranks on (None while no run has finished)
     target: dict | None = None  # the config's target, {"metric": ..., "value": ...}, if it has one
+    planned: int = 0  # runs the experiment has; more than len(runs) while the sweep is unfinished
 
 
 def default_out(name: str) -> Path:
@@ -53,16 +59,57 @@ def run(config: str | Path | dict, out: str | Path | None = None, overrides: lis
     return load(out_dir)
 
 
+@dataclass
+class Plan:
+    """What `run` would do: runs recorded and to train, and roughly how long it would take."""
+
+    total: int
+    recorded: int
+    todo: int
+    workers: int
+    seconds: float | None  # estimated wall time of the runs to train; None if there are none
+    basis: str  # where the estimate comes from
+
+
+def plan(exp, out: str | Path, workers: int | None = None, fresh: bool = False, retry_failed: bool = False,
+         probe: bool = True) -> Plan:
+    """Count the runs already recorded in `out` and estimate the time the rest takes: from
+    the recorded runs' times when there are some, else from one run trained for one epoch.
+    Writes nothing."""
+    ids = [s.run_id for s in exp.runs]
+    recs = recorded(Path(out), ids) if Path(out).is_dir() else {}
+    kept = {} if fresh else {k: r for k, r in recs.items() if not (retry_failed and r["status"] == "failed")}
+    todo = [s for s in exp.runs if s.run_id not in kept]
+    n_workers = max(1, min(workers or cpu_count(), len(todo) or 1))
+    seconds, basis = None, ""
+    times = [r["wall_time_s"] for r in recs.values() if r["status"] == "ok" and r.get("wall_time_s")]
+    if todo and times:
+        seconds = sum(times) / len(times) * len(todo) / n_workers
+        basis = f"from the {len(times)} recorded run{'s' * (len(times) != 1)}"
+    elif todo and probe:
+        spec = todo[0]
+        cfg = copy.deepcopy(spec.config)
+        epochs = cfg["train"].get("epochs", 10)
+        cfg["train"]["epochs"] = 1
+        start = time.perf_counter()
+        rec = run_one(RunSpec(spec.run_id, spec.seed, cfg, spec.cell), exp.datasets)
+        if rec["status"] != "failed":
+            seconds = (time.perf_counter() - start) * epochs * len(todo) / n_workers
+            basis = "from one epoch of one run"
+    return Plan(len(ids), len(ids) - len(todo), len(todo), n_workers, seconds, basis)
+
+
 def load(directory: str | Path) -> Results:
     """The tables of a finished (or partly finished) results directory; `summary` ranks
     the grid cells on the config's target metric (or the first validation metric)."""
     runs, history, man = read_results(directory)
     if runs.empty:  # interrupted before any run finished: empty tables, not an error
-        return Results(Path(directory), runs, history, pd.DataFrame(), None, man.get("target"))
+        return Results(Path(directory), runs, history, pd.DataFrame(), None, man.get("target"),
+                       len(man.get("run_ids") or []))
     p = _problem(directory, runs, history, man)
     metric = default_metric(p)
     summary = aggregate(p, [k for k in p.swept if k in p.runs.columns], metric, p.target["value"] if p.target else None)
-    return Results(Path(directory), p.runs, p.history, summary, metric, p.target)
+    return Results(Path(directory), p.runs, p.history, summary, metric, p.target, p.planned)
 
 
 def load_problem(directory: str | Path) -> Problem:

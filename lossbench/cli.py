@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from lossbench import __version__
-from lossbench.errors import ClusterLost, LossbenchError
+from lossbench.errors import ClusterLost, DiskFull, LossbenchError
 from lossbench.registry import Choice
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -38,7 +38,7 @@ def errors_as_exit_codes() -> Iterator[None]:
     """The CLI's one error boundary: library errors become `error: ...` and an exit code."""
     try:
         yield
-    except ClusterLost as e:  # finished runs are kept; the sweep stopped, it was not refused
+    except (ClusterLost, DiskFull) as e:  # finished runs are kept; the sweep stopped, it was not refused
         _fail(str(e), 1)
     except LossbenchError as e:
         _fail(str(e))
@@ -75,8 +75,8 @@ def _console():
     from rich.console import Console  # rich only for commands that print tables: --version/--help stay quick
 
     console = Console()
-    if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
-        console.width = 160
+    if not console.is_terminal:  # piped or captured: tables at full width, never squeezed into 80 columns
+        console.width = 100_000
     return console
 
 
@@ -132,7 +132,7 @@ def run(
     out_dir = out if out is not None else api.default_out(exp.name)
     console = _console()
     if dry_run:
-        print_preview(console, exp, out_dir)
+        print_preview(console, exp, out_dir, api.plan(exp, out_dir, workers, fresh, retry_failed))
         return
     signal.signal(signal.SIGTERM, _interrupt)  # kill, a batch scheduler: stop as cleanly as Ctrl-C
     outcome, lost = _train(exp, out_dir, console, quiet, workers=workers, executor=executor, address=address,
@@ -141,8 +141,9 @@ def run(
     if len(res.summary):
         _print_summary(console, res, f"{exp.name} — {out_dir}")
     if outcome is None:
-        console.print(f"[yellow]{'interrupted' if lost is None else 'stopped'}[/yellow]: {len(res.runs)} of "
-                      f"{len(exp.runs)} runs recorded; run the same command again to train the rest")
+        n = len(exp.runs)
+        console.print(f"[yellow]{'interrupted' if lost is None else 'stopped'}[/yellow]: {len(res.runs)} of {n} "
+                      f"run{'s' * (n != 1)} recorded; run the same command again to train the rest")
         if lost is not None:
             raise lost  # error: ... and exit 1, at the boundary
         raise typer.Exit(130)
@@ -169,8 +170,11 @@ def _train(exp, out_dir: Path, console, quiet: bool, **options):
     from lossbench.analysis.report import Progress
     from lossbench.sweep.execute import run_experiment
 
-    with Progress(console, enabled=not quiet and console.is_terminal) as progress:
+    with Progress(console, enabled=not quiet and console.is_terminal, lines=not quiet) as progress:
         def on_event(kind: str, **info) -> None:
+            if kind == "set_aside":  # even with --quiet: the user's file was renamed
+                typer.echo(f"warning: {info['path']}: damaged record ({info['what']}); set aside as "
+                           f"{info['renamed'].name}, and its run trains again", err=True)
             if kind == "start" and not quiet:
                 console.print(_start_line(out_dir, info))
             if kind in ("download", "dataset") and not quiet:
@@ -227,7 +231,8 @@ def validate(
     from lossbench.analysis.report import print_preview
 
     exp = _experiment(config, set_)
-    print_preview(_console(), exp, api.default_out(exp.name))
+    out_dir = api.default_out(exp.name)
+    print_preview(_console(), exp, out_dir, api.plan(exp, out_dir))
     for spec in exp.dataset_specs():  # what `run` would find or have to download; nothing is downloaded
         typer.echo(f"data: {data.status(spec)}")
 
@@ -238,7 +243,13 @@ def show(results_dir: Annotated[Path, typer.Argument(help="A results directory w
     from lossbench import api
 
     res = api.load(results_dir)
-    _print_summary(_console(), res, str(results_dir))
+    console = _console()
+    if len(res.summary):
+        _print_summary(console, res, str(results_dir))
+    if res.planned > len(res.runs):
+        console.print(f"[yellow]unfinished[/yellow]: {len(res.runs)} of {res.planned} runs recorded; the figures "
+                      "above are from those only. `lossbench run` with the same config trains the rest",
+                      highlight=False)
 
 
 def _cost(cost: str) -> str:
@@ -308,27 +319,37 @@ def compare(
         raise LossbenchError("--profile and --lr are two different views; choose one")
     problems = api.load_problems(results_dirs)
     comparison = cmp.compare_problems(problems, _keys(by), metric, target)
+    _notes(comparison, table=not (profile or lr))
     if profile:
         if not comparison.with_target:
             raise LossbenchError("--profile needs a target: set one in the configs or give --metric and --target")
-        view = cmp.performance_profile(comparison, cost).table
+        prof = cmp.performance_profile(comparison, cost)
+        view = prof.table
+        if not prof.solved:
+            typer.echo(f"no group reached {comparison.metric} {'≥' if comparison.higher_is_better else '≤'} "
+                       f"{', '.join(f'{t:g}' for t in comparison.table['target'].dropna().unique())} on at least "
+                       "half its seeds, on any problem: there is no profile to draw. Try an easier --target")
+            return
         rich = report.profile_table(view, cost) if fmt == "table" else None
     elif lr:
         view = cmp.lr_sensitivity_all(problems, comparison, tolerance)
         rich = report.lr_table(view, comparison.metric, tolerance) if fmt == "table" else None
     else:
-        view, rich = comparison.table, report.compare_table(comparison) if fmt == "table" else None
-    _notes(comparison)
+        view = comparison.table
+        rich = report.compare_table(comparison, report.width_of(_console())) if fmt == "table" else None
     _print_view(view, rich, fmt, comparison)
 
 
-def _notes(comparison) -> None:
+def _notes(comparison, table: bool = True) -> None:
     """What the reader of a comparison should know: keys pooled, sweeps unfinished."""
     if comparison.pooled:
         typer.echo(f"note: grouped by {', '.join(comparison.keys) or 'nothing'} (the keys every directory sweeps); "
                    f"{', '.join(comparison.pooled)} pooled. Use --by to choose.", err=True)
     for line in comparison.partial:
         typer.echo(f"note: {line} (the sweep is unfinished; `lossbench run` resumes it)", err=True)
+    for line in comparison.warnings:
+        if table or not line.startswith("loss AUC"):  # the AUC and the curves are in the table only
+            typer.echo(f"warning: {line}", err=True)
 
 
 def _print_view(view, rich, fmt: str, comparison) -> None:
@@ -338,10 +359,7 @@ def _print_view(view, rich, fmt: str, comparison) -> None:
     from lossbench.analysis import report
 
     if rich is not None:
-        console = _console()
-        if not console.is_terminal:
-            console.width = 240  # a file or a pipe: no wrapping of wide comparison tables
-        console.print(rich)
+        _console().print(rich)
     elif fmt == "csv":
         typer.echo(cmp.flat(view).to_csv(index=False), nl=False)
     elif view is comparison.table:  # Markdown for papers and READMEs: the figures as the terminal shows them

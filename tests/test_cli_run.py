@@ -52,7 +52,8 @@ def test_summary_names_the_best_cell_first(quickstart):
     first = next(line for line in lines if line.startswith("│ 1 "))
     assert "cross_entropy, adam" in first or "hinge, adam" in first
     assert "18 runs: 18 ok, 0 diverged, 0 failed" in r.output
-    assert "best val_accuracy (mean ± std)" in r.output and "epochs to val_accuracy ≥ 0.9" in r.output
+    assert "out: best val_accuracy, mean ± std over seeds" in r.output
+    assert "epochs to val_accuracy ≥ 0.9" in r.output
 
 
 def test_rerun_trains_nothing_new_and_show_repeats_the_summary(quickstart):

@@ -264,12 +264,3 @@ def _umask():
     m = os.umask(0)
     os.umask(m)
     return m
-
-
-def test_a_damaged_record_is_one_line_naming_it(tmp_path):
-    cfg, out = write(tmp_path, QUICK), tmp_path / "o"
-    assert runner.invoke(app, ["run", str(cfg), "--out", str(out), "-j", "1"]).exit_code == 0
-    record = sorted((out / "records").iterdir())[0]
-    record.write_text('{"run_id": ')
-    r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "-j", "1"])
-    assert r.exit_code == 2 and r.output.startswith(f"error: {record}: damaged record") and r.output.count("\n") == 1

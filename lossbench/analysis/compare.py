@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +216,7 @@ class Comparison:
     higher_is_better: bool
     pooled: list[str]  # swept keys not every problem sweeps, pooled (only when the keys were not given)
     partial: list[str]  # "name: k of n runs recorded", per unfinished problem
+    warnings: list[str] = field(default_factory=list)  # figures not comparable as they stand (loss units)
 
     @property
     def with_target(self) -> bool:
@@ -243,7 +244,43 @@ def compare_problems(problems: list[Problem], by: list[str] | None = None, metri
     out["rank"] = out["rank"].astype("Int64")  # 1, 2, ... and empty for unranked, in CSV too
     pooled = sorted({k for p in problems for k in p.swept} - set(keys)) if not by else []
     partial = [f"{p.name}: {len(p.runs)} of {p.planned} runs recorded" for p in problems if p.planned > len(p.runs)]
-    return Comparison(out, m, keys, higher_is_better(m), pooled, partial)
+    warnings = loss_unit_warnings(problems, keys, m)
+    if warnings and is_loss(m):  # a loss value of one loss says nothing against another's
+        out["rank"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    return Comparison(out, m, keys, higher_is_better(m), pooled, partial, warnings)
+
+
+def is_loss(metric: str) -> bool:
+    """Measured in the units of the run's own loss (not comparable across losses)."""
+    return metric.endswith("_loss")
+
+
+def losses_of(problems: list[Problem]) -> list[str]:
+    """The losses the compared runs trained with, as far as runs.csv says (a swept loss)."""
+    names = []
+    for p in problems:
+        col = "loss.name" if "loss.name" in p.runs.columns else "loss" if "loss" in p.runs.columns else None
+        if col:
+            names += [str(v) for v in p.runs[col].dropna().unique() if str(v) not in names]
+    return names
+
+
+def loss_unit_warnings(problems: list[Problem], keys: list[str], metric: str) -> list[str]:
+    """What is in loss units and mixes losses: ranking by a loss, loss AUC, val-loss curves."""
+    names = losses_of(problems)
+    if len(names) < 2:
+        return []
+    which = ", ".join(names)
+    pooled = not any(k in ("loss", "loss.name") for k in keys)
+    out = []
+    if is_loss(metric):
+        out.append(f"{metric} is in each loss's own units and these runs use different losses ({which}): "
+                   "not comparable, so no group is ranked. Compare a metric such as val_accuracy or val_mae, "
+                   "or one loss at a time")
+    out.append(f"loss AUC and the val loss curves are in each loss's own units ({which})"
+               + ("; here each group averages runs of different losses" if pooled else
+                  "; compare them only between groups with the same loss"))
+    return out
 
 
 @dataclass
@@ -252,6 +289,11 @@ class Profile:
 
     table: pd.DataFrame  # one row per group: `problems`, then one `tau=...` column of fractions per factor
     ratios: pd.DataFrame  # group x problem: the group's cost over the best group's (inf: never solved)
+
+    @property
+    def solved(self) -> int:
+        """Problems on which some group reached the target."""
+        return int(np.isfinite(self.ratios.to_numpy()).any(axis=0).sum())
 
 
 def performance_profile(comparison: Comparison, cost: str = "time_to_target",

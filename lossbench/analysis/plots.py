@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from lossbench.analysis import compare as cmp
-from lossbench.errors import LossbenchError
+from lossbench.errors import LossbenchError, install_hint
 
 KINDS = ("all", "curves", "train-val", "bars", "lr", "profile")
 
@@ -22,7 +24,7 @@ def _figure(rows: int, cols: int, size=(6.4, 4.2)):
     try:  # the optional extra, imported on first use (see the module docstring)
         from matplotlib.figure import Figure
     except ImportError:
-        raise LossbenchError("lossbench plot needs matplotlib: pip install 'lossbench[plot]'") from None
+        raise LossbenchError(f"lossbench plot needs matplotlib: {install_hint('plot')}") from None
     return Figure(figsize=(size[0] * cols, size[1] * rows), layout="constrained")
 
 
@@ -38,16 +40,20 @@ def _colors(ax, n: int) -> None:
         ax.set_prop_cycle(color=[colormaps["tab20"](i % 20) for i in range(n)])
 
 
-def draw_curves(ax, p: cmp.Problem, by: list[str], metric: str, log: bool) -> None:
-    """Mean over the seeds per group, with a ±std band."""
+def draw_curves(ax, p: cmp.Problem, by: list[str], metric: str, log: bool, target: float | None = None) -> None:
+    """Mean over the seeds per group, with a ±std band; the target as a dotted line.
+    `log` applies to a loss only: accuracy on a log axis hides what matters."""
     groups = cmp.curves(p, by, metric)
     _colors(ax, len(groups))
     for label, c in groups.items():
         line, = ax.plot(c["epoch"], c["mean"], label=label, lw=1.6)
         std = c["std"].fillna(0.0)
         ax.fill_between(c["epoch"], c["mean"] - std, c["mean"] + std, color=line.get_color(), alpha=0.2, lw=0)
-    ax.set(title=f"{_label(metric)} by epoch (mean ± std over seeds)", xlabel="epoch", ylabel=_label(metric))
-    if log:
+    if target is not None:
+        ax.axhline(target, color="black", ls=":", lw=1.2, label=f"target {target:g}")
+    ax.set(title=f"{_label(metric)} by epoch (mean ± std over seeds)", xlabel="epoch",
+           ylabel=_label(metric) + (" (log scale)" if log and cmp.is_loss(metric) else ""))
+    if log and cmp.is_loss(metric):
         ax.set_yscale("log")
     _legend(ax)
 
@@ -60,7 +66,10 @@ def draw_train_val(ax, p: cmp.Problem, by: list[str], log: bool) -> None:
         line, = ax.plot(c["epoch"], c["mean"], lw=1.6, label=label)
         if label in val:
             ax.plot(val[label]["epoch"], val[label]["mean"], lw=1.6, ls="--", color=line.get_color())
-    ax.set(title="training (solid) vs validation (dashed) loss", xlabel="epoch", ylabel="loss")
+    mixed = len(cmp.losses_of([p])) > 1
+    ax.set(title="training (solid) vs validation (dashed) loss"
+                 + ("\n(different losses: each curve in its own loss's units)" if mixed else ""), xlabel="epoch",
+           ylabel="loss" + (" (log scale)" if log else ""))
     if log:
         ax.set_yscale("log")
     _legend(ax)
@@ -68,32 +77,67 @@ def draw_train_val(ax, p: cmp.Problem, by: list[str], log: bool) -> None:
 
 def draw_bars(ax, comparison: cmp.Comparison) -> None:
     """Best metric per group, mean with std error bars, in rank order; red where a seed
-    diverged or failed. The axis starts at zero for non-negative metrics, so bar lengths
-    compare honestly (the numbers are in `compare`)."""
+    diverged or failed. Points, not bars, on an axis zoomed to the data and labelled so:
+    0.83 against 0.85 shows, and no bar length pretends to start at zero. Each mean is
+    written next to its point; the target is a dotted line."""
     table, metric = comparison.table, comparison.metric
     t = table[table["best_mean"].notna() | table["final_mean"].notna()]
     col = "best" if metric.startswith(("val_", "train_")) else "final"
     colors = ["tab:red" if r.ok < r.runs else "tab:blue" for r in t.itertuples()]
-    ax.bar(range(len(t)), t[f"{col}_mean"], yerr=t[f"{col}_std"].fillna(0.0), capsize=4, color=colors, alpha=0.8)
-    ax.set_xticks(range(len(t)), t["group"], rotation=30, ha="right", fontsize=8)
+    x, mean, std = list(range(len(t))), t[f"{col}_mean"].to_numpy(float), t[f"{col}_std"].fillna(0.0).to_numpy(float)
+    for xi, m, sd, c in zip(x, mean, std, colors):
+        ax.errorbar([xi], [m], yerr=[sd], fmt="o", capsize=5, color=c, ms=7)
+        ax.annotate(f"{m:.4g}", (xi, m + sd), textcoords="offset points", xytext=(0, 4), ha="center", va="bottom",
+                    fontsize=7 if len(x) > 6 else 8, rotation=90 if len(x) > 6 else 0)
+    ax.set_xticks(x, t["group"], rotation=30, ha="right", fontsize=8)
+    ax.set_xlim(-0.5, len(t) - 0.3)
+    targets = t["target"].dropna().unique()
+    if len(targets) == 1 and col == "best":
+        ax.axhline(targets[0], color="black", ls=":", lw=1.2, label=f"target {targets[0]:g}")
+        ax.legend(fontsize=8, loc="best")
     better = "higher" if comparison.higher_is_better else "lower"
     dropped = len(table) - len(t)
     ax.set(title=f"{col} {_label(metric)} per group, mean ± std ({better} is better"
                  f"{'; red: some seeds diverged or failed' if 'tab:red' in colors else ''}"
-                 f"{f'; {dropped} group(s) with no ok run not shown' if dropped else ''})", ylabel=_label(metric))
-    if len(t) and (t[f"{col}_mean"] >= 0).all():
-        ax.set_ylim(bottom=0)
+                 f"{f'; {dropped} group(s) with no ok run not shown' if dropped else ''})",
+           ylabel=f"{_label(metric)}\n(axis zoomed to the data: not from 0)")
+    ax.margins(y=0.15)
 
 
-def draw_lr(ax, sens, metric: str) -> None:
+def draw_lr(ax, sens, metric: str, tolerance: float) -> None:
+    """Best metric against lr per group; the lr range within `tolerance` of the group's
+    best is drawn as a thick band under the curve, the best lr as a star."""
     _colors(ax, len(sens))
     for _, row in sens.iterrows():
-        ax.errorbar(row["lrs"], row["values"], yerr=[0.0 if math.isnan(s) else s for s in row["stds"]],
-                    marker="o", capsize=3, label=row["group"] or "all")
+        bars = ax.errorbar(row["lrs"], row["values"], yerr=[0.0 if math.isnan(s) else s for s in row["stds"]],
+                           marker="o", capsize=3, label=row["group"] or "all")
+        color = bars.lines[0].get_color()
+        if not math.isnan(row["lr_low"]):
+            ax.axvspan(row["lr_low"], row["lr_high"], color=color, alpha=0.12, lw=0)
+            ax.plot([row["lr_low"], row["lr_high"]], [row["best"]] * 2, color=color, lw=5, alpha=0.5,
+                    solid_capstyle="butt")
+            ax.plot([row["best_lr"]], [row["best"]], marker="*", ms=14, color=color, mec="black")
     ax.set_xscale("log")
-    ax.set(title=f"learning-rate sensitivity: best {_label(metric)}", xlabel="learning rate (log scale)",
-           ylabel=_label(metric))
+    ax.set(title=f"learning-rate sensitivity: best {_label(metric)}\nband: the lrs within {tolerance:.0%} of the "
+                 "group's best; ★ its best lr", xlabel="learning rate (log scale)", ylabel=_label(metric))
     _legend(ax)
+
+
+def draw_seeds(ax, p: cmp.Problem, comparison: cmp.Comparison) -> None:
+    """The best metric of every seed, per group (when lr is not swept): how far seeds spread."""
+    metric, keys = comparison.metric, comparison.keys
+    runs = cmp.per_run(p, metric, None).merge(p.runs[["run_id", *keys]], on="run_id")
+    col = "best" if metric.startswith(("val_", "train_")) else "final"
+    groups = list(comparison.table[comparison.table["problem"] == p.name]["group"])
+    labels = [cmp.cell_label(keys, tuple(r[k] for k in keys)) for _, r in runs.iterrows()]
+    runs = runs.assign(group=labels)
+    for i, g in enumerate(groups):
+        pts = runs[(runs.group == g) & (runs.status == "ok")][col].to_numpy(float)
+        spread = (np.arange(len(pts)) - (len(pts) - 1) / 2) * 0.08
+        ax.plot(i + spread, pts, "o", color="tab:blue", alpha=0.7, ms=6)
+    ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right", fontsize=8)
+    ax.set(title=f"{col} {_label(metric)} of each seed (optimizer.lr is not swept)",
+           ylabel=f"{_label(metric)}\n(axis zoomed to the data)")
 
 
 def draw_profile(ax, profile: cmp.Profile, cost: str) -> None:
@@ -106,7 +150,8 @@ def draw_profile(ax, profile: cmp.Profile, cost: str) -> None:
         xs = [1.0, *taus, top]
         ys = [sum(t <= x for t in taus) / len(r) for x in xs]
         ax.step(xs, ys, where="post", label=group, lw=1.6)
-    ax.set(title=f"performance profile over {ratios.shape[1]} problems ({cost.replace('_', ' ')})",
+    n = ratios.shape[1]
+    ax.set(title=f"performance profile over {n} problem{'s' * (n != 1)} ({cost.replace('_', ' ')})",
            xlabel="τ (within this factor of the best)", ylabel="fraction of problems",
            ylim=(-0.02, 1.02))
     ax.set_xscale("log")
@@ -147,8 +192,13 @@ def plot(problems: list[cmp.Problem], kind: str = "all", metric: str | None = No
     if kind == "profile":
         if not comparison.with_target:
             raise LossbenchError("--kind profile needs a target: set one in the configs or give --metric and --target")
+        prof = cmp.performance_profile(comparison, cost)
+        if not prof.solved:
+            raise LossbenchError(f"no group reached {comparison.metric} {'≥' if comparison.higher_is_better else '≤'} "
+                                 "the target on at least half its seeds, on any problem: there is no profile to draw; "
+                                 "try an easier --target")
         fig = _figure(1, 1)
-        draw_profile(fig.add_subplot(), cmp.performance_profile(comparison, cost), cost)
+        draw_profile(fig.add_subplot(), prof, cost)
     elif kind == "all":
         fig = _all_panels(p, comparison, log, tolerance)
     else:
@@ -167,13 +217,14 @@ def plot(problems: list[cmp.Problem], kind: str = "all", metric: str | None = No
 def _panel(ax, kind: str, p: cmp.Problem, comparison: cmp.Comparison, log: bool, tolerance: float) -> None:
     metric, keys = comparison.metric, comparison.keys
     if kind == "curves":
-        draw_curves(ax, p, keys, _history_metric(metric), log)
+        targets = comparison.table["target"].dropna().unique()
+        draw_curves(ax, p, keys, _history_metric(metric), log, targets[0] if len(targets) == 1 else None)
     elif kind == "train-val":
         draw_train_val(ax, p, keys, log)
     elif kind == "bars":
         draw_bars(ax, comparison)
     else:
-        draw_lr(ax, cmp.lr_sensitivity(p, keys, metric, tolerance), metric)
+        draw_lr(ax, cmp.lr_sensitivity(p, keys, metric, tolerance), metric, tolerance)
 
 
 def _all_panels(p: cmp.Problem, comparison: cmp.Comparison, log: bool, tolerance: float):
@@ -183,9 +234,8 @@ def _all_panels(p: cmp.Problem, comparison: cmp.Comparison, log: bool, tolerance
         _panel(ax, kind, p, comparison, log, tolerance)
     try:
         _panel(axes[3], "lr", p, comparison, log, tolerance)
-    except LossbenchError:  # lr not swept on its own axis: say so in the panel
-        axes[3].set_axis_off()
-        axes[3].text(0.5, 0.5, "optimizer.lr is not swept on its own axis:\nno learning-rate sensitivity",
-                     ha="center", va="center")
-    fig.suptitle(f"{p.name}: {len(p.runs)} runs")
+    except LossbenchError:  # lr not swept on its own axis: how the seeds spread instead
+        axes[3].clear()
+        draw_seeds(axes[3], p, comparison)
+    fig.suptitle(f"{p.name}: {len(p.runs)} run{'s' * (len(p.runs) != 1)}")
     return fig

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import pandas as pd
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from lossbench.analysis.compare import Comparison
+from lossbench.analysis.compare import Comparison, cell_label
 from lossbench.engine.metrics import higher_is_better
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -25,6 +27,112 @@ def sparkline(values: list[float], width: int = 16) -> str:
     lo, hi = min(vals), max(vals)
     span = hi - lo or 1.0
     return "".join(BARS[min(int((v - lo) / span * (len(BARS) - 1) + 0.5), len(BARS) - 1)] for v in vals)
+
+
+# -- fitting a table to the terminal ----------------------------------------------------------
+
+SPARK, NARROW_SPARK = 16, 8
+
+
+@dataclass
+class Col:
+    """A column to fit: `kind` says how it may give up width. Labels wrap at spaces, numbers
+    wrap after "±" or at a space, a sparkline is narrowed and then dropped; a column with a
+    `drop` rank goes (lowest first) when nothing else helps. No cell is ever cut."""
+
+    header: str
+    cells: list
+    kind: str = "number"  # label | number | spark | fixed
+    justify: str = "right"
+    drop: int | None = None
+    curves: list = field(default_factory=list)  # spark: the curves, drawn at the width chosen
+    styles: list = field(default_factory=list)
+    short: str | None = None  # a shorter header for a narrow terminal (the title says the rest)
+
+
+def _plain(c) -> str:
+    return c.plain if isinstance(c, Text) else str(c)
+
+
+def _words(text: str) -> list[str]:
+    return text.replace(" ±", "_±").split(" ") if text else [""]  # "0.98 ±" stays on one line
+
+
+def _natural(col: Col) -> int:
+    return max([cell_len(w) for w in _words(col.header)] + [cell_len(_plain(c)) for c in col.cells] + [1])
+
+
+def _wrapped(col: Col) -> int:
+    words = [cell_len(w) for c in col.cells for w in _words(_plain(c))]
+    return max(words + [cell_len(w) for w in _words(col.header)] + [1])
+
+
+def fit_table(cols: list[Col], width: int | None, **table_args) -> Table:
+    """A Rich table of `cols` no wider than `width` (None: as wide as it needs, for a pipe).
+    In order, until it fits: narrow the sparkline, drop it, wrap labels, wrap numbers, drop
+    the columns that have a `drop` rank. A caption names what was left out."""
+    cols = list(cols)
+    widths = {id(c): _natural(c) for c in cols}
+    spark_w = {id(c): SPARK for c in cols if c.kind == "spark"}
+    dropped: list[str] = []
+
+    def need() -> int:
+        return sum(widths[id(c)] for c in cols) + 3 * len(cols) + 1
+
+    def steps():
+        for c in [c for c in cols if c.kind == "spark"]:
+            spark_w[id(c)] = widths[id(c)] = max(cell_len(c.header), NARROW_SPARK)
+            yield
+            cols.remove(c)
+            dropped.append(c.header)
+            yield
+        for c in cols:
+            if c.kind == "label":
+                widths[id(c)] = _wrapped(c)
+        yield
+        for c in cols:
+            if c.short:
+                c.header = c.short
+                widths[id(c)] = _natural(c)
+        yield
+        for c in cols:
+            if c.kind == "number":
+                widths[id(c)] = _wrapped(c)
+        yield
+        for rank in sorted({c.drop for c in cols if c.drop is not None}):
+            for c in [c for c in cols if c.drop == rank]:  # both 95% CI columns at once
+                cols.remove(c)
+                dropped.append(c.header)
+            yield
+
+    if width is None:  # a pipe or a file: every header on one line
+        widths = {id(c): max(cell_len(_plain(x)) for x in [c.header, *c.cells]) for c in cols}
+    else:
+        for _ in steps():
+            if need() <= width:
+                break
+        room = width - need()
+        for part in ("cells", "header"):  # give back what is left: first unwrap cells, then headers
+            for kind in ("number", "label", "fixed"):
+                for c in cols:
+                    if c.kind == kind and room > 0:
+                        full = max(cell_len(_plain(x)) for x in ([c.header] if part == "header" else c.cells))
+                        grow = min(room, max(0, full - widths[id(c)]))
+                        widths[id(c)] += grow
+                        room -= grow
+    if dropped:
+        table_args["caption"] = (f"not shown at {width} columns: {', '.join(dict.fromkeys(dropped))} "
+                                 "(a wider terminal, or --format csv, shows every figure)")
+        table_args["caption_justify"] = "left"
+    t = Table(**table_args)
+    for c in cols:
+        t.add_column(c.header, justify=c.justify, width=widths[id(c)], no_wrap=c.kind == "spark")
+    n = max((len(c.cells) for c in cols), default=0)
+    styles = next((c.styles for c in cols if c.styles), [None] * n)
+    for i in range(n):
+        row = [sparkline(c.curves[i], spark_w[id(c)]) if c.kind == "spark" else c.cells[i] for c in cols]
+        t.add_row(*row, style=styles[i] if i < len(styles) else None)
+    return t
 
 
 def _pm(mean, std, digits=4) -> str:
@@ -60,41 +168,46 @@ def _first(row):
     return "bold green" if not pd.isna(row["rank"]) and row["rank"] == 1 else None
 
 
-def summary_table(summary: pd.DataFrame, metric: str, title: str, target: dict | None) -> Table:
-    """The table `run` and `show` print: one row per grid cell, best first, ranked on `metric`."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("grid cell")
-    table.add_column(f"best {metric} (mean ± std)", justify="right")
+def summary_table(summary: pd.DataFrame, metric: str, title: str, target: dict | None,
+                  width: int | None = None) -> Table:
+    """The table `run` and `show` print: one row per grid cell, best first, ranked on `metric`;
+    fitted to `width` columns (None: full width)."""
+    rows = [row for _, row in summary.iterrows()]
+    styles = [_first(r) for r in rows]
+    cols = [Col("#", [_rank(r) for r in rows], "fixed", styles=styles),
+            Col("grid cell", [escape(str(r["group"])) for r in rows], "label", "left"),
+            Col(f"best {metric}", [_pm(r["best_mean"], r["best_std"]) for r in rows], short="best")]
     test_cols = [c[:-5] for c in summary.columns if c.startswith("test_") and c.endswith("_mean")]
     if len(test_cols) > 1:  # keep the table narrow: the loss is not comparable across losses anyway
         test_cols = [c for c in test_cols if c != "test_loss"]
-    for c in test_cols:
-        table.add_column(c, justify="right")
+    cols += [Col(c, [_pm(r[f"{c}_mean"], r[f"{c}_std"]) for r in rows], drop=2, short=c.replace("_", " "))
+             for c in test_cols]
     if target:
-        table.add_column(f"epochs to {target['metric']} {'≥' if higher_is_better(metric) else '≤'} "
-                         f"{target['value']:g}", justify="right")
-    table.add_column("ok/div/fail", justify="center")
-    table.add_column("val loss", no_wrap=True)
-    for _, row in summary.iterrows():
-        cells = [_rank(row), escape(str(row["group"])), _pm(row["best_mean"], row["best_std"])]
-        cells += [_pm(row[f"{c}_mean"], row[f"{c}_std"]) for c in test_cols]
-        if target:
-            cells.append(_to_target(row))
-        cells += [_status(row), sparkline(row["val_loss_curve"])]
-        table.add_row(*cells, style=_first(row))
-    return table
+        sign = "≥" if higher_is_better(target["metric"]) else "≤"
+        cols.append(Col(f"epochs to {target['metric']} {sign} {target['value']:g}", [_to_target(r) for r in rows],
+                        short=f"epochs to {sign} {target['value']:g}"))
+    cols.append(Col("ok/div/fail", [_status(r) for r in rows], "fixed", "center"))
+    cols.append(Col("val loss", [], "spark", "left", curves=[r["val_loss_curve"] for r in rows]))
+    cols[-1].cells = [sparkline(c) for c in cols[-1].curves]
+    return fit_table(cols, width, title=f"{title}: best {metric}, mean ± std over seeds", title_justify="left")
 
 
 def print_summary(console: Console, summary: pd.DataFrame, metric: str, runs: pd.DataFrame, title: str,
                   target: dict | None) -> None:
-    console.print(summary_table(summary, metric, title, target))
+    console.print(summary_table(summary, metric, title, target, width_of(console)))
     counts = runs["status"].value_counts()
-    console.print(f"{len(runs)} runs: {counts.get('ok', 0)} ok, {counts.get('diverged', 0)} diverged, "
-                  f"{counts.get('failed', 0)} failed")
+    console.print(f"{_count(len(runs), 'run')}: {counts.get('ok', 0)} ok, {counts.get('diverged', 0)} diverged, "
+                  f"{counts.get('failed', 0)} failed", highlight=False)
     failed = runs[runs.status == "failed"]
     for _, r in failed.head(5).iterrows():
-        console.print(f"[red]failed[/red] {r['run_id']}: {escape(str(r['error']))}")
+        console.print(f"[red]failed[/red] {r['run_id']}: {escape(str(r['error']))}", highlight=False)
+    if len(failed) > 5:
+        console.print(f"… and {len(failed) - 5} more failed (see runs.csv)", highlight=False)
+
+
+def width_of(console: Console) -> int | None:
+    """The width to fit tables to: the terminal's, or None (full width) for a pipe or a file."""
+    return console.width if console.is_terminal else None
 
 
 def compare_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -117,22 +230,29 @@ def compare_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     return cols, rows
 
 
-def compare_table(comparison: Comparison) -> Table:
-    """`lossbench compare`: every figure of compare.aggregate for each group."""
-    t = Table(title=f"{comparison.metric} ({'higher' if comparison.higher_is_better else 'lower'} is better); "
-                    "mean ± std and 95% interval over seeds", title_justify="left")
+def compare_table(comparison: Comparison, width: int | None = None) -> Table:
+    """`lossbench compare`: every figure of compare.aggregate for each group, fitted to `width`."""
     table = comparison.table
-    cols, rows = compare_cells(comparison)
-    for c in cols:
-        # numbers may wrap at "±" on a narrow terminal rather than be cut to "0.98…"
-        t.add_column(c, justify="left" if c in ("problem", "group", "val loss") else "right", no_wrap=c == "val loss")
-    for (_, row), cells in zip(table.iterrows(), rows):
-        cells = [escape(c) for c in cells]
-        status = -2
-        if row["diverged"] or row["failed"]:
-            cells[status] = Text(cells[status], style="red")
-        t.add_row(*cells, style=_first(row))
-    return t
+    heads, rows = compare_cells(comparison)
+    kinds = {"#": "fixed", "problem": "label", "group": "label", "ok/div/fail": "fixed", "val loss": "spark"}
+    drops = {"95% CI": 1, "steps": 2, "time (s)": 3, "loss AUC": 4}
+    styles = [_first(r) for _, r in table.iterrows()]
+    cols = []
+    for i, h in enumerate(heads):
+        cells = [escape(r[i]) for r in rows]
+        if h == "ok/div/fail":
+            cells = [Text(c, style="red") if r["diverged"] or r["failed"] else c
+                     for c, (_, r) in zip(cells, table.iterrows())]
+        kind = kinds.get(h, "number")
+        short = h.split(" ")[0] if h.startswith(("final ", "best ")) else \
+            f"epochs to {h.split(' ', 3)[3]}" if h.startswith("epochs to ") and h != "epochs to target" else None
+        cols.append(Col(h, cells, kind, "left" if kind in ("label", "spark") else "right", drop=drops.get(h),
+                        curves=list(table["val_loss_curve"]) if kind == "spark" else [],
+                        styles=styles if i == 0 else [], short=short))
+    unranked = "; NOT RANKED: the groups use different losses" if table["rank"].isna().all() and \
+        comparison.warnings else ""
+    return fit_table(cols, width, title=f"{comparison.metric} ({'higher' if comparison.higher_is_better else 'lower'}"
+                     f" is better); mean ± std and 95% interval over seeds{unranked}", title_justify="left")
 
 
 def profile_table(profile: pd.DataFrame, cost: str) -> Table:
@@ -177,12 +297,23 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' * (n != 1)}"
 
 
-def print_preview(console: Console, exp, out_dir) -> None:
-    """What `validate` and `run --dry-run` show: the grid size and its first runs."""
+def print_preview(console: Console, exp, out_dir, plan=None) -> None:
+    """What `validate` and `run --dry-run` show: the grid size, what is recorded already,
+    what would train and about how long it takes, and the first runs."""
     n_cells = len(exp.cells)
     seeds = exp.config["seeds"]
     console.print(f"[green]{exp.source}: valid[/green] — {_count(n_cells, 'grid cell')} × "
                   f"{_count(len(seeds), 'seed')} = {_count(len(exp.runs), 'run')} -> {out_dir}")
+    if plan is not None:
+        line = f"{out_dir}: {plan.recorded} of {_count(plan.total, 'run')} already recorded; "
+        if not plan.todo:
+            line += "nothing to train"
+        else:
+            line += f"{plan.todo} will train"
+            if plan.seconds is not None:
+                line += (f", about {_clock(plan.seconds)} on {_count(plan.workers, 'worker')} "
+                         f"(estimated {plan.basis})")
+        console.print(line, highlight=False)
     table = Table(title_justify="left")
     table.add_column("run_id")
     for k in exp.swept:
@@ -195,19 +326,39 @@ def print_preview(console: Console, exp, out_dir) -> None:
         console.print(f"… and {len(exp.runs) - 12} more")
 
 
-class Progress:
-    """Rich progress for `lossbench run`: runs done/total, the current run's epoch and
-    loss, and an ETA. A no-op when disabled (not a terminal, or --quiet)."""
+def run_label(cell: dict, seed: int) -> str:
+    """What a run is, in the summary's words: 'adam, lr=0.001, seed 1'."""
+    return f"{cell_label(list(cell), tuple(cell.values()))}, seed {seed}"
 
-    def __init__(self, console: Console, enabled: bool):
-        self.enabled = enabled
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class Progress:
+    """Progress for `lossbench run`. On a terminal, a Rich bar: runs done/total, elapsed,
+    ETA, and what trains now ('adam, lr=0.001, seed 1 · epoch 3/10 · val_loss 0.41').
+    Elsewhere (nohup, CI, a batch scheduler's log), one line per finished run with
+    done/total and an ETA. Nothing with --quiet."""
+
+    def __init__(self, console: Console, enabled: bool, lines: bool = False):
+        self.enabled, self.lines, self.console = enabled, lines and not enabled, console
         if enabled:  # rich.progress is imported only when a bar is shown, not for -q or a pipe
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
-            self.bar = RichProgress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                    TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
-                                    console=console, transient=True)
+            class Bar(RichProgress):
+                """The bar on one line, what trains on the next: a long run name never squeezes the bar."""
+
+                def get_renderables(self):
+                    yield self.make_tasks_table(self.tasks)
+                    for task in self.tasks:
+                        if task.description:
+                            yield Text(task.description)  # wraps at spaces on a narrow terminal
+
+            self.bar = Bar(TextColumn("runs"), BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(),
+                           TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
 
     def __enter__(self):
         if self.enabled:
@@ -220,19 +371,37 @@ class Progress:
             self.bar.__exit__(*exc)
 
     def on_event(self, kind: str, **info) -> None:
+        if self.lines:
+            self._line(kind, **info)
         if not self.enabled:
             return
         if kind == "start":
             self.bar.update(self.task, total=info["total"], completed=info["done"])
         elif kind == "run_start":
-            self.epochs = info["spec"].config["train"].get("epochs", 10)
-            self.bar.update(self.task, description=f"{info['spec'].run_id} starting")
+            spec = info["spec"]
+            self.bar.update(self.task, description=f"{run_label(spec.cell, spec.seed)} · starting")
         elif kind == "epoch":
-            row = info["row"]
-            self.bar.update(self.task, description=f"{info['spec'].run_id} epoch {row['epoch']}/{self.epochs} "
-                                                   f"train_loss {row['train_loss']:.4g} val_loss {row['val_loss']:.4g}")
+            row, spec = info["row"], info["spec"]
+            self.bar.update(self.task, description=f"{run_label(spec.cell, spec.seed)} · epoch {row['epoch']}/"
+                                                   f"{spec.config['train'].get('epochs', 10)} · "
+                                                   f"val_loss {row['val_loss']:.4g}")
         elif kind == "run_end":
             self.bar.advance(self.task)
+
+    def _line(self, kind: str, **info) -> None:
+        import time
+
+        if kind == "start":
+            self.t0, self.first_done = time.monotonic(), info["done"]
+        elif kind == "run_end":
+            rec, done, total = info["record"], info["done"], info["total"]
+            trained = done - self.first_done
+            elapsed = time.monotonic() - self.t0
+            eta = f"ETA {_clock(elapsed / trained * (total - done))}" if done < total else "done"
+            took = rec["wall_time_s"]
+            self.console.print(f"[{done}/{total}] {escape(run_label(rec['cell'], rec['seed']))}: {rec['status']} in "
+                               f"{took:.{2 if took < 10 else 0}f} s · elapsed {_clock(elapsed)} · {eta}",
+                               highlight=False)
 
 
 def catalog_table(kind: str, rows: list[tuple[str, dict, str]]) -> Table:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from lossbench.errors import ClusterLost, LossbenchError
+from lossbench.errors import ClusterLost, LossbenchError, install_hint
 from lossbench.sweep.job import failed_record, run_one
 from lossbench.sweep.spec import RunSpec
 
@@ -34,7 +34,7 @@ def connect(address: str | None):
     try:  # the optional extra, imported only when asked for (it takes a second to import)
         from distributed import Client
     except ImportError:
-        raise LossbenchError("--executor dask needs the optional extra: pip install 'lossbench[dask]'") from None
+        raise LossbenchError(f"--executor dask needs the optional extra: {install_hint('dask')}") from None
     if not address:
         raise LossbenchError("--executor dask needs --address tcp://HOST:PORT (the scheduler's address)")
     if not ADDRESS.match(address):

@@ -53,6 +53,8 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
     client = connect(address) if executor == "dask" else None
     # this function made the client, so it alone closes it, whatever happens below
     with _closing(client), open_store(out, exp, fresh=fresh, retry_failed=retry_failed) as store:
+        for path, renamed, what in store.set_aside:
+            emit("set_aside", path=path, renamed=renamed, what=what)
         todo = store.todo()
         outcome = Outcome(total=len(exp.runs), skipped=len(exp.runs) - len(todo))
         n_workers = max(1, min(workers or cpu_count(), len(todo)))

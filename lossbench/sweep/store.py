@@ -20,6 +20,7 @@ also says who holds it, for the refusal message.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -41,7 +42,7 @@ from threadpoolctl import threadpool_info
 
 from lossbench import __version__
 from lossbench.engine.metrics import first_hit
-from lossbench.errors import LossbenchError
+from lossbench.errors import DiskFull, LossbenchError
 from lossbench.sweep.config import Experiment
 
 RUNS, HISTORY, CONFIG, MANIFEST = "runs.csv", "history.csv", "config.yaml", "manifest.json"
@@ -227,17 +228,61 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 # -- records and tables ---------------------------------------------------------------------
 
-def load_records(out: Path, run_ids: list[str]) -> list[dict]:
-    recs = []
+def load_records(out: Path, run_ids: list[str]) -> tuple[list[dict], list[tuple[Path, Path, str]]]:
+    """The records of `run_ids` found in `out`, and the damaged ones set aside: (records,
+    [(damaged file, where it was moved, what is wrong)]). A damaged record (a disk that
+    filled, a copy that was cut, an edit) is renamed, never deleted: its run trains again."""
+    recs, aside = [], []
     for rid in run_ids:
         path = out / RECORDS / f"{rid}.json"
         if path.exists():
             try:
-                recs.append(json.loads(path.read_text()))
+                rec = json.loads(path.read_text())
+                if not isinstance(rec, dict) or rec.get("run_id") != rid or "status" not in rec:
+                    raise ValueError("not a record")
+                recs.append(rec)
             except ValueError as e:  # never written by atomic_write: changed by hand, or a disk fault
-                raise ResultsDirError(f"{path}: damaged record, not JSON{_where(e)}; delete it and that run "
-                                      "is trained again") from None
+                what = "empty" if not path.stat().st_size else \
+                    "not a lossbench record" if str(e) == "not a record" else f"not JSON{_where(e)}"
+                aside.append((path, _set_aside(path), what))
+    return recs, aside
+
+
+def recorded(out: Path, run_ids: list[str]) -> dict[str, dict]:
+    """Read only (for previews): run_id -> record of the runs in `out` whose record is sound.
+    A damaged record is left where it is and counts as not recorded."""
+    recs = {}
+    for rid in run_ids:
+        try:
+            rec = json.loads((out / RECORDS / f"{rid}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and rec.get("run_id") == rid and "status" in rec:
+            recs[rid] = rec
     return recs
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename `path` to `path.damaged` (or `.damaged-2`, ...): out of the way, not lost."""
+    n, dest = 1, path.with_name(path.name + ".damaged")
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.damaged-{n}")
+    path.rename(dest)
+    return dest
+
+
+@contextlib.contextmanager
+def _disk(out: Path, records: dict) -> Iterator[None]:
+    """A full disk (or quota) while writing `out` is one line that keeps what finished."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DiskFull(f"{out}: no space left on the device while writing results; the {len(records)} finished "
+                       f"run{'s' * (len(records) != 1)} in {out / RECORDS} are kept. Free some space and run the "
+                       "same command again to train the rest") from None
 
 
 def write_record(out: Path, record: dict) -> None:
@@ -355,8 +400,10 @@ class Store:
     config and the manifest, `add` records one finished run, `finish` writes the final
     tables and manifest."""
 
-    def __init__(self, out: Path, exp: Experiment, records: dict[str, dict]):
+    def __init__(self, out: Path, exp: Experiment, records: dict[str, dict],
+                 set_aside: list[tuple[Path, Path, str]] | None = None):
         self.out, self.exp, self.records = out, exp, records
+        self.set_aside = set_aside or []  # damaged records renamed by open_store: (file, renamed to, what)
         self._tables = _Tables(out, exp, records)
         self._started: str | None = None
 
@@ -365,19 +412,22 @@ class Store:
         return [s for s in self.exp.runs if s.run_id not in self.records]
 
     def begin(self) -> None:
-        (self.out / RECORDS).mkdir(exist_ok=True)
-        atomic_write(self.out / CONFIG, yaml.safe_dump(self.exp.config, sort_keys=False))
-        self._started = _now()
-        atomic_write(self.out / MANIFEST, json.dumps(manifest(self._started, None, self.exp), indent=2))
+        with _disk(self.out, self.records):
+            (self.out / RECORDS).mkdir(exist_ok=True)
+            atomic_write(self.out / CONFIG, yaml.safe_dump(self.exp.config, sort_keys=False))
+            self._started = _now()
+            atomic_write(self.out / MANIFEST, json.dumps(manifest(self._started, None, self.exp), indent=2))
 
     def add(self, record: dict) -> None:
-        write_record(self.out, record)
-        self._tables.add(record)
+        with _disk(self.out, self.records):
+            write_record(self.out, record)
+            self._tables.add(record)
 
     def finish(self, interrupted: bool = False) -> None:
-        self._tables.write()
-        atomic_write(self.out / MANIFEST,
-                     json.dumps(manifest(self._started, _now(), self.exp, interrupted=interrupted), indent=2))
+        with _disk(self.out, self.records):
+            self._tables.write()
+            atomic_write(self.out / MANIFEST,
+                         json.dumps(manifest(self._started, _now(), self.exp, interrupted=interrupted), indent=2))
 
 
 @contextlib.contextmanager
@@ -400,10 +450,11 @@ def open_store(out: Path, exp: Experiment, *, fresh: bool = False, retry_failed:
         sweep_temporaries(out)
         if fresh:
             clear(out)
-        records = {r["run_id"]: r for r in load_records(out, [s.run_id for s in exp.runs])}
+        recs, aside = load_records(out, [s.run_id for s in exp.runs])
+        records = {r["run_id"]: r for r in recs}
         if retry_failed:
             records = {k: r for k, r in records.items() if r["status"] != "failed"}
-        yield Store(out, exp, records)
+        yield Store(out, exp, records, aside)
 
 
 # -- reading results back -------------------------------------------------------------------
@@ -418,6 +469,10 @@ def read_results(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dic
     """(runs, history, manifest) of a results directory. A missing, unreadable or damaged
     file is a ResultsDirError whose one-line message names it."""
     d = Path(directory)
+    if not d.exists():
+        raise ResultsDirError(f"{directory}: no such directory")
+    if not d.is_dir():
+        raise ResultsDirError(f"{directory}: is a file; give the results directory `lossbench run` wrote")
     missing = [f for f in (RUNS, HISTORY, MANIFEST) if not (d / f).is_file()]
     if missing:
         raise ResultsDirError(f"{directory}: not a lossbench results directory (no {' / '.join(missing)})")
