@@ -86,7 +86,7 @@ def plan(exp, out: str | Path, workers: int | None = None, fresh: bool = False, 
     if todo and times:
         seconds = sum(times) / len(times) * len(todo) / n_workers
         basis = f"from the {len(times)} recorded run{'s' * (len(times) != 1)}"
-    elif todo and probe:
+    elif todo and probe and data.available(todo[0].config["dataset"]):  # a probe never downloads
         spec = todo[0]
         cfg = copy.deepcopy(spec.config)
         epochs = cfg["train"].get("epochs", 10)

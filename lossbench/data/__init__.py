@@ -84,6 +84,11 @@ def prepare(spec: dict, on_event=None) -> str | None:
     return str(next(iter(idx.find_files(name, spec.get("path")).values())).parent)
 
 
+def available(spec: dict) -> bool:
+    """Whether loading `spec` needs no download (the files are found locally)."""
+    return spec["name"] not in idx.KNOWN or idx.find_files(spec["name"], spec.get("path")) is not None
+
+
 def status(spec: dict) -> str:
     """What `validate` can say about a dataset without downloading anything: where its
     files are (headers checked), or that a download would be needed. Raises DataError for
