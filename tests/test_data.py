@@ -240,3 +240,16 @@ def test_csv_errors(tmp_path):
     words = write_csv(tmp_path, "x,y\n1,a\n2,b\n3,c\n", "words.csv")
     with pytest.raises(DataError, match="not numeric, so it cannot be a regression target"):
         data.load("csv", path=words, task="regression")
+
+
+def test_csv_files_as_people_have_them_are_explained(tmp_path):
+    semi = write_csv(tmp_path, "x;y\n1;0\n2;1\n3;0\n", "semi.csv")
+    with pytest.raises(DataError, match=r"found 1 column, 3 rows\); its header holds ';': lossbench reads "
+                                        r"comma-separated files$"):
+        data.load("csv", path=semi)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match=r"empty\.csv: is empty; a CSV file needs a header row"):
+        data.load("csv", path=str(tmp_path / "empty.csv"))
+    (tmp_path / "latin.csv").write_bytes("x,y\n1,caf\xe9\n2,b\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin\.csv: is not UTF-8 text \(byte 0xe9\); save it as UTF-8$"):
+        data.load("csv", path=str(tmp_path / "latin.csv"))

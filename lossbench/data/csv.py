@@ -56,13 +56,20 @@ def _read(file: Path):
         raise DataError(f"dataset.path: is a directory, not a CSV file, got {str(file)!r}")
     if not file.is_file():
         raise DataError(f"dataset.path: no such file, got {str(file)!r}")
+    if file.stat().st_size == 0:
+        raise DataError(f"{file}: is empty; a CSV file needs a header row and at least two rows of data")
     try:
         frame = pd.read_csv(file)
-    except (ValueError, UnicodeDecodeError, OSError) as e:  # pandas' parse errors are ValueErrors
+    except UnicodeDecodeError as e:
+        raise DataError(f"{file}: is not UTF-8 text (byte 0x{e.object[e.start]:02x}); save it as UTF-8") from None
+    except (ValueError, OSError) as e:  # pandas' parse errors are ValueErrors
         raise DataError(f"{file}: cannot parse as CSV: {e}") from None
     if frame.shape[1] < 2 or len(frame) < 2:
-        raise DataError(f"{file}: needs a header, at least two rows, a feature column and a "
-                        f"target column (found {frame.shape[1]} columns, {len(frame)} rows)")
+        header = str(frame.columns[0]) if frame.shape[1] else ""
+        other = next((sep for sep in (";", "\t", "|") if sep in header), None)
+        hint = f"; its header holds {other!r}: lossbench reads comma-separated files" if other else ""
+        raise DataError(f"{file}: needs a header, at least two rows, a feature column and a target column "
+                        f"(found {frame.shape[1]} column{'s' * (frame.shape[1] != 1)}, {len(frame)} rows){hint}")
     missing = frame.isna().sum()
     if missing.any():
         where = ", ".join(f"{c!r} ({n})" for c, n in missing[missing > 0].items())
