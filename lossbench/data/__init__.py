@@ -57,17 +57,17 @@ def load_spec(spec: dict, cache: dict) -> Dataset:
     return cache[key]
 
 
-def describe(spec: dict, cache: dict) -> tuple[str, int, int]:
-    """(task, n_features, n_outputs) of a checked `dataset` mapping: known without
-    reading files for MNIST-format data, else from loading it (into `cache`; synthetic
-    and CSV data load in well under a second)."""
+def describe(spec: dict, cache: dict) -> tuple[str, int, int, tuple | None]:
+    """(task, n_features, n_outputs, image_shape) of a checked `dataset` mapping: known
+    without reading files for MNIST-format data, else from loading it (into `cache`;
+    synthetic and CSV data load in well under a second)."""
     name = spec["name"]
     if name in idx.KNOWN:
         if spec.get("path") is not None:
             idx.find_files(name, spec["path"])  # an explicit path must hold the files
         return idx.KNOWN[name]
     ds = load_spec(spec, cache)
-    return ds.task, ds.n_features, ds.n_outputs
+    return ds.task, ds.n_features, ds.n_outputs, ds.image_shape
 
 
 # ---------------------------------------------------------------- before a sweep

@@ -477,8 +477,7 @@ def _raw(name: str, path, mirrors) -> Raw:
 
 
 # What the loaders return, known without reading any file (validation sizes models with it).
-KNOWN = {"mnist": ("classification", SHAPE[0] * SHAPE[1], N_CLASSES),
-         "fashion_mnist": ("classification", SHAPE[0] * SHAPE[1], N_CLASSES)}
+KNOWN = {name: ("classification", SHAPE[0] * SHAPE[1], N_CLASSES, (1, *SHAPE)) for name in ("mnist", "fashion_mnist")}
 IDX_OPTIONS = dict(path=Optional(Text()), mirrors=Optional(MIRROR_LIST))
 
 

@@ -163,7 +163,7 @@ def _setup(data, model, loss, optimizer, train, seed) -> _Run:
     targets = (encode(data.y_train), encode(data.y_val), encode(data.y_test))
     init_seed, order_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
     model_name, model_kw = split_named("model", model, "model")
-    net = nn.build(model_name, data.n_features, n_out, init_seed, **model_kw)
+    net = nn.build(model_name, data.n_features, n_out, init_seed, data.image_shape, **model_kw)
     opt_name, opt_kw = split_named("optimizer", optimizer, "optimizer")
     opt = optimizers.build(opt_name, [net.params], **opt_kw)
     sched = None

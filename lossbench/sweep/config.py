@@ -106,12 +106,12 @@ def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
     ds = cfg["dataset"]
     name, options = split_named("dataset", ds, "dataset")
     split = data.DATASETS.check(name, options)
-    task, n_features, n_outputs = data.describe(ds, data_cache)
+    task, n_features, n_outputs, image_shape = data.describe(ds, data_cache)
     loss_name, loss_options = split_named("loss", cfg["loss"], "loss")
     loss = losses.build(loss_name, **loss_options)
     n_out = model_outputs(loss, loss_name, task, n_outputs, name)
     model_name, model_options = split_named("model", cfg["model"], "model")
-    net = nn.plan(model_name, n_features, n_out, 0, **model_options)
+    net = nn.plan(model_name, n_features, n_out, 0, image_shape, **model_options)
     opt_name, opt_options = split_named("optimizer", cfg["optimizer"], "optimizer")
     opt = optimizers.build(opt_name, [np.zeros(1, np.float32)], **opt_options)  # relations between options
     nn.check_fits(net.n_params, show(cfg["model"]), opt.copies(), opt_name)

@@ -10,7 +10,9 @@ from lossbench.engine.nn.layers import ACTIVATIONS, INITS, LAYERS, Dropout, Laye
 from lossbench.errors import ConfigError
 from lossbench.registry import Choice, Int, Real, Registry, Seq
 
-MODELS = Registry("model", context=("n_in", "n_out", "seed"))
+# Context: the data's feature count and (for images) its (channels, height, width), the
+# number of outputs the loss needs, and the seed; configs set none of them.
+MODELS = Registry("model", context=("n_in", "n_out", "seed", "image_shape"))
 
 
 class Sequential:
@@ -105,7 +107,7 @@ INIT = Choice(*INITS)
 
 
 @MODELS.register("linear", init=INIT)
-def linear(n_in: int, n_out: int, seed: int = 0, init: str = "torch") -> Sequential:
+def linear(n_in: int, n_out: int, seed: int = 0, image_shape: tuple | None = None, init: str = "torch") -> Sequential:
     """One affine layer: softmax, logistic or linear regression, depending on the loss."""
     return Sequential([Linear(n_in, n_out)], np.random.default_rng(seed), init)
 
@@ -116,6 +118,7 @@ def mlp(
     n_in: int,
     n_out: int,
     seed: int = 0,
+    image_shape: tuple | None = None,  # an MLP sees the pixels as one vector
     hidden: list[int] = (128,),
     activation: str = "relu",
     dropout: float = 0.0,
@@ -136,11 +139,14 @@ def mlp(
     return Sequential(layers, init_rng, init)
 
 
-def plan(name: str, n_in: int, n_out: int, seed: int = 0, /, **options) -> Sequential:
+def plan(name: str, n_in: int, n_out: int, seed: int = 0, image_shape: tuple | None = None, /,
+         **options) -> Sequential:
     """The model laid out but not allocated: for its `n_params`."""
-    return MODELS.build(name, n_in, n_out, seed, **options)
+    return MODELS.build(name, n_in, n_out, seed, image_shape, **options)
 
 
-def build(name: str, n_in: int, n_out: int, seed: int = 0, /, **options) -> Sequential:
-    """A model by its registered name, allocated and initialized from `seed`."""
-    return plan(name, n_in, n_out, seed, **options).allocate()
+def build(name: str, n_in: int, n_out: int, seed: int = 0, image_shape: tuple | None = None, /,
+          **options) -> Sequential:
+    """A model by its registered name, allocated and initialized from `seed`. `image_shape`
+    (channels, height, width) tells image models how the `n_in` features are laid out."""
+    return plan(name, n_in, n_out, seed, image_shape, **options).allocate()
