@@ -27,6 +27,7 @@ class Sequential:
     def __init__(self, layers: list[Layer], rng: np.random.Generator, init: str = "he"):
         self.layers, self.rng, self.init = layers, rng, init
         self.n_params = sum(int(np.prod(s)) for layer in layers for s in layer.shapes)
+        self.eval_batch = 4096  # examples per evaluation chunk; image models set fewer
         self._backprops: list = []
 
     def allocate(self) -> Sequential:
@@ -68,9 +69,10 @@ class Sequential:
             dout = self._backprops[i](dout, need_dx=i > 0)
         return self.grads
 
-    def predict(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    def predict(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Evaluation-mode outputs, in chunks so a large split never holds every
         hidden activation at once."""
+        batch_size = batch_size or self.eval_batch
         outs = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         self._backprops = []
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
