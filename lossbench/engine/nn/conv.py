@@ -138,13 +138,12 @@ class Conv2d(Layer):
             if not need_dx:
                 return None
             # gather: dx[h] = sum_j D[h + j] Wflip[j] over the stride-dilated, padded dy
+            # (the border and the stride's holes are never written: they stay zero)
             hh, ww = h + k - 1, w_ + k - 1
             dp = self._buf.zeros((mode, "dyp"), (n, hh, ww, self.c_out), dt)
             t0 = k - 1 - lo
             rh = _placed(t0, s, oh, hh)
             rw = _placed(t0, s, ow, ww)
-            if s > 1:
-                dp[...] = 0.0  # stride > 1 leaves holes that an earlier batch may have filled
             dyl4 = dyl.reshape(n, oh, ow, self.c_out)
             dp[:, rh[0], rw[0], :] = dyl4[:, rh[1], rw[1], :]
             cols2 = self._buf.empty((mode, "cols2"), (n * h * w_, k * k * self.c_out), dt)
