@@ -120,8 +120,15 @@ class Conv2d(Layer):
         # channels-last padded input: the border is zero once and stays zero
         xp = self._buf.zeros((mode, "xp"), (n, h + lo + hi, w_ + lo + hi, c), dt)
         xp[:, lo : lo + h, lo : lo + w_, :] = x.transpose(0, 2, 3, 1)
-        cols = self._buf.empty((mode, "cols"), (n * oh * ow, k * k * c), dt)
-        cols.reshape(n, oh, ow, k, k, c)[...] = _windows(xp, k, k, s, oh, ow)
+        if c == 1:
+            # one channel: a window row would be k*k scattered floats; gather the transpose
+            # instead, one contiguous image row per (offset, image, output row)
+            cols_t = self._buf.empty((mode, "cols"), (k * k, n * oh * ow), dt)
+            cols_t.reshape(k, k, n, oh, ow)[...] = _windows(xp, k, k, s, oh, ow)[..., 0].transpose(3, 4, 0, 1, 2)
+            cols = cols_t.T
+        else:
+            cols = self._buf.empty((mode, "cols"), (n * oh * ow, k * k * c), dt)
+            cols.reshape(n, oh, ow, k, k, c)[...] = _windows(xp, k, k, s, oh, ow)
         wm = w.transpose(2, 3, 1, 0).reshape(k * k * c, self.c_out)  # rows in (kh, kw, c) order
         y = np.matmul(cols, wm.astype(dt, copy=False))
         if self.bias:
@@ -146,13 +153,27 @@ class Conv2d(Layer):
             rw = _placed(t0, s, ow, ww)
             dyl4 = dyl.reshape(n, oh, ow, self.c_out)
             dp[:, rh[0], rw[0], :] = dyl4[:, rh[1], rw[1], :]
-            cols2 = self._buf.empty((mode, "cols2"), (n * h * w_, k * k * self.c_out), dt)
-            cols2.reshape(n, h, w_, k, k, self.c_out)[...] = _windows(dp, k, k, 1, h, w_)
-            wf = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(k * k * self.c_out, c)
-            dx = np.matmul(cols2, wf.astype(dt, copy=False))
-            return dx.reshape(n, h, w_, c).transpose(0, 3, 1, 2)
+            wf = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(k * k * self.c_out, c).astype(dt)
+            dx = np.empty((n, h, w_, c), dt)
+            # in chunks of images, so the gathered windows stay in cache and memory stays small
+            b = _chunk(h * w_ * k * k * self.c_out * dt.itemsize, n)
+            cols2 = self._buf.empty((mode, "cols2"), (b * h * w_, k * k * self.c_out), dt)
+            for i in range(0, n, b):
+                m = min(b, n - i)
+                part = cols2[: m * h * w_]
+                part.reshape(m, h, w_, k, k, self.c_out)[...] = _windows(dp[i : i + m], k, k, 1, h, w_)
+                np.matmul(part, wf, out=dx[i : i + m].reshape(m * h * w_, c))
+            return dx.transpose(0, 3, 1, 2)
 
         return out, backprop
+
+
+CHUNK_BYTES = 16 << 20  # gathered windows per matrix product: about the size of a last-level cache
+
+
+def _chunk(bytes_per_image: int, n: int) -> int:
+    """Images per chunk so one chunk's gathered windows take about CHUNK_BYTES."""
+    return max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
 
 
 def _placed(t0: int, s: int, o: int, length: int) -> tuple[slice, slice]:
