@@ -186,25 +186,24 @@ def _placed(t0: int, s: int, o: int, length: int) -> tuple[slice, slice]:
     return slice(t0 + first * s, t0 + last * s + 1, s), slice(first, last + 1)
 
 
-def _pool_windows(x: np.ndarray, k: int, s: int) -> tuple[np.ndarray, int, int]:
-    """(N, C, oh, ow, k, k) strided view of an NCHW array's pooling windows (no padding,
-    floor division: torch's defaults)."""
-    n, c, h, w = x.shape
+def _pool_size(x: np.ndarray, k: int, s: int) -> tuple[int, int]:
+    """Output height and width (no padding, floor division: torch's defaults)."""
+    h, w = x.shape[2:]
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
     if oh < 1 or ow < 1:
         raise ValueError(f"pool: a {h}x{w} input is smaller than the {k}x{k} window")
-    sn, sc, sh, sw = x.strides
-    v = as_strided(x, (n, c, oh, ow, k, k), (sn, sc, sh * s, sw * s, sh, sw), writeable=False)
-    return v, oh, ow
+    return oh, ow
 
 
-def _spread(dx: np.ndarray, k: int, s: int, oh: int, ow: int, part) -> np.ndarray:
-    """dx[window offset (a, b) of every window] += part(a, b), offset by offset: overlapping
-    windows (stride < kernel) add up and no index is written twice in one step."""
+def _offsets(k: int, s: int, oh: int, ow: int):
+    """(index a*k + b, slices picking offset (a, b) of every window), in row-major order.
+
+    Pooling runs offset by offset over whole strided views: k*k elementwise passes that
+    keep the input's memory layout (channels-last stays channels-last)."""
     for a in range(k):
         for b in range(k):
-            dx[:, :, a : a + s * (oh - 1) + 1 : s, b : b + s * (ow - 1) + 1 : s] += part(a, b)
-    return dx
+            yield a * k + b, (slice(None), slice(None), slice(a, a + s * (oh - 1) + 1, s),
+                              slice(b, b + s * (ow - 1) + 1, s))
 
 
 @LAYERS.register("max_pool2d", kernel_size=Int(ge=1), stride=Optional(Int(ge=1)))
@@ -220,16 +219,33 @@ class MaxPool2d(Layer):
 
     def forward(self, x, train):
         k, s = self.k, self.s
-        v, oh, ow = _pool_windows(x, k, s)
-        flat = v.reshape(*v.shape[:4], k * k)  # a copy: windows in row-major order
-        arg = flat.argmax(axis=-1)  # argmax returns the first of tied maxima
-        y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+        oh, ow = _pool_size(x, k, s)
+        offsets = list(_offsets(k, s, oh, ow))
+        y = x[offsets[0][1]].copy(order="K")
+        if train:  # arg: the offset of each window's first maximum
+            arg = np.zeros_like(y, dtype=np.uint8 if k * k < 256 else np.int32)
+            gt, moved = np.empty_like(arg, dtype=bool), np.empty_like(arg)
+        for i, at in offsets[1:]:
+            v = x[at]
+            if train:
+                # strictly greater, so of tied maxima the first keeps the window; offsets
+                # come in increasing order, so max(arg, i * gt) sets arg = i where gt
+                # (branch-free: a masked copy is several times slower on random masks)
+                np.greater(v, y, out=gt)
+                np.multiply(gt, arg.dtype.type(i), out=moved)
+                np.maximum(arg, moved, out=arg)
+            np.maximum(y, v, out=y)
 
         def backprop(dy, need_dx=True):
             if not need_dx:
                 return None
-            dx = np.zeros(x.shape, dy.dtype)
-            return _spread(dx, k, s, oh, ow, lambda a, b: np.where(arg == a * k + b, dy, 0))
+            dx = np.zeros_like(x, dtype=dy.dtype)  # the layout of x
+            for i, at in offsets:
+                if s >= k:  # windows do not overlap: each element gets one window's share
+                    np.multiply(dy, arg == i, out=dx[at])
+                else:
+                    dx[at] += np.where(arg == i, dy, 0)
+            return dx
 
         return y, backprop
 
@@ -246,15 +262,21 @@ class AvgPool2d(Layer):
 
     def forward(self, x, train):
         k, s = self.k, self.s
-        v, oh, ow = _pool_windows(x, k, s)
-        y = v.mean(axis=(-2, -1), dtype=x.dtype)
-        shape = x.shape
+        oh, ow = _pool_size(x, k, s)
+        offsets = list(_offsets(k, s, oh, ow))
+        y = x[offsets[0][1]].copy(order="K")
+        for _, at in offsets[1:]:
+            y += x[at]
+        y *= x.dtype.type(1.0 / (k * k))
 
         def backprop(dy, need_dx=True):
             if not need_dx:
                 return None
             share = dy * dy.dtype.type(1.0 / (k * k))
-            return _spread(np.zeros(shape, dy.dtype), k, s, oh, ow, lambda a, b: share)
+            dx = np.zeros_like(x, dtype=dy.dtype)
+            for _, at in offsets:
+                dx[at] += share
+            return dx
 
         return y, backprop
 
