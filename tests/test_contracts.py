@@ -71,15 +71,27 @@ def test_loss_float32_in_float32_out_and_value_and_grad_agree(name):
 
 # ---------------------------------------------------------------- layers
 
+# Layers that need structural arguments or image-shaped input: name -> (arguments, input shape).
+# Sizes are odd and unequal so a transposed or misordered axis cannot pass by symmetry.
+LAYER_CASES = {
+    "conv2d": ({"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1}, (2, 2, 7, 6)),
+    "max_pool2d": ({"kernel_size": 2}, (2, 3, 5, 4)),
+    "avg_pool2d": ({"kernel_size": 3, "stride": 2}, (2, 3, 7, 5)),
+    "flatten": ({}, (2, 3, 4, 5)),
+    "batch_norm": ({"num_features": 3}, (4, 3, 2, 3)),
+}
+
+
 def make_layer(name):
-    """A layer with its defaults; sizes and a generator for the arguments that are not
-    hyperparameters (n_in, n_out, rng)."""
+    """A layer with its defaults (or the arguments LAYER_CASES gives); sizes and a
+    generator for the arguments that are not hyperparameters (n_in, n_out, rng)."""
     cls = nn.LAYERS.get(name)
-    required = [k for k, p in nn.LAYERS.schema(name).params.items() if p.default is REQUIRED]
-    assert not required, f"layer {name!r}: the contract test cannot build it without {required}"
+    given = LAYER_CASES.get(name, ({}, None))[0]
+    required = [k for k, p in nn.LAYERS.schema(name).params.items() if p.default is REQUIRED and k not in given]
+    assert not required, f"layer {name!r}: the contract test cannot build it without {required} (add LAYER_CASES)"
     takes = inspect.signature(cls).parameters
     extra = {k: v for k, v in {"n_in": 5, "n_out": 3, "rng": np.random.default_rng(0)}.items() if k in takes}
-    return cls(**extra)
+    return cls(**extra, **nn.LAYERS.check(name, given))
 
 
 @pytest.mark.parametrize("name", nn.LAYERS.names())
@@ -90,8 +102,8 @@ def test_layer_gradient_matches_finite_differences(name):
     params = [rng.normal(size=s) for s in layer.shapes]
     grads = [np.zeros(s) for s in layer.shapes]
     layer.bind(params, grads)
-    n_in = layer.shapes[0][0] if layer.shapes else 5
-    x = rng.normal(size=(4, n_in))
+    shape = LAYER_CASES.get(name, ({}, None))[1] or (4, layer.shapes[0][0] if layer.shapes else 5)
+    x = rng.normal(size=shape)
 
     def forward():
         if hasattr(layer, "rng"):  # a random layer (dropout) draws the same mask every call

@@ -1,0 +1,361 @@
+"""Image layers with torch's semantics: conv2d, max_pool2d, avg_pool2d, flatten, batch_norm.
+
+Data is NCHW, as in torch. Inside a convolution the image is channels-last: the padded
+input is copied once into (N, H, W, C) order, a strided view of its k x k windows is
+copied into one preallocated (N*Ho*Wo, kh*kw*C) buffer (im2col), and the convolution is
+ONE matrix product with the weights. The output handed on is an NCHW *view* of the
+channels-last result, so elementwise layers after it keep that memory order and the next
+convolution's copy to channels-last is a straight copy. The input gradient is a gather,
+not a col2im scatter: the output gradient is dilated by the stride and padded, im2col'd
+the same way, and multiplied by the spatially flipped weights (one more matrix product).
+
+Buffers are reused from one batch to the next (per input shape and mode), so a backprop
+closure is valid until its layer's next forward pass in the same mode; training does
+forward, then backward.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from lossbench.engine.nn.layers import INITS, LAYERS, Layer
+from lossbench.registry import AnyOf, Bool, Choice, Int, Optional, Real, fail
+
+
+def _init_weight_and_bias(params, rng, scheme, fan_in, fan_out):
+    """torch's default init for conv/linear layers, or He / Xavier (bias 0)."""
+    w = params[0]
+    b = params[1] if len(params) > 1 else None
+    if scheme == "torch":
+        # kaiming_uniform_(a=sqrt(5)) is uniform in ±1/sqrt(fan_in); the bias likewise
+        bound = 1.0 / math.sqrt(fan_in)
+        w[...] = rng.uniform(-bound, bound, w.shape)
+        if b is not None:
+            b[...] = rng.uniform(-bound, bound, b.shape)
+        return
+    if scheme == "he":  # torch.nn.init.kaiming_normal_ (fan_in, relu gain)
+        w[...] = rng.standard_normal(w.shape) * math.sqrt(2.0 / fan_in)
+    elif scheme == "xavier":  # torch.nn.init.xavier_uniform_
+        a = math.sqrt(6.0 / (fan_in + fan_out))
+        w[...] = rng.uniform(-a, a, w.shape)
+    else:
+        raise fail("model.init", f"must be one of {list(INITS)}", scheme, INITS)
+    if b is not None:
+        b[...] = 0.0
+
+
+def _windows(a: np.ndarray, kh: int, kw: int, stride: int, oh: int, ow: int) -> np.ndarray:
+    """(N, oh, ow, kh, kw, C) strided view of the k x k windows of channels-last `a`."""
+    n, _, _, c = a.shape
+    sn, sh, sw, sc = a.strides
+    return as_strided(a, (n, oh, ow, kh, kw, c), (sn, sh * stride, sw * stride, sh, sw, sc), writeable=False)
+
+
+class _Buffers:
+    """Preallocated scratch arrays by (purpose, shape, dtype)."""
+
+    def __init__(self):
+        self._arrays: dict = {}
+
+    def zeros(self, key, shape, dtype) -> np.ndarray:
+        """A buffer whose padding border stays zero: only its interior is ever written."""
+        k = (key, shape, np.dtype(dtype))
+        a = self._arrays.get(k)
+        if a is None:
+            a = self._arrays[k] = np.zeros(shape, dtype)
+        return a
+
+    def empty(self, key, shape, dtype) -> np.ndarray:
+        k = (key, shape, np.dtype(dtype))
+        a = self._arrays.get(k)
+        if a is None:
+            a = self._arrays[k] = np.empty(shape, dtype)
+        return a
+
+
+@LAYERS.register("conv2d", in_channels=Int(ge=1), out_channels=Int(ge=1), kernel_size=Int(ge=1),
+                 stride=Int(ge=1), padding=AnyOf(Int(ge=0), Choice("same", "valid")), bias=Bool())
+class Conv2d(Layer):
+    """2-D convolution over NCHW images, torch.nn.Conv2d (square kernel, no dilation or groups).
+
+    y[n, o] = b[o] + sum_c W[o, c] (*) x[n, c], W of shape (out_channels, in_channels, k, k)
+    padding: zeros on each side (an integer), 'valid' (= 0) or 'same' (output size = input
+    size; stride 1 only, an even kernel pads one more at the bottom/right, as torch does)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int | str = 0, bias: bool = True):
+        k = kernel_size
+        if padding == "same":
+            if stride != 1:
+                raise fail("model.padding", "'same' needs stride 1 (as in torch)", padding)
+            self.pad = ((k - 1) // 2, k - 1 - (k - 1) // 2)
+        else:
+            p = 0 if padding == "valid" else int(padding)
+            self.pad = (p, p)
+        self.c_in, self.c_out, self.k, self.stride, self.bias = in_channels, out_channels, k, stride, bias
+        self.shapes = ((out_channels, in_channels, k, k),) + (((out_channels,),) if bias else ())
+        self._buf = _Buffers()
+
+    def init(self, rng, scheme):
+        k2 = self.k * self.k
+        _init_weight_and_bias(self.params, rng, scheme, self.c_in * k2, self.c_out * k2)
+
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        lo, hi = self.pad
+        return (h + lo + hi - self.k) // self.stride + 1, (w + lo + hi - self.k) // self.stride + 1
+
+    def forward(self, x, train):
+        n, c, h, w_ = x.shape
+        k, s, (lo, hi) = self.k, self.stride, self.pad
+        oh, ow = self.output_size(h, w_)
+        if oh < 1 or ow < 1:
+            raise ValueError(f"conv2d: a {h}x{w_} input is smaller than the {k}x{k} kernel")
+        dt = x.dtype
+        w = self.params[0]
+        mode = "train" if train else "eval"
+        # channels-last padded input: the border is zero once and stays zero
+        xp = self._buf.zeros((mode, "xp"), (n, h + lo + hi, w_ + lo + hi, c), dt)
+        xp[:, lo : lo + h, lo : lo + w_, :] = x.transpose(0, 2, 3, 1)
+        if c == 1:
+            # one channel: a window row would be k*k scattered floats; gather the transpose
+            # instead, one contiguous image row per (offset, image, output row)
+            cols_t = self._buf.empty((mode, "cols"), (k * k, n * oh * ow), dt)
+            cols_t.reshape(k, k, n, oh, ow)[...] = _windows(xp, k, k, s, oh, ow)[..., 0].transpose(3, 4, 0, 1, 2)
+            cols = cols_t.T
+        else:
+            cols = self._buf.empty((mode, "cols"), (n * oh * ow, k * k * c), dt)
+            cols.reshape(n, oh, ow, k, k, c)[...] = _windows(xp, k, k, s, oh, ow)
+        wm = w.transpose(2, 3, 1, 0).reshape(k * k * c, self.c_out)  # rows in (kh, kw, c) order
+        y = np.matmul(cols, wm.astype(dt, copy=False))
+        if self.bias:
+            y += self.params[1]
+        out = y.reshape(n, oh, ow, self.c_out).transpose(0, 3, 1, 2)
+
+        def backprop(dy, need_dx=True):
+            # (N, O, oh, ow) -> rows (n, oh, ow), one column per output channel
+            dyl = np.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(n * oh * ow, self.c_out)
+            gw = self.grads[0]
+            gw[...] = np.matmul(cols.T, dyl).reshape(k, k, c, self.c_out).transpose(3, 2, 0, 1)
+            if self.bias:
+                dyl.sum(axis=0, out=self.grads[1])
+            if not need_dx:
+                return None
+            # gather: dx[h] = sum_j D[h + j] Wflip[j] over the stride-dilated, padded dy
+            # (the border and the stride's holes are never written: they stay zero)
+            hh, ww = h + k - 1, w_ + k - 1
+            dp = self._buf.zeros((mode, "dyp"), (n, hh, ww, self.c_out), dt)
+            t0 = k - 1 - lo
+            rh = _placed(t0, s, oh, hh)
+            rw = _placed(t0, s, ow, ww)
+            dyl4 = dyl.reshape(n, oh, ow, self.c_out)
+            dp[:, rh[0], rw[0], :] = dyl4[:, rh[1], rw[1], :]
+            wf = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(k * k * self.c_out, c).astype(dt)
+            dx = np.empty((n, h, w_, c), dt)
+            # in chunks of images, so the gathered windows stay in cache and memory stays small
+            b = _chunk(h * w_ * k * k * self.c_out * dt.itemsize, n)
+            cols2 = self._buf.empty((mode, "cols2"), (b * h * w_, k * k * self.c_out), dt)
+            for i in range(0, n, b):
+                m = min(b, n - i)
+                part = cols2[: m * h * w_]
+                part.reshape(m, h, w_, k, k, self.c_out)[...] = _windows(dp[i : i + m], k, k, 1, h, w_)
+                np.matmul(part, wf, out=dx[i : i + m].reshape(m * h * w_, c))
+            return dx.transpose(0, 3, 1, 2)
+
+        return out, backprop
+
+
+CHUNK_BYTES = 16 << 20  # gathered windows per matrix product: about the size of a last-level cache
+
+
+def _chunk(bytes_per_image: int, n: int) -> int:
+    """Images per chunk so one chunk's gathered windows take about CHUNK_BYTES."""
+    return max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
+
+
+def _placed(t0: int, s: int, o: int, length: int) -> tuple[slice, slice]:
+    """Where output rows 0..o-1 land in the dilated, padded gradient (row t0 + i*s) and
+    which of them land inside [0, length): (destination slice, source slice)."""
+    first = -(t0 // s) if t0 < 0 else 0  # ceil(-t0 / s): the first row at or after 0
+    last = min(o - 1, (length - 1 - t0) // s)
+    if last < first:
+        return slice(0, 0), slice(0, 0)
+    return slice(t0 + first * s, t0 + last * s + 1, s), slice(first, last + 1)
+
+
+def _pool_size(x: np.ndarray, k: int, s: int) -> tuple[int, int]:
+    """Output height and width (no padding, floor division: torch's defaults)."""
+    h, w = x.shape[2:]
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"pool: a {h}x{w} input is smaller than the {k}x{k} window")
+    return oh, ow
+
+
+def _offsets(k: int, s: int, oh: int, ow: int):
+    """(index a*k + b, slices picking offset (a, b) of every window), in row-major order.
+
+    Pooling runs offset by offset over whole strided views: k*k elementwise passes that
+    keep the input's memory layout (channels-last stays channels-last)."""
+    for a in range(k):
+        for b in range(k):
+            yield a * k + b, (slice(None), slice(None), slice(a, a + s * (oh - 1) + 1, s),
+                              slice(b, b + s * (ow - 1) + 1, s))
+
+
+@LAYERS.register("max_pool2d", kernel_size=Int(ge=1), stride=Optional(Int(ge=1)))
+class MaxPool2d(Layer):
+    """Maximum over k x k windows, torch.nn.MaxPool2d (no padding; stride defaults to the kernel).
+
+    y = max of each window; the gradient goes to the FIRST maximum of a window in row-major
+    order, as torch's does (a constant window passes it to its top-left element only)
+    """
+
+    def __init__(self, kernel_size: int = 2, stride: int | None = None):
+        self.k, self.s = kernel_size, stride or kernel_size
+
+    def forward(self, x, train):
+        k, s = self.k, self.s
+        oh, ow = _pool_size(x, k, s)
+        offsets = list(_offsets(k, s, oh, ow))
+        y = x[offsets[0][1]].copy(order="K")
+        if train:  # arg: the offset of each window's first maximum
+            arg = np.zeros_like(y, dtype=np.uint8 if k * k < 256 else np.int32)
+            gt, moved = np.empty_like(arg, dtype=bool), np.empty_like(arg)
+        for i, at in offsets[1:]:
+            v = x[at]
+            if train:
+                # strictly greater, so of tied maxima the first keeps the window; offsets
+                # come in increasing order, so max(arg, i * gt) sets arg = i where gt
+                # (branch-free: a masked copy is several times slower on random masks)
+                np.greater(v, y, out=gt)
+                np.multiply(gt, arg.dtype.type(i), out=moved)
+                np.maximum(arg, moved, out=arg)
+            np.maximum(y, v, out=y)
+
+        def backprop(dy, need_dx=True):
+            if not need_dx:
+                return None
+            dx = np.zeros_like(x, dtype=dy.dtype)  # the layout of x
+            for i, at in offsets:
+                if s >= k:  # windows do not overlap: each element gets one window's share
+                    np.multiply(dy, arg == i, out=dx[at])
+                else:
+                    dx[at] += np.where(arg == i, dy, 0)
+            return dx
+
+        return y, backprop
+
+
+@LAYERS.register("avg_pool2d", kernel_size=Int(ge=1), stride=Optional(Int(ge=1)))
+class AvgPool2d(Layer):
+    """Mean over k x k windows, torch.nn.AvgPool2d (no padding; stride defaults to the kernel).
+
+    y = mean of each window; each element of a window gets dy / k^2
+    """
+
+    def __init__(self, kernel_size: int = 2, stride: int | None = None):
+        self.k, self.s = kernel_size, stride or kernel_size
+
+    def forward(self, x, train):
+        k, s = self.k, self.s
+        oh, ow = _pool_size(x, k, s)
+        offsets = list(_offsets(k, s, oh, ow))
+        y = x[offsets[0][1]].copy(order="K")
+        for _, at in offsets[1:]:
+            y += x[at]
+        y *= x.dtype.type(1.0 / (k * k))
+
+        def backprop(dy, need_dx=True):
+            if not need_dx:
+                return None
+            share = dy * dy.dtype.type(1.0 / (k * k))
+            dx = np.zeros_like(x, dtype=dy.dtype)
+            for _, at in offsets:
+                dx[at] += share
+            return dx
+
+        return y, backprop
+
+
+@LAYERS.register("flatten")
+class Flatten(Layer):
+    """Images to vectors, torch.nn.Flatten: (N, C, H, W) -> (N, C*H*W) in (C, H, W) order."""
+
+    def forward(self, x, train):
+        shape = x.shape
+        return x.reshape(shape[0], -1), lambda dy, need_dx=True: dy.reshape(shape) if need_dx else None
+
+
+@LAYERS.register("batch_norm", num_features=Int(ge=1), eps=Real(gt=0), momentum=Real(ge=0, le=1))
+class BatchNorm(Layer):
+    """Batch normalization of features (N, F) or channels (N, C, H, W), torch.nn.BatchNorm1d/2d.
+
+    training: y = weight (x - mean) / sqrt(var + eps) + bias with the batch's mean and
+    biased variance per feature/channel; running_mean and running_var (buffers, not
+    parameters) move by `momentum` towards the batch mean and the unbiased variance
+    evaluation: the same with running_mean and running_var
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
+        self.f, self.eps, self.momentum = num_features, eps, momentum
+        self.shapes = ((num_features,), (num_features,))
+        self.running_mean = np.zeros(num_features, np.float32)
+        self.running_var = np.ones(num_features, np.float32)
+
+    def bind(self, params, grads):
+        super().bind(params, grads)
+        # statistics in the parameters' precision (a float64 copy of a model keeps its values)
+        dt = params[0].dtype
+        self.running_mean = self.running_mean.astype(dt, copy=False)
+        self.running_var = self.running_var.astype(dt, copy=False)
+
+    def init(self, rng, scheme):
+        # torch's BatchNorm starts as the identity whatever the init scheme of the model
+        self.params[0][...] = 1.0
+        self.params[1][...] = 0.0
+
+    def forward(self, x, train):
+        if x.ndim not in (2, 4) or x.shape[1] != self.f:
+            raise ValueError(f"batch_norm: expected (N, {self.f}) or (N, {self.f}, H, W) input, got {x.shape}")
+        axes = (0,) if x.ndim == 2 else (0, 2, 3)
+        bshape = (1, self.f) + (1,) * (x.ndim - 2)
+        dt = x.dtype
+        gamma, beta = self.params
+        m = x.size // self.f
+        if train:
+            mean = x.mean(axis=axes, dtype=dt)
+            xc = x - mean.reshape(bshape)
+            var = np.mean(xc * xc, axis=axes, dtype=dt)
+            mom = self.momentum
+            unbiased = var * (m / (m - 1)) if m > 1 else var
+            self.running_mean *= 1 - mom
+            self.running_mean += mom * mean
+            self.running_var *= 1 - mom
+            self.running_var += mom * unbiased
+        else:
+            mean, var = self.running_mean.astype(dt), self.running_var.astype(dt)
+            xc = x - mean.reshape(bshape)
+        inv = (1.0 / np.sqrt(var + dt.type(self.eps))).astype(dt)
+        xhat = xc * inv.reshape(bshape)
+        y = xhat * gamma.astype(dt).reshape(bshape) + beta.astype(dt).reshape(bshape)
+
+        def backprop(dy, need_dx=True):
+            gg, gb = self.grads
+            dy.sum(axis=axes, out=gb)
+            np.sum(dy * xhat, axis=axes, out=gg)
+            if not need_dx:
+                return None
+            scale = (gamma * inv).astype(dt).reshape(bshape)
+            if not train:  # the statistics are constants in evaluation mode
+                return dy * scale
+            # d/dx of the batch statistics: dx = g inv (dy - mean(dy) - xhat mean(dy xhat))
+            dx = dy - (gb / m).astype(dt).reshape(bshape)
+            dx -= xhat * (gg / m).astype(dt).reshape(bshape)
+            dx *= scale
+            return dx
+
+        return y, backprop
