@@ -39,7 +39,7 @@ MALFORMED = [
      "dataset.name: must be one of ['blobs', 'csv', 'fashion_mnist', 'mnist', 'moons', 'regression', 'spirals'], "
      "got 'moonz' (did you mean 'moons'?)"),
     (BASE.replace("name: mlp", "name: mpl"),
-     "model.name: must be one of ['linear', 'mlp'], got 'mpl' (did you mean 'mlp'?)"),
+     "model.name: must be one of ['2c2d', 'cnn', 'lenet5', 'linear', 'mlp'], got 'mpl' (did you mean 'mlp'?)"),
     (BASE.replace("loss: cross_entropy", "loss: crossentropy"), "got 'crossentropy' (did you mean 'cross_entropy'?)"),
     (BASE.replace("name: sgd", "name: adamw2"), "optimizer.name: must be one of ['adadelta', "),
     (BASE.replace("hidden: [8]", "hidden: [8], activation: relux"),
@@ -136,6 +136,9 @@ MALFORMED = [
          .replace("{name: sgd, lr: 0.1\n  lr: 0.2}", "\n  name: sgd\n  lr: 0.1\n  lr: 0.2"),
      "optimizer.lr: given twice in one mapping (line 7, column 3 and line 8, column 3); keep one, got '0.1' and '0.2'"),
     (BASE + "grid: [{optimizer.lr: [0.1]}, 7]\n", "grid[1]: must be a mapping"),
+    (BASE.replace("{name: mlp, hidden: [8]}", "lenet5"), "model.name: must be linear or mlp on tabular data "
+                                                          "(convolutional models need an image dataset: mnist, "
+                                                          "fashion_mnist), got 'lenet5'"),
     (BASE + "grid:\n  optimizer.lr: [0.1, 0.01]\n  optimizer: [{name: adam}]\n",
      "grid.optimizer.lr: overlaps grid.optimizer, whose values replace the whole optimizer; set lr inside those "
      "values, got [0.1, 0.01]"),

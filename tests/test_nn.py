@@ -113,3 +113,26 @@ def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated(monk
     assert peak < 100_000  # the 0.8 MB parameter buffer was never made
     n_params = 100 * 1000 + 1000 + 1000 * 100 + 100 + 100 * 10 + 10
     assert nn.plan("mlp", 100, 10, 0, hidden=[1000, 100]).n_params == n_params
+
+
+def test_cnn_presets_are_the_published_architectures():
+    lenet = nn.plan("lenet5", 784, 10, 0, (1, 28, 28))
+    assert lenet.n_params == 61_706  # LeCun et al.'s LeNet-5 on 28x28 inputs padded by 2
+    deepobs = nn.plan("2c2d", 784, 10, 0, (1, 28, 28))
+    conv, dense = (5 * 5 * 32 + 32) + (5 * 5 * 32 * 64 + 64), (7 * 7 * 64 * 1024 + 1024) + (1024 * 10 + 10)
+    assert deepobs.n_params == conv + dense
+    kinds = [type(layer).__name__ for layer in nn.plan("cnn", 784, 10, 0, (1, 28, 28), channels=[4, 8],
+                                                        kernel_size=3, pool="avg", batch_norm=True, hidden=[16]).layers]
+    assert kinds == ["ToImage", "Conv2d", "BatchNorm", "ReLU", "AvgPool2d", "Conv2d", "BatchNorm", "ReLU",
+                     "AvgPool2d", "Flatten", "Linear", "ReLU", "Linear"]
+
+
+def test_a_cnn_needs_image_data():
+    with pytest.raises(ConfigError, match=r"^model\.name: must be linear or mlp on tabular data \(convolutional models "
+                                          r"need an image dataset: mnist, fashion_mnist\), got '2c2d'$"):
+        nn.plan("2c2d", 2, 3, 0, None)
+    with pytest.raises(ConfigError, match=r"^model\.padding: must be one value or one per convolution \(2\), "
+                                          r"got \[2, 0, 1\]$"):
+        nn.plan("cnn", 784, 10, 0, (1, 28, 28), padding=[2, 0, 1])
+    with pytest.raises(ConfigError, match=r"^model\.channels: leave no pixels of the 28x28 images"):
+        nn.plan("cnn", 784, 10, 0, (1, 28, 28), channels=[4, 4, 4, 4, 4, 4])

@@ -8,7 +8,7 @@ import numpy as np
 
 from lossbench.engine.nn.layers import ACTIVATIONS, INITS, LAYERS, Dropout, Layer, Linear
 from lossbench.errors import ConfigError
-from lossbench.registry import Choice, Int, Real, Registry, Seq
+from lossbench.registry import Choice, Int, Real, Registry, Seq, fail
 
 # Context: the data's feature count and (for images) its (channels, height, width), the
 # number of outputs the loss needs, and the seed; configs set none of them.
@@ -144,6 +144,9 @@ def mlp(
 def plan(name: str, n_in: int, n_out: int, seed: int = 0, image_shape: tuple | None = None, /,
          **options) -> Sequential:
     """The model laid out but not allocated: for its `n_params`."""
+    if image_shape is None and getattr(MODELS.get(name), "needs_image", False):
+        raise fail("model.name", "must be linear or mlp on tabular data (convolutional models need an image "
+                                 "dataset: mnist, fashion_mnist)", name)
     return MODELS.build(name, n_in, n_out, seed, image_shape, **options)
 
 
