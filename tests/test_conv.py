@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lossbench.engine import nn
+from lossbench.engine.nn import conv
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -73,9 +74,15 @@ def torch_conv(kw):
     return f
 
 
+@pytest.mark.parametrize("chunk", ["all", "one", "two"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw,shape", CONV_CASES, ids=[str(kw) for kw, _ in CONV_CASES])
-def test_conv2d_matches_torch(kw, shape, dtype):
+def test_conv2d_matches_torch(kw, shape, dtype, chunk, monkeypatch):
+    # the input gradient is gathered in chunks of images: all at once, one by one, or
+    # two at a time (an uneven last chunk when the batch is odd)
+    n, _, h, w = shape
+    per_image = h * w * kw["kernel_size"] ** 2 * kw["out_channels"] * np.dtype(dtype).itemsize
+    monkeypatch.setattr(conv, "CHUNK_BYTES", {"all": 1 << 30, "one": 1, "two": 2 * per_image}[chunk])
     rng = np.random.default_rng(0)
     layer, params, grads = build("conv2d", dtype, rng, **kw)
     x = rng.normal(size=shape).astype(dtype)
