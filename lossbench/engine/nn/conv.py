@@ -155,7 +155,7 @@ class Conv2d(Layer):
             dp[:, rh[0], rw[0], :] = dyl4[:, rh[1], rw[1], :]
             wf = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(k * k * self.c_out, c).astype(dt)
             dx = np.empty((n, h, w_, c), dt)
-            # in chunks of images, so the gathered windows stay in cache and memory stays small
+            # in chunks of images, so the gathered windows take at most about CHUNK_BYTES
             b = _chunk(h * w_ * k * k * self.c_out * dt.itemsize, n)
             cols2 = self._buf.empty((mode, "cols2"), (b * h * w_, k * k * self.c_out), dt)
             for i in range(0, n, b):
@@ -168,11 +168,11 @@ class Conv2d(Layer):
         return out, backprop
 
 
-CHUNK_BYTES = 16 << 20  # gathered windows per matrix product: about the size of a last-level cache
+CHUNK_BYTES = 64 << 20  # gathered windows per matrix product: large, as OpenBLAS is slow on short matrices
 
 
 def _chunk(bytes_per_image: int, n: int) -> int:
-    """Images per chunk so one chunk's gathered windows take about CHUNK_BYTES."""
+    """Images per chunk so one chunk's gathered windows take about CHUNK_BYTES (at least one image)."""
     return max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
 
 
