@@ -78,10 +78,11 @@ def torch_conv(kw):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw,shape", CONV_CASES, ids=[str(kw) for kw, _ in CONV_CASES])
 def test_conv2d_matches_torch(kw, shape, dtype, chunk, monkeypatch):
-    # the input gradient is gathered in chunks of images: all at once, one by one, or
-    # two at a time (an uneven last chunk when the batch is odd)
+    # the input gradient (and the forward pass in evaluation mode) run in chunks of images:
+    # all at once, one by one, or two at a time (an uneven last chunk when the batch is odd)
     n, _, h, w = shape
-    per_image = h * w * kw["kernel_size"] ** 2 * kw["out_channels"] * np.dtype(dtype).itemsize
+    # (the input gradient's windows per image are the largest: two of them is two images or more)
+    per_image = h * w * kw["kernel_size"] ** 2 * max(kw["out_channels"], kw["in_channels"]) * np.dtype(dtype).itemsize
     monkeypatch.setattr(conv, "CHUNK_BYTES", {"all": 1 << 30, "one": 1, "two": 2 * per_image}[chunk])
     rng = np.random.default_rng(0)
     layer, params, grads = build("conv2d", dtype, rng, **kw)
@@ -93,6 +94,12 @@ def test_conv2d_matches_torch(kw, shape, dtype, chunk, monkeypatch):
     close(y, ty, dtype)
     close(dx, tdx, dtype)
     assert len(grads) == (2 if kw.get("bias", True) else 1)
+    for g, tg in zip(grads, tgrads):
+        close(g, tg, dtype)
+    # evaluation mode: the forward pass in chunks, keeping nothing; gradients still exact
+    y, backprop = layer.forward(x, False)
+    close(y, ty, dtype)
+    close(backprop(dy.copy()), tdx, dtype)
     for g, tg in zip(grads, tgrads):
         close(g, tg, dtype)
 
