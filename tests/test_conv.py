@@ -106,10 +106,12 @@ def test_conv2d_matches_torch(kw, shape, dtype, chunk, monkeypatch):
 
 def test_conv2d_repeated_batches_reuse_buffers_without_leaking():
     """A second batch of the same shape (buffers reused) gives torch's answer too, also
-    after an evaluation pass on other data in between (before the backprop)."""
+    after an evaluation pass on other data in between (before the backprop), and a batch
+    of another size replaces the scratch arrays instead of adding to them."""
     rng = np.random.default_rng(1)
     kw = {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1}
     layer, params, grads = build("conv2d", np.float64, rng, **kw)
+    held = []
     for n in (3, 3, 5, 3):
         x = rng.normal(size=(n, 2, 7, 7))
         dy = rng.normal(size=(n, 3, 4, 4))
@@ -121,6 +123,8 @@ def test_conv2d_repeated_batches_reuse_buffers_without_leaking():
         close(dx, tdx, np.float64)
         for g, tg in zip(grads, tgrads):
             close(g, tg, np.float64)
+        held.append(sum(a.nbytes for a in layer._buf._arrays.values()))
+    assert held[0] == held[1] == held[3] < held[2]  # a new batch size replaces the scratch arrays
 
 
 @pytest.mark.parametrize("scheme", ["torch", "he", "xavier"])

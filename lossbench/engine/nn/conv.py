@@ -55,25 +55,24 @@ def _windows(a: np.ndarray, kh: int, kw: int, stride: int, oh: int, ow: int) -> 
 
 
 class _Buffers:
-    """Preallocated scratch arrays by (purpose, shape, dtype)."""
+    """Scratch arrays reused from batch to batch, one per purpose: a new shape (the last,
+    smaller batch of an epoch) replaces the old array rather than adding a second one."""
 
     def __init__(self):
         self._arrays: dict = {}
 
-    def zeros(self, key, shape, dtype) -> np.ndarray:
-        """A buffer whose padding border stays zero: only its interior is ever written."""
-        k = (key, shape, np.dtype(dtype))
-        a = self._arrays.get(k)
-        if a is None:
-            a = self._arrays[k] = np.zeros(shape, dtype)
+    def _get(self, key, shape, dtype, make) -> np.ndarray:
+        a = self._arrays.get(key)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self._arrays[key] = make(shape, dtype)
         return a
 
+    def zeros(self, key, shape, dtype) -> np.ndarray:
+        """A buffer whose padding border stays zero: only its interior is ever written."""
+        return self._get(key, shape, np.dtype(dtype), np.zeros)
+
     def empty(self, key, shape, dtype) -> np.ndarray:
-        k = (key, shape, np.dtype(dtype))
-        a = self._arrays.get(k)
-        if a is None:
-            a = self._arrays[k] = np.empty(shape, dtype)
-        return a
+        return self._get(key, shape, np.dtype(dtype), np.empty)
 
 
 @LAYERS.register("conv2d", in_channels=Int(ge=1), out_channels=Int(ge=1), kernel_size=Int(ge=1),
