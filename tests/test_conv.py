@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lossbench.engine import nn
+from lossbench.engine.nn import conv
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -73,9 +74,16 @@ def torch_conv(kw):
     return f
 
 
+@pytest.mark.parametrize("chunk", ["all", "one", "two"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw,shape", CONV_CASES, ids=[str(kw) for kw, _ in CONV_CASES])
-def test_conv2d_matches_torch(kw, shape, dtype):
+def test_conv2d_matches_torch(kw, shape, dtype, chunk, monkeypatch):
+    # the input gradient (and the forward pass in evaluation mode) run in chunks of images:
+    # all at once, one by one, or two at a time (an uneven last chunk when the batch is odd)
+    n, _, h, w = shape
+    # (the input gradient's windows per image are the largest: two of them is two images or more)
+    per_image = h * w * kw["kernel_size"] ** 2 * max(kw["out_channels"], kw["in_channels"]) * np.dtype(dtype).itemsize
+    monkeypatch.setattr(conv, "CHUNK_BYTES", {"all": 1 << 30, "one": 1, "two": 2 * per_image}[chunk])
     rng = np.random.default_rng(0)
     layer, params, grads = build("conv2d", dtype, rng, **kw)
     x = rng.normal(size=shape).astype(dtype)
@@ -88,14 +96,22 @@ def test_conv2d_matches_torch(kw, shape, dtype):
     assert len(grads) == (2 if kw.get("bias", True) else 1)
     for g, tg in zip(grads, tgrads):
         close(g, tg, dtype)
+    # evaluation mode: the forward pass in chunks, keeping nothing; gradients still exact
+    y, backprop = layer.forward(x, False)
+    close(y, ty, dtype)
+    close(backprop(dy.copy()), tdx, dtype)
+    for g, tg in zip(grads, tgrads):
+        close(g, tg, dtype)
 
 
 def test_conv2d_repeated_batches_reuse_buffers_without_leaking():
     """A second batch of the same shape (buffers reused) gives torch's answer too, also
-    after an evaluation pass on other data in between (before the backprop)."""
+    after an evaluation pass on other data in between (before the backprop), and a batch
+    of another size replaces the scratch arrays instead of adding to them."""
     rng = np.random.default_rng(1)
     kw = {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1}
     layer, params, grads = build("conv2d", np.float64, rng, **kw)
+    held = []
     for n in (3, 3, 5, 3):
         x = rng.normal(size=(n, 2, 7, 7))
         dy = rng.normal(size=(n, 3, 4, 4))
@@ -107,6 +123,8 @@ def test_conv2d_repeated_batches_reuse_buffers_without_leaking():
         close(dx, tdx, np.float64)
         for g, tg in zip(grads, tgrads):
             close(g, tg, np.float64)
+        held.append(sum(a.nbytes for a in layer._buf._arrays.values()))
+    assert held[0] == held[1] == held[3] < held[2]  # a new batch size replaces the scratch arrays
 
 
 @pytest.mark.parametrize("scheme", ["torch", "he", "xavier"])

@@ -55,25 +55,24 @@ def _windows(a: np.ndarray, kh: int, kw: int, stride: int, oh: int, ow: int) -> 
 
 
 class _Buffers:
-    """Preallocated scratch arrays by (purpose, shape, dtype)."""
+    """Scratch arrays reused from batch to batch, one per purpose: a new shape (the last,
+    smaller batch of an epoch) replaces the old array rather than adding a second one."""
 
     def __init__(self):
         self._arrays: dict = {}
 
-    def zeros(self, key, shape, dtype) -> np.ndarray:
-        """A buffer whose padding border stays zero: only its interior is ever written."""
-        k = (key, shape, np.dtype(dtype))
-        a = self._arrays.get(k)
-        if a is None:
-            a = self._arrays[k] = np.zeros(shape, dtype)
+    def _get(self, key, shape, dtype, make) -> np.ndarray:
+        a = self._arrays.get(key)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self._arrays[key] = make(shape, dtype)
         return a
 
+    def zeros(self, key, shape, dtype) -> np.ndarray:
+        """A buffer whose padding border stays zero: only its interior is ever written."""
+        return self._get(key, shape, np.dtype(dtype), np.zeros)
+
     def empty(self, key, shape, dtype) -> np.ndarray:
-        k = (key, shape, np.dtype(dtype))
-        a = self._arrays.get(k)
-        if a is None:
-            a = self._arrays[k] = np.empty(shape, dtype)
-        return a
+        return self._get(key, shape, np.dtype(dtype), np.empty)
 
 
 @LAYERS.register("conv2d", in_channels=Int(ge=1), out_channels=Int(ge=1), kernel_size=Int(ge=1),
@@ -108,6 +107,21 @@ class Conv2d(Layer):
         lo, hi = self.pad
         return (h + lo + hi - self.k) // self.stride + 1, (w + lo + hi - self.k) // self.stride + 1
 
+    def _im2col(self, xp: np.ndarray, oh: int, ow: int, mode: str) -> np.ndarray:
+        """(images*oh*ow, k*k*c) windows of channels-last padded `xp`, rows in (n, oh, ow)
+        order and columns in (kh, kw, c) order, copied into a reused buffer."""
+        n, _, _, c = xp.shape
+        k, s = self.k, self.stride
+        if c == 1:
+            # one channel: a window row would be k*k scattered floats; gather the transpose
+            # instead, one contiguous image row per (offset, image, output row)
+            cols_t = self._buf.empty((mode, "cols"), (k * k, n * oh * ow), xp.dtype)
+            cols_t.reshape(k, k, n, oh, ow)[...] = _windows(xp, k, k, s, oh, ow)[..., 0].transpose(3, 4, 0, 1, 2)
+            return cols_t.T
+        cols = self._buf.empty((mode, "cols"), (n * oh * ow, k * k * c), xp.dtype)
+        cols.reshape(n, oh, ow, k, k, c)[...] = _windows(xp, k, k, s, oh, ow)
+        return cols
+
     def forward(self, x, train):
         n, c, h, w_ = x.shape
         k, s, (lo, hi) = self.k, self.stride, self.pad
@@ -117,20 +131,22 @@ class Conv2d(Layer):
         dt = x.dtype
         w = self.params[0]
         mode = "train" if train else "eval"
-        # channels-last padded input: the border is zero once and stays zero
-        xp = self._buf.zeros((mode, "xp"), (n, h + lo + hi, w_ + lo + hi, c), dt)
-        xp[:, lo : lo + h, lo : lo + w_, :] = x.transpose(0, 2, 3, 1)
-        if c == 1:
-            # one channel: a window row would be k*k scattered floats; gather the transpose
-            # instead, one contiguous image row per (offset, image, output row)
-            cols_t = self._buf.empty((mode, "cols"), (k * k, n * oh * ow), dt)
-            cols_t.reshape(k, k, n, oh, ow)[...] = _windows(xp, k, k, s, oh, ow)[..., 0].transpose(3, 4, 0, 1, 2)
-            cols = cols_t.T
-        else:
-            cols = self._buf.empty((mode, "cols"), (n * oh * ow, k * k * c), dt)
-            cols.reshape(n, oh, ow, k, k, c)[...] = _windows(xp, k, k, s, oh, ow)
-        wm = w.transpose(2, 3, 1, 0).reshape(k * k * c, self.c_out)  # rows in (kh, kw, c) order
-        y = np.matmul(cols, wm.astype(dt, copy=False))
+        wm = w.transpose(2, 3, 1, 0).reshape(k * k * c, self.c_out).astype(dt)  # rows in (kh, kw, c) order
+        hp, wp = h + lo + hi, w_ + lo + hi
+        if train:  # keep every image's windows: the weight gradient needs them
+            # channels-last padded input: the border is zero once and stays zero
+            xp = self._buf.zeros((mode, "xp"), (n, hp, wp, c), dt)
+            xp[:, lo : lo + h, lo : lo + w_, :] = x.transpose(0, 2, 3, 1)
+            cols_train = self._im2col(xp, oh, ow, mode)
+            y = np.matmul(cols_train, wm)
+        else:  # evaluation keeps nothing: chunks of images bound the memory of a large batch
+            y = np.empty((n * oh * ow, self.c_out), dt)
+            b = _chunk(oh * ow * k * k * c * dt.itemsize, n)
+            xp = self._buf.zeros((mode, "xp"), (b, hp, wp, c), dt)
+            for i in range(0, n, b):
+                m = min(b, n - i)
+                xp[:m, lo : lo + h, lo : lo + w_, :] = x[i : i + m].transpose(0, 2, 3, 1)
+                np.matmul(self._im2col(xp[:m], oh, ow, mode), wm, out=y[i * oh * ow : (i + m) * oh * ow])
         if self.bias:
             y += self.params[1]
         out = y.reshape(n, oh, ow, self.c_out).transpose(0, 3, 1, 2)
@@ -139,6 +155,12 @@ class Conv2d(Layer):
             # (N, O, oh, ow) -> rows (n, oh, ow), one column per output channel
             dyl = np.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(n * oh * ow, self.c_out)
             gw = self.grads[0]
+            if not train:  # gradients in evaluation mode (rare): gather the windows now
+                xpf = np.zeros((n, hp, wp, c), dt)
+                xpf[:, lo : lo + h, lo : lo + w_, :] = x.transpose(0, 2, 3, 1)
+                cols = self._im2col(xpf, oh, ow, "eval backprop")
+            else:
+                cols = cols_train
             gw[...] = np.matmul(cols.T, dyl).reshape(k, k, c, self.c_out).transpose(3, 2, 0, 1)
             if self.bias:
                 dyl.sum(axis=0, out=self.grads[1])
@@ -155,7 +177,7 @@ class Conv2d(Layer):
             dp[:, rh[0], rw[0], :] = dyl4[:, rh[1], rw[1], :]
             wf = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(k * k * self.c_out, c).astype(dt)
             dx = np.empty((n, h, w_, c), dt)
-            # in chunks of images, so the gathered windows stay in cache and memory stays small
+            # in chunks of images, so the gathered windows take at most about CHUNK_BYTES
             b = _chunk(h * w_ * k * k * self.c_out * dt.itemsize, n)
             cols2 = self._buf.empty((mode, "cols2"), (b * h * w_, k * k * self.c_out), dt)
             for i in range(0, n, b):
@@ -168,11 +190,11 @@ class Conv2d(Layer):
         return out, backprop
 
 
-CHUNK_BYTES = 16 << 20  # gathered windows per matrix product: about the size of a last-level cache
+CHUNK_BYTES = 64 << 20  # gathered windows per matrix product: large, as OpenBLAS is slow on short matrices
 
 
 def _chunk(bytes_per_image: int, n: int) -> int:
-    """Images per chunk so one chunk's gathered windows take about CHUNK_BYTES."""
+    """Images per chunk so one chunk's gathered windows take about CHUNK_BYTES (at least one image)."""
     return max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
 
 
@@ -239,7 +261,9 @@ class MaxPool2d(Layer):
         def backprop(dy, need_dx=True):
             if not need_dx:
                 return None
-            dx = np.zeros_like(x, dtype=dy.dtype)  # the layout of x
+            # the layout of x; zeros unless the windows tile x exactly (every element written)
+            tiles = s == k and x.shape[2] == k * oh and x.shape[3] == k * ow
+            dx = (np.empty_like if tiles else np.zeros_like)(x, dtype=dy.dtype)
             for i, at in offsets:
                 if s >= k:  # windows do not overlap: each element gets one window's share
                     np.multiply(dy, arg == i, out=dx[at])
