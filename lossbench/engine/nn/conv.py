@@ -9,9 +9,10 @@ convolution's copy to channels-last is a straight copy. The input gradient is a 
 not a col2im scatter: the output gradient is dilated by the stride and padded, im2col'd
 the same way, and multiplied by the spatially flipped weights (one more matrix product).
 
-Buffers are reused from one batch to the next (per input shape and mode), so a backprop
-closure is valid until its layer's next forward pass in the same mode; training does
-forward, then backward.
+Scratch buffers are reused from one batch to the next (one per purpose and mode; training
+keeps the windows for the weight gradient, evaluation runs in chunks of images and keeps
+nothing), so a backprop closure is valid until its layer's next forward pass in the same
+mode; training does forward, then backward.
 """
 
 from __future__ import annotations
