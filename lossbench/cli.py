@@ -411,10 +411,10 @@ def plot(
 def list_(
     kind: Annotated[
         str | None,
-        typer.Argument(help="datasets, models, layers, losses, optimizers or schedules (default: all)"),
+        typer.Argument(help="datasets, models, losses, optimizers, schedules or train (default: all)"),
     ] = None,
 ) -> None:
-    """The catalog: every dataset, model, layer, loss, optimizer and schedule, with its
+    """The catalog: every dataset, model, loss, optimizer and schedule (and the train section), with its
     options, their defaults and allowed ranges, and a one-sentence summary."""
     from lossbench import api
     from lossbench.analysis.report import catalog_table
