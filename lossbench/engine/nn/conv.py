@@ -17,35 +17,11 @@ mode; training does forward, then backward.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from lossbench.engine.nn.layers import INITS, LAYERS, Layer
+from lossbench.engine.nn.layers import LAYERS, Layer, init_affine
 from lossbench.registry import AnyOf, Bool, Choice, Int, Optional, Real, fail
-
-
-def _init_weight_and_bias(params, rng, scheme, fan_in, fan_out):
-    """torch's default init for conv/linear layers, or He / Xavier (bias 0)."""
-    w = params[0]
-    b = params[1] if len(params) > 1 else None
-    if scheme == "torch":
-        # kaiming_uniform_(a=sqrt(5)) is uniform in ±1/sqrt(fan_in); the bias likewise
-        bound = 1.0 / math.sqrt(fan_in)
-        w[...] = rng.uniform(-bound, bound, w.shape)
-        if b is not None:
-            b[...] = rng.uniform(-bound, bound, b.shape)
-        return
-    if scheme == "he":  # torch.nn.init.kaiming_normal_ (fan_in, relu gain)
-        w[...] = rng.standard_normal(w.shape) * math.sqrt(2.0 / fan_in)
-    elif scheme == "xavier":  # torch.nn.init.xavier_uniform_
-        a = math.sqrt(6.0 / (fan_in + fan_out))
-        w[...] = rng.uniform(-a, a, w.shape)
-    else:
-        raise fail("model.init", f"must be one of {list(INITS)}", scheme, INITS)
-    if b is not None:
-        b[...] = 0.0
 
 
 def _windows(a: np.ndarray, kh: int, kw: int, stride: int, oh: int, ow: int) -> np.ndarray:
@@ -102,7 +78,7 @@ class Conv2d(Layer):
 
     def init(self, rng, scheme):
         k2 = self.k * self.k
-        _init_weight_and_bias(self.params, rng, scheme, self.c_in * k2, self.c_out * k2)
+        init_affine(self.params, rng, scheme, self.c_in * k2, self.c_out * k2)
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         lo, hi = self.pad

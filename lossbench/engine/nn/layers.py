@@ -45,6 +45,29 @@ class Layer:
         raise NotImplementedError
 
 
+def init_affine(params, rng, scheme: str, fan_in: int, fan_out: int) -> None:
+    """Initialize [weight] or [weight, bias] in place: torch's default for nn.Linear and
+    nn.Conv2d (both uniform in ±1/sqrt(fan_in)), or He / Xavier with the bias at 0."""
+    w = params[0]
+    b = params[1] if len(params) > 1 else None
+    if scheme == "torch":
+        # kaiming_uniform_(a=sqrt(5)) is uniform in ±1/sqrt(fan_in); the bias likewise
+        bound = 1.0 / math.sqrt(fan_in)
+        w[...] = rng.uniform(-bound, bound, w.shape)
+        if b is not None:
+            b[...] = rng.uniform(-bound, bound, b.shape)
+        return
+    if scheme == "he":  # torch.nn.init.kaiming_normal_ (fan_in, relu gain)
+        w[...] = rng.standard_normal(w.shape) * math.sqrt(2.0 / fan_in)
+    elif scheme == "xavier":  # torch.nn.init.xavier_uniform_
+        a = math.sqrt(6.0 / (fan_in + fan_out))
+        w[...] = rng.uniform(-a, a, w.shape)
+    else:
+        raise fail("model.init", f"must be one of {list(INITS)}", scheme, INITS)
+    if b is not None:
+        b[...] = 0.0
+
+
 @LAYERS.register("linear")
 class Linear(Layer):
     """Affine map, torch.nn.Linear with W stored transposed.
@@ -56,21 +79,7 @@ class Linear(Layer):
         self.shapes = ((n_in, n_out), (n_out,))
 
     def init(self, rng, scheme):
-        w, b = self.params
-        fan_in, fan_out = w.shape
-        if scheme == "torch":  # torch.nn.Linear's reset_parameters: W and b uniform in ±1/sqrt(fan_in)
-            bound = 1.0 / math.sqrt(fan_in)
-            w[...] = rng.uniform(-bound, bound, w.shape)
-            b[...] = rng.uniform(-bound, bound, b.shape)
-            return
-        if scheme == "he":  # torch.nn.init.kaiming_normal_ (fan_in, relu gain)
-            w[...] = rng.standard_normal(w.shape) * math.sqrt(2.0 / fan_in)
-        elif scheme == "xavier":  # torch.nn.init.xavier_uniform_
-            a = math.sqrt(6.0 / (fan_in + fan_out))
-            w[...] = rng.uniform(-a, a, w.shape)
-        else:
-            raise fail("model.init", f"must be one of {list(INITS)}", scheme, INITS)
-        b[...] = 0.0
+        init_affine(self.params, rng, scheme, *self.params[0].shape)  # W is (fan_in, fan_out)
 
     def forward(self, x, train):
         w, b = self.params
