@@ -185,15 +185,6 @@ def _placed(t0: int, s: int, o: int, length: int) -> tuple[slice, slice]:
     return slice(t0 + first * s, t0 + last * s + 1, s), slice(first, last + 1)
 
 
-def _pool_size(x: np.ndarray, k: int, s: int) -> tuple[int, int]:
-    """Output height and width (no padding, floor division: torch's defaults)."""
-    h, w = x.shape[2:]
-    oh, ow = (h - k) // s + 1, (w - k) // s + 1
-    if oh < 1 or ow < 1:
-        raise ValueError(f"pool: a {h}x{w} input is smaller than the {k}x{k} window")
-    return oh, ow
-
-
 def _offsets(k: int, s: int, oh: int, ow: int):
     """(index a*k + b, slices picking offset (a, b) of every window), in row-major order.
 
@@ -205,21 +196,34 @@ def _offsets(k: int, s: int, oh: int, ow: int):
                               slice(b, b + s * (ow - 1) + 1, s))
 
 
+class _Pool(Layer):
+    """What max and average pooling share: k x k windows every `stride` (default k)."""
+
+    def __init__(self, kernel_size: int = 2, stride: int | None = None):
+        self.k, self.s = kernel_size, stride or kernel_size
+
+    def windows(self, x: np.ndarray) -> tuple[int, int, list]:
+        """(output height, output width, _offsets of x's windows); no padding and floor
+        division, torch's defaults."""
+        k, s = self.k, self.s
+        h, w = x.shape[2:]
+        oh, ow = (h - k) // s + 1, (w - k) // s + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(f"pool: a {h}x{w} input is smaller than the {k}x{k} window")
+        return oh, ow, list(_offsets(k, s, oh, ow))
+
+
 @LAYERS.register("max_pool2d", kernel_size=Int(ge=1), stride=Optional(Int(ge=1)))
-class MaxPool2d(Layer):
+class MaxPool2d(_Pool):
     """Maximum over k x k windows, torch.nn.MaxPool2d (no padding; stride defaults to the kernel).
 
     y = max of each window; the gradient goes to the FIRST maximum of a window in row-major
     order, as torch's does (a constant window passes it to its top-left element only)
     """
 
-    def __init__(self, kernel_size: int = 2, stride: int | None = None):
-        self.k, self.s = kernel_size, stride or kernel_size
-
     def forward(self, x, train):
         k, s = self.k, self.s
-        oh, ow = _pool_size(x, k, s)
-        offsets = list(_offsets(k, s, oh, ow))
+        oh, ow, offsets = self.windows(x)
         y = x[offsets[0][1]].copy(order="K")
         if train:  # arg: the offset of each window's first maximum
             arg = np.zeros_like(y, dtype=np.uint8 if k * k < 256 else np.int32)
@@ -252,19 +256,15 @@ class MaxPool2d(Layer):
 
 
 @LAYERS.register("avg_pool2d", kernel_size=Int(ge=1), stride=Optional(Int(ge=1)))
-class AvgPool2d(Layer):
+class AvgPool2d(_Pool):
     """Mean over k x k windows, torch.nn.AvgPool2d (no padding; stride defaults to the kernel).
 
     y = mean of each window; each element of a window gets dy / k^2
     """
 
-    def __init__(self, kernel_size: int = 2, stride: int | None = None):
-        self.k, self.s = kernel_size, stride or kernel_size
-
     def forward(self, x, train):
-        k, s = self.k, self.s
-        oh, ow = _pool_size(x, k, s)
-        offsets = list(_offsets(k, s, oh, ow))
+        k = self.k
+        _, _, offsets = self.windows(x)
         y = x[offsets[0][1]].copy(order="K")
         for _, at in offsets[1:]:
             y += x[at]
