@@ -8,14 +8,19 @@ def numeric_grad(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
     g = np.zeros_like(x)
     flat, gflat = x.reshape(-1), g.reshape(-1)
     for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        up = f()
-        flat[i] = old - h
-        down = f()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * h)
+        gflat[i] = numeric_partial(f, flat, i, h)
     return g
+
+
+def numeric_partial(f, flat: np.ndarray, i: int, h: float = 1e-6) -> float:
+    """d f / d flat[i] by central differences (flat: a 1-D view f reads through)."""
+    old = flat[i]
+    flat[i] = old + h
+    up = f()
+    flat[i] = old - h
+    down = f()
+    flat[i] = old
+    return (up - down) / (2 * h)
 
 
 def assert_close_grad(analytic: np.ndarray, numeric: np.ndarray, rtol: float = 1e-5, atol: float = 1e-8):

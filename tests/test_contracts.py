@@ -24,7 +24,7 @@ from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.errors import ConfigError
 from lossbench.registry import REQUIRED
 
-from gradcheck import assert_close_grad, loss_batch, numeric_grad
+from gradcheck import assert_close_grad, loss_batch, numeric_grad, numeric_partial
 
 REGISTRIES = {
     "dataset": data.DATASETS,
@@ -153,19 +153,8 @@ def test_model_builds_shapes_agree_and_gradient_matches_finite_differences(name)
     net.backward(w.copy())
     # every coordinate of a small model; an image model's 300 at random (it has 10^5+)
     picked = np.arange(net.n_params) if net.n_params <= 2000 else rng.choice(net.n_params, 300, replace=False)
-    numeric = [_partial(lambda: float(np.sum(w * net.forward(x, True))), net.params, i) for i in picked]
+    numeric = [numeric_partial(lambda: float(np.sum(w * net.forward(x, True))), net.params, i) for i in picked]
     assert_close_grad(net.grads[picked], np.array(numeric), atol=1e-6)
-
-
-def _partial(f, x: np.ndarray, i: int, h: float = 1e-6) -> float:
-    """d f / d x[i] by central differences."""
-    old = x[i]
-    x[i] = old + h
-    up = f()
-    x[i] = old - h
-    down = f()
-    x[i] = old
-    return (up - down) / (2 * h)
 
 
 # ---------------------------------------------------------------- optimizers
