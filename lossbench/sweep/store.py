@@ -237,15 +237,24 @@ def load_records(out: Path, run_ids: list[str]) -> tuple[list[dict], list[tuple[
         path = out / RECORDS / f"{rid}.json"
         if path.exists():
             try:
-                rec = json.loads(path.read_text())
-                if not isinstance(rec, dict) or rec.get("run_id") != rid or "status" not in rec:
-                    raise ValueError("not a record")
-                recs.append(rec)
+                recs.append(_read_record(path, rid))
             except ValueError as e:  # never written by atomic_write: changed by hand, or a disk fault
-                what = "empty" if not path.stat().st_size else \
-                    "not a lossbench record" if str(e) == "not a record" else f"not JSON{_where(e)}"
-                aside.append((path, _set_aside(path), what))
+                aside.append((path, _set_aside(path), str(e)))
     return recs, aside
+
+
+def _read_record(path: Path, rid: str) -> dict:
+    """The record of run `rid` in `path`; a ValueError saying what is wrong with it
+    (empty, not JSON, not a lossbench record)."""
+    if not path.stat().st_size:
+        raise ValueError("empty")
+    try:
+        rec = json.loads(path.read_text())
+    except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
+        raise ValueError(f"not JSON{_where(e)}") from None
+    if not isinstance(rec, dict) or rec.get("run_id") != rid or "status" not in rec:
+        raise ValueError("not a lossbench record")
+    return rec
 
 
 def recorded(out: Path, run_ids: list[str]) -> dict[str, dict]:
@@ -254,11 +263,9 @@ def recorded(out: Path, run_ids: list[str]) -> dict[str, dict]:
     recs = {}
     for rid in run_ids:
         try:
-            rec = json.loads((out / RECORDS / f"{rid}.json").read_text())
+            recs[rid] = _read_record(out / RECORDS / f"{rid}.json", rid)
         except (OSError, ValueError):
             continue
-        if isinstance(rec, dict) and rec.get("run_id") == rid and "status" in rec:
-            recs[rid] = rec
     return recs
 
 
