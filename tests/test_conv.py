@@ -255,3 +255,61 @@ def test_batch_norm_statistics_are_buffers_not_parameters():
     np.testing.assert_array_equal(layer.params[1], 0.0)
     np.testing.assert_array_equal(layer.running_mean, 0.0)
     np.testing.assert_array_equal(layer.running_var, 1.0)
+
+
+# ---------------------------------------------------------------- whole models
+
+def torch_cnn(net, dtype, activation):
+    """torch's conv -> activation -> pool stack with our model's parameters, in torch's order."""
+    from lossbench.engine.nn.cnn import ToImage
+    from lossbench.engine.nn.layers import Linear
+
+    T = torch.nn
+    mods = []
+    for layer in net.layers:
+        name = type(layer).__name__
+        if name == "Conv2d":
+            mods.append(T.Conv2d(layer.c_in, layer.c_out, layer.k, padding=layer.pad[0]))
+            mods.append({"relu": T.ReLU, "tanh": T.Tanh}[activation]())
+        elif isinstance(layer, Linear):
+            mods += [T.Linear(*layer.params[0].shape), {"relu": T.ReLU, "tanh": T.Tanh}[activation]()]
+        elif name == "MaxPool2d":
+            mods.append(T.MaxPool2d(2))
+        elif name == "Flatten":
+            mods.append(T.Flatten())
+        else:
+            assert isinstance(layer, (ToImage, nn.layers.ReLU, nn.layers.Tanh)), name
+    model = T.Sequential(*mods[:-1]).to(torch.float64 if dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        ours = [layer for layer in net.layers if layer.shapes]
+        theirs = [m for m in model if isinstance(m, (T.Conv2d, T.Linear))]
+        for a, b in zip(ours, theirs):
+            b.weight.copy_(torch.tensor(a.params[0] if isinstance(b, T.Conv2d) else a.params[0].T))
+            b.bias.copy_(torch.tensor(a.params[1]))
+    return model
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cnn_model_is_torchs_conv_activation_pool_stack(dtype, activation):
+    # Small integers as inputs and weights: convolution outputs tie often, between windows of
+    # different inputs, so routing a tie's gradient to any but the first maximum changes the
+    # weight gradients; a zero background adds windows whose maximum is <= 0 after the bias.
+    # Through the whole model, where max-pooling may run before the ReLU: the same outputs and
+    # the same parameter gradients as torch's conv -> activation -> pool.
+    rng = np.random.default_rng(4)
+    net = nn.build("cnn", 144, 3, 0, (1, 12, 12), channels=[3, 4], kernel_size=3, hidden=[8], activation=activation)
+    net.bind(rng.integers(-2, 3, size=net.n_params).astype(dtype) / 4)
+    x = rng.integers(0, 3, size=(5, 144)).astype(dtype)
+    x[:, :36] = 0.0
+    dy = rng.normal(size=(5, 3)).astype(dtype)
+    model = torch_cnn(net, dtype, activation)
+    tx = torch.tensor(x.reshape(5, 1, 12, 12))
+    ty = model(tx)
+    ty.backward(torch.tensor(dy))
+    close(net.forward(x, True), ty, dtype)
+    grads = net.backward(dy.copy())
+    ref = np.concatenate([g.detach().numpy().ravel() if g.ndim != 2 else g.detach().numpy().T.ravel()
+                          for m in model if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+                          for g in (m.weight.grad, m.bias.grad)])
+    close(grads, ref, dtype)

@@ -136,3 +136,22 @@ def test_a_cnn_needs_image_data():
         nn.plan("cnn", 784, 10, 0, (1, 28, 28), padding=[2, 0, 1])
     with pytest.raises(ConfigError, match=r"^model\.channels: leave no pixels of the 28x28 images"):
         nn.plan("cnn", 784, 10, 0, (1, 28, 28), channels=[4, 4, 4, 4, 4, 4])
+
+
+@pytest.mark.parametrize("model,kw", [("mlp", {"hidden": [4]}), ("cnn", {"channels": [2], "hidden": [4]})])
+def test_backprop_stops_at_the_first_layer_with_parameters(model, kw):
+    # nobody needs d loss / d data: the first layer with parameters skips its input gradient
+    # (in a CNN it is behind the reshape to images) and the layers in front of it never run
+    net = nn.build(model, 36, 3, 0, (1, 6, 6) if model == "cnn" else None, **kw)
+    net.forward(np.ones((2, 36), np.float32), True)
+    calls = []
+
+    def spy(i, backprop):
+        return lambda dy, need_dx=True: calls.append((i, need_dx)) or backprop(dy, need_dx)
+
+    net._backprops = [spy(i, b) for i, b in enumerate(net._backprops)]
+    net.backward(np.ones((2, 3), np.float32))
+    first = 1 if model == "cnn" else 0
+    assert type(net.layers[first]).__name__ in ("Conv2d", "Linear")
+    assert calls[-1] == (first, False)
+    assert all(need for i, need in calls[:-1]) and len(calls) == len(net.layers) - first

@@ -59,11 +59,17 @@ def cnn(n_in: int, n_out: int, seed: int = 0, image_shape: tuple | None = None, 
         layers.append(LAYERS.build("conv2d", in_channels=c, out_channels=out, kernel_size=kernel_size, padding=pad))
         if batch_norm:
             layers.append(LAYERS.build("batch_norm", num_features=out))
-        layers.append(LAYERS.build(activation))
+        act = LAYERS.build(activation)
         c, h, w = out, _side(h, kernel_size, pad), _side(w, kernel_size, pad)
         if pool != "none":
-            layers.append(LAYERS.build(f"{pool}_pool2d", kernel_size=2))
+            pooling = LAYERS.build(f"{pool}_pool2d", kernel_size=2)
+            # max-pool then ReLU is ReLU then max-pool, values and gradients (ReLU keeps the
+            # order of positive values and blocks the gradient of windows <= 0), on a quarter
+            # of the elements; not for other activations, whose rounding can tie distinct inputs
+            layers += [pooling, act] if (pool, activation) == ("max", "relu") else [act, pooling]
             h, w = h // 2, w // 2
+        else:
+            layers.append(act)
         if h < 1 or w < 1:
             raise fail("model.channels", f"leave no pixels of the {image_shape[1]}x{image_shape[2]} images after "
                                          f"{len(layers)} layers (fewer convolutions, or padding: same)", channels)
