@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import realdata
 from test_idx import fake, isolated, server  # noqa: F401  (fixtures: small pinned MNIST files, a local mirror)
 from typer.testing import CliRunner
 
@@ -29,10 +30,8 @@ from lossbench.sweep.config import load_experiment
 from lossbench.sweep.spec import run_id
 
 ROOT = Path(lossbench.__file__).resolve().parents[1]
-REAL = Path("/work/shared/data")
-if not (REAL / "mnist").is_dir():
-    REAL = ROOT.parent / "shared" / "data"
-needs_mnist = pytest.mark.skipif(not (REAL / "mnist").is_dir(), reason="real MNIST not available")
+REAL = realdata.DATA
+needs_mnist = realdata.needs_mnist
 DEAD = "http://127.0.0.1:9/"  # nothing listens on the discard port: a download fails at once
 runner = CliRunner()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import realdata
 
 from lossbench import data
 from lossbench.data import idx
@@ -22,7 +23,7 @@ from lossbench.errors import ConfigError, DataError
 
 N_TRAIN, N_TEST = 100, 20
 STEMS = idx.FILES
-REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
+REAL_FASHION = realdata.FASHION
 
 
 # ---------------------------------------------------------------- helpers
@@ -456,7 +457,7 @@ def test_damaged_cache_falls_back_to_parsing(tmp_path, fake, cache):
 
 # ---------------------------------------------------------------- the real thing
 
-@pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="Debian dataset-fashion-mnist not installed")
+@realdata.needs_fashion
 def test_real_fashion_mnist(cache):
     ds = data.load("fashion_mnist", val_fraction=0.1, normalize="none")
     assert (ds.x_train.shape, ds.x_val.shape, ds.x_test.shape) == (

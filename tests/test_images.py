@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+import realdata
 
 from lossbench import data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-REAL = Path("/work/shared/data") if (Path("/work/shared/data") / "mnist").is_dir() else SHARED
-needs_mnist = pytest.mark.skipif(not (REAL / "mnist").is_dir(), reason="real MNIST not available")
+REAL = realdata.DATA
+needs_mnist = realdata.needs_mnist
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+import realdata
 
 from lossbench import data, losses
 from lossbench.engine import nn
@@ -143,14 +143,10 @@ def test_bad_train_options(moons, train_cfg, pattern):
         train(moons, model="linear", loss="cross_entropy", optimizer="sgd", train=train_cfg)
 
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").exists(),
-                    reason="Debian's dataset-fashion-mnist not installed")
+@realdata.needs_fashion
 def test_fashion_mnist_mlp_adam_two_epochs():
-    fm = data.load("fashion_mnist", seed=0, path=str(FASHION))
+    fm = data.load("fashion_mnist", seed=0, path=str(realdata.FASHION))
     r = train(fm, model={"name": "mlp", "hidden": [256, 128]}, loss="cross_entropy",
               optimizer={"name": "adam", "lr": 1e-3}, train={"epochs": 2, "batch_size": 128}, seed=0)
     assert r.status == "ok"
