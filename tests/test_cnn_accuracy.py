@@ -1,12 +1,18 @@
-"""Convolutional networks reach published accuracies on the real data (slow: minutes).
+"""Convolutional networks reach published accuracies on the real data (long: ~4 minutes each).
 
-MNIST with DeepOBS's 2c2d and the issue's recipe (SGD momentum 0.9, lr 0.01, batch 128):
-a NumPy prototype and torch both reached 0.991 test accuracy after 3 epochs. Fashion-MNIST
-with the same network: the Fashion-MNIST benchmark table gives 0.876-0.916 for two conv
-layers with pooling. Each skips when its data is not on the machine.
+They run when LOSSBENCH_LONG_TESTS=1 and the data is on the machine (CI's 10-minute budget
+leaves no room for them):
+
+    LOSSBENCH_LONG_TESTS=1 python -m pytest -q tests/test_cnn_accuracy.py
+
+MNIST with DeepOBS's 2c2d and the issue's recipe (SGD momentum 0.9, lr 0.01, batch 128, 3
+epochs). Fashion-MNIST with the same network, Adam and a cosine schedule over 4 epochs:
+the Fashion-MNIST benchmark table gives 0.876-0.916 for two conv layers with pooling.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import realdata
@@ -14,11 +20,12 @@ import realdata
 from lossbench import data
 from lossbench.train import train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.environ.get("LOSSBENCH_LONG_TESTS") != "1",
+                                                   reason="long; set LOSSBENCH_LONG_TESTS=1")]
 
 
 @realdata.needs_mnist
-def test_mnist_2c2d_momentum_sgd_reaches_99_percent_in_3_epochs():
+def test_mnist_2c2d_momentum_sgd_in_3_epochs():
     d = data.load("mnist", seed=0, val_fraction=0.0, path=str(realdata.MNIST))
     r = train(d, model="2c2d", loss="cross_entropy", optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9},
               train={"epochs": 3, "batch_size": 128}, seed=0)
@@ -27,9 +34,9 @@ def test_mnist_2c2d_momentum_sgd_reaches_99_percent_in_3_epochs():
 
 
 @realdata.needs_fashion
-def test_fashion_mnist_cnn_reaches_91_percent():
+def test_fashion_mnist_2c2d_adam_cosine_reaches_91_percent():
     d = data.load("fashion_mnist", seed=0, val_fraction=0.0, path=str(realdata.FASHION))
-    r = train(d, model=FASHION_MODEL, loss="cross_entropy", optimizer=FASHION_OPTIMIZER,
-              train={"epochs": FASHION_EPOCHS, "batch_size": 128}, seed=0)
-    assert r.status == "ok"
+    r = train(d, model="2c2d", loss="cross_entropy", optimizer={"name": "adam", "lr": 1e-3},
+              train={"epochs": 4, "batch_size": 128, "schedule": {"name": "cosine"}}, seed=0)
+    assert r.status == "ok" and r.epochs == 4
     assert r.summary["test_accuracy"] >= 0.91
