@@ -109,24 +109,25 @@ def worker_lossbench(model: str, steps: int, epoch: bool) -> dict:
         d = SimpleNamespace(x_train=x, y_train=y, x_val=x[:0], y_val=y[:0], x_test=x[:0], y_test=y[:0],
                             n_features=784, n_classes=10, task="classification", image_shape=(1, 28, 28))
     run = train._setup(d, MODELS[model], "cross_entropy", OPTIMIZER, {"batch_size": BATCH, "epochs": 1}, 0)
-    xbuf = np.empty((BATCH, x.shape[1]), x.dtype)
+    net = train._stack(d, [run])  # what the training loop trains: a stack of one run
+    xbuf = np.empty((1, BATCH, x.shape[1]), x.dtype)
     order = np.random.default_rng(0).permutation(len(x))
     t_train = run.targets[0]
 
     def step(i):
         idx = order[(i * BATCH) % (len(x) - BATCH):][:BATCH]
-        xb = np.take(x, idx, axis=0, out=xbuf)
-        out = run.net.forward(xb, train=True)
-        value, grad = run.loss.value_and_grad(out, np.take(t_train, idx, axis=0))
-        run.net.backward(grad)
-        math.sqrt(float(np.dot(run.net.grads, run.net.grads)))
-        run.opt.step([run.net.grads])
+        xb = np.take(x, idx[None], axis=0, out=xbuf)
+        out = net.forward(xb, train=True)
+        value, grad = run.loss.value_and_grad(out[0], np.take(t_train, idx, axis=0))
+        grads = net.backward(grad[None])
+        math.sqrt(float(np.dot(grads[0], grads[0])))
+        run.opt.step([grads[0]])
         return value
 
     times = [_timed(lambda i=i: step(i)) for i in range(steps)][3:]
     result = {"step": statistics.median(times), "flops": layer_flops(run.net, BATCH), "peak": sgemm_peak()}
     if epoch:
-        result["epoch"] = _timed(lambda: train._fit_epoch(run, x, BATCH, np.empty((BATCH, x.shape[1]), x.dtype)))
+        result["epoch"] = _timed(lambda: train._fit_epoch(net, [run], [0], x, BATCH, xbuf))
     return result
 
 

@@ -110,10 +110,8 @@ def encode_targets(loss: losses.Loss, loss_name: str, data) -> tuple[int, Callab
     return n_out, lambda y: eye[y]
 
 
-def _evaluate(net, loss, x, t, y, task) -> dict[str, float]:
-    if len(x) == 0:
-        return {m: math.nan for m in TASK_METRICS[task]}
-    out = net.predict(x)
+def _metrics(loss, out, t, y, task) -> dict[str, float]:
+    """Loss and task metrics of one run's outputs on a split."""
     res = {"loss": loss.value(out, t)}
     if task == "classification":
         pred = (out[:, 0] > 0).astype(np.int64) if out.shape[1] == 1 else out.argmax(axis=1)
@@ -128,6 +126,14 @@ def _evaluate(net, loss, x, t, y, task) -> dict[str, float]:
     return res
 
 
+def _evaluate(net, runs: list[_Run], live: list[int], x, split: int, y, task) -> dict[int, dict[str, float]]:
+    """Metrics of the runs `live` on one split (1 val, 2 test): one stacked forward pass."""
+    if len(x) == 0 or not live:
+        return {k: {m: math.nan for m in TASK_METRICS[task]} for k in live}
+    out = net.predict(x)
+    return {k: _metrics(runs[k].loss, out[k], runs[k].targets[split], y, task) for k in live}
+
+
 def train(data, **kwargs) -> RunResult:
     """Train one model on `data` (a lossbench.data.Dataset) and evaluate it.
 
@@ -135,9 +141,22 @@ def train(data, **kwargs) -> RunResult:
     train (TrainConfig fields), seed, on_epoch. `on_epoch(row)` is called after every
     epoch with the history row, for progress displays; library code never prints.
     """
+    return train_stack(data, [kwargs])[0]
+
+
+def train_stack(data, runs: list[dict]) -> list[RunResult]:
+    """Train K runs on `data` as one stacked model; each run is `train`'s keyword arguments.
+
+    The runs must share the model (architecture and its options, not its seed), the batch
+    size, epochs and shuffling; everything else may differ (seed, loss, optimizer,
+    schedule, early stopping). Each run's numbers are exactly those it gets alone: its own
+    initial weights, batch order and dropout masks, one GEMM per run, its own loss and
+    optimizer over its row of the parameters. A run that diverges or stops early stops
+    recording there; the others go on. Times are each run's share of the stack's time.
+    """
     # Overflow on the way to a NaN loss is expected: it is reported as "diverged".
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _train(data, **kwargs)
+        return _train(data, runs)
 
 
 @dataclass
@@ -147,15 +166,21 @@ class _Run:
     cfg: TrainConfig
     loss: losses.Loss
     targets: tuple  # train, val, test targets encoded for the loss
-    net: nn.Sequential
-    opt: optimizers.Optimizer
+    net: nn.Sequential  # alone; the stack trains its row
+    opt_spec: tuple[str, dict]
     sched: schedules.Schedule | None
     stopper: EarlyStopping | None
     full_batch: bool
     order_rng: np.random.Generator
+    on_epoch: Callable[[dict], Any] | None = None
+    opt: optimizers.Optimizer | None = None
+    status: str = "ok"
+    live: bool = True  # still training: neither diverged nor stopped early
+    history: list[dict] = field(default_factory=list)
+    prev_val: float | None = None
 
 
-def _setup(data, model, loss, optimizer, train, seed) -> _Run:
+def _setup(data, model, loss, optimizer, train=None, seed=0, on_epoch=None) -> _Run:
     cfg = train if isinstance(train, TrainConfig) else TrainConfig.of(train or {})
     loss_name, loss_kw = split_named("loss", loss, "loss")
     loss_fn = losses.build(loss_name, **loss_kw)
@@ -165,6 +190,8 @@ def _setup(data, model, loss, optimizer, train, seed) -> _Run:
     model_name, model_kw = split_named("model", model, "model")
     net = nn.build(model_name, data.n_features, n_out, init_seed, data.image_shape, **model_kw)
     opt_name, opt_kw = split_named("optimizer", optimizer, "optimizer")
+    # the optimizer and its schedule are made over the run's row of the stack (_stack);
+    # a scratch optimizer over the run's own buffer checks their settings now
     opt = optimizers.build(opt_name, [net.params], **opt_kw)
     sched = None
     if cfg.schedule is not None:
@@ -176,84 +203,114 @@ def _setup(data, model, loss, optimizer, train, seed) -> _Run:
     metrics = TASK_METRICS[data.task]
     stopper = EarlyStopping(metrics, **cfg.early_stopping) if cfg.early_stopping else None
     full = cfg.batch_size == "full" or opt_name == "gd"  # gd is full-batch by definition
-    return _Run(cfg, loss_fn, targets, net, opt, sched, stopper, full, np.random.default_rng(order_seed))
+    return _Run(cfg, loss_fn, targets, net, (opt_name, opt_kw), sched, stopper, full,
+                np.random.default_rng(order_seed), on_epoch)
 
 
-def _train(data, *, model: str | dict, loss: str | dict, optimizer: str | dict,
-           train: dict | TrainConfig | None = None, seed: int = 0,
-           on_epoch: Callable[[dict], Any] | None = None) -> RunResult:
-    run = _setup(data, model, loss, optimizer, train, seed)
-    n = len(data.x_train)
-    bs = n if run.full_batch else min(run.cfg.batch_size, n)
+def _stack(data, runs: list[_Run]):
+    """The runs' models as one stacked model, each run's optimizer over its row."""
+    first = runs[0]
+    for r in runs[1:]:
+        if (r.full_batch, r.cfg.batch_size, r.cfg.epochs, r.cfg.shuffle) != \
+                (first.full_batch, first.cfg.batch_size, first.cfg.epochs, first.cfg.shuffle) \
+                or r.net.params.shape != first.net.params.shape:
+            raise ValueError("stacked runs must share the model, batch size, epochs and shuffling")
+    net = nn.Sequential.stack([r.net for r in runs])
+    for k, r in enumerate(runs):
+        r.opt = optimizers.build(r.opt_spec[0], [net.params[k]], **r.opt_spec[1])
+    return net
+
+
+def _train(data, specs: list[dict]) -> list[RunResult]:
+    runs = [_setup(data, **spec) for spec in specs]
+    net = _stack(data, runs)
+    n, k_runs, cfg = len(data.x_train), len(runs), runs[0].cfg
+    bs = n if runs[0].full_batch else min(cfg.batch_size, n)
     # One reused batch buffer: a fresh ~400 kB array per step costs page faults once
     # glibc hands such sizes to mmap, which made whole epochs up to 2x slower.
-    xbuf = np.empty((bs, data.x_train.shape[1]), np.float32) if not run.full_batch else None
-    start = time.perf_counter()
-    history: list[dict] = []
-    status, step, prev_val = "ok", 0, None
-    for epoch in range(1, run.cfg.epochs + 1):
-        if run.sched is not None:
-            run.opt.lr = run.sched(epoch - 1, prev_val)
-        fit = _fit_epoch(run, data.x_train, bs, xbuf)
-        if fit is None:
-            status = "diverged"
+    xbuf = np.empty((k_runs, bs, data.x_train.shape[1]), np.float32) if not runs[0].full_batch else None
+    start, step = time.perf_counter(), 0
+    for epoch in range(1, cfg.epochs + 1):
+        live = [k for k, r in enumerate(runs) if r.live]
+        if not live:
             break
-        loss_sum, norm_sum, batches, steps = fit
-        step += steps
-        val = _evaluate(run.net, run.loss, data.x_val, run.targets[1], data.y_val, data.task)
-        row = {"epoch": epoch, "step": step, "train_loss": loss_sum / n}
-        row.update({f"val_{k}": v for k, v in val.items()})
-        row.update(lr=run.opt.lr, grad_norm=norm_sum / max(batches, 1), elapsed_s=time.perf_counter() - start)
-        history.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
-        prev_val = val["loss"]
-        if not (math.isfinite(row["train_loss"]) and (len(data.x_val) == 0 or math.isfinite(prev_val))):
-            status = "diverged"
-            break
-        if run.stopper is not None and run.stopper.should_stop(row):
-            break
-    return _result(run, data, status, history, start)
+        for k in live:
+            if runs[k].sched is not None:
+                runs[k].opt.lr = runs[k].sched(epoch - 1, runs[k].prev_val)
+        sums = _fit_epoch(net, runs, live, data.x_train, bs, xbuf)
+        step += sums[2]
+        val = _evaluate(net, runs, [k for k in live if runs[k].live], data.x_val, 1, data.y_val, data.task)
+        elapsed = (time.perf_counter() - start) / k_runs  # each run's share of the stack's time
+        for k, v in val.items():
+            _end_epoch(runs[k], epoch, step, sums[0][k] / n, sums[1][k] / max(sums[2], 1), v, elapsed,
+                       len(data.x_val) > 0)
+    test = _evaluate(net, runs, [k for k, r in enumerate(runs) if r.status == "ok"], data.x_test, 2, data.y_test,
+                     data.task)
+    wall = (time.perf_counter() - start) / k_runs
+    for k, r in enumerate(runs):  # each run's own model ends with its trained weights
+        r.net.params[...] = net.params[k]
+    return [_result(r, data.task, test.get(k), wall) for k, r in enumerate(runs)]
 
 
-def _fit_epoch(run: _Run, x: np.ndarray, bs: int, xbuf) -> tuple[float, float, int, int] | None:
-    """One pass over the training set: (loss sum, grad-norm sum, batches, steps), or None
-    as soon as a batch's loss is not finite (the run diverged)."""
-    n, t_train = len(x), run.targets[0]
-    order = run.order_rng.permutation(n) if run.cfg.shuffle and not run.full_batch else None
-    loss_sum, norm_sum, batches = 0.0, 0.0, 0
+def _end_epoch(run: _Run, epoch, step, train_loss, grad_norm, val, elapsed, has_val) -> None:
+    """Record one epoch of a run that is still training; decide whether it goes on."""
+    row = {"epoch": epoch, "step": step, "train_loss": train_loss}
+    row.update({f"val_{k}": v for k, v in val.items()})
+    row.update(lr=run.opt.lr, grad_norm=grad_norm, elapsed_s=elapsed)
+    run.history.append(row)
+    if run.on_epoch is not None:
+        run.on_epoch(row)
+    run.prev_val = val["loss"]
+    if not (math.isfinite(train_loss) and (not has_val or math.isfinite(run.prev_val))):
+        run.status, run.live = "diverged", False
+    elif run.stopper is not None and run.stopper.should_stop(row):
+        run.live = False
+
+
+def _fit_epoch(net, runs: list[_Run], live: list[int], x: np.ndarray, bs: int, xbuf):
+    """One pass over the training set for the runs `live`: ({run: loss sum}, {run: grad-norm
+    sum}, steps). A run whose batch loss is not finite is marked diverged and stops at once."""
+    n, t_train = len(x), [r.targets[0] for r in runs]
+    shuffled = runs[0].cfg.shuffle and not runs[0].full_batch
+    orders = [r.order_rng.permutation(n) if shuffled and r.live else None for r in runs]
+    loss_sum, norm_sum = dict.fromkeys(live, 0.0), dict.fromkeys(live, 0.0)
+    steps = 0
     for lo in range(0, n, bs):
-        if order is None:
-            xb, tb = x[lo : lo + bs], t_train[lo : lo + bs]
+        hi = min(lo + bs, n)
+        if not shuffled:
+            xb = np.broadcast_to(x[lo:hi], (len(runs), hi - lo, x.shape[1]))
+            idx = [slice(lo, hi)] * len(runs)
         else:
-            idx = order[lo : lo + bs]
-            xb = np.take(x, idx, axis=0, out=xbuf[: len(idx)])
-            tb = np.take(t_train, idx, axis=0)
-        out = run.net.forward(xb, train=True)
-        value, grad = run.loss.value_and_grad(out, tb)
-        if not math.isfinite(value):
-            return None
-        run.net.backward(grad)
-        if run.cfg.clip_grad_norm is not None:
-            gnorm = optimizers.clip_grad_norm([run.net.grads], run.cfg.clip_grad_norm)
-        else:
-            gnorm = math.sqrt(float(np.dot(run.net.grads, run.net.grads)))
-        run.opt.step([run.net.grads])
-        loss_sum += value * len(xb)  # weight the short last batch by its size
-        norm_sum += gnorm
-        batches += 1
-    return loss_sum, norm_sum, batches, batches
+            idx = [o[lo:hi] if o is not None else np.arange(lo, hi) for o in orders]
+            xb = np.take(x, np.stack(idx), axis=0, out=xbuf[:, : hi - lo])
+        out = net.forward(xb, train=True)
+        grad = np.zeros_like(out)
+        for k in live:
+            if runs[k].live:
+                value, grad[k] = runs[k].loss.value_and_grad(out[k], t_train[k][idx[k]])
+                if not math.isfinite(value):
+                    runs[k].status, runs[k].live = "diverged", False
+                loss_sum[k] += value * (hi - lo)  # weight the short last batch by its size
+        grads = net.backward(grad)
+        for k in live:
+            if runs[k].live:
+                norm_sum[k] += _clip_or_norm(grads[k], runs[k].cfg.clip_grad_norm)
+                runs[k].opt.step([grads[k]])
+        steps += 1
+    return loss_sum, norm_sum, steps
 
 
-def _result(run: _Run, data, status: str, history: list[dict], start: float) -> RunResult:
-    metrics = TASK_METRICS[data.task]
-    summary = _summarize(history, metrics, status)
-    if status == "ok":
-        test = _evaluate(run.net, run.loss, data.x_test, run.targets[2], data.y_test, data.task)
-        summary.update({f"test_{k}": v for k, v in test.items()})
-    else:
-        summary.update({f"test_{k}": math.nan for k in metrics})
-    return RunResult(status, len(history), history, summary, time.perf_counter() - start, run.net.n_params)
+def _clip_or_norm(g: np.ndarray, clip: float | None) -> float:
+    if clip is not None:
+        return optimizers.clip_grad_norm([g], clip)
+    return math.sqrt(float(np.dot(g, g)))
+
+
+def _result(run: _Run, task: str, test: dict | None, wall: float) -> RunResult:
+    metrics = TASK_METRICS[task]
+    summary = _summarize(run.history, metrics, run.status)
+    summary.update({f"test_{k}": (test or {}).get(k, math.nan) for k in metrics})
+    return RunResult(run.status, len(run.history), run.history, summary, wall, run.net.n_params)
 
 
 def _summarize(history: list[dict], metrics: tuple[str, ...], status: str) -> dict[str, float]:

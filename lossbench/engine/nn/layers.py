@@ -73,6 +73,9 @@ class Linear(Layer):
     """Affine map, torch.nn.Linear with W stored transposed.
 
     y = x @ W + b, W of shape (n_in, n_out) so both passes are plain row-major GEMMs
+
+    Stacked (K runs trained as one, see Sequential.stack): x is (K, B, n_in), W (K, n_in,
+    n_out) and b (K, n_out); every product is then one batched matmul, one GEMM per run.
     """
 
     def __init__(self, n_in: int, n_out: int):
@@ -84,13 +87,13 @@ class Linear(Layer):
     def forward(self, x, train):
         w, b = self.params
         gw, gb = self.grads
-        y = x @ w
-        y += b
+        y = np.matmul(x, w)
+        y += b[:, None, :] if b.ndim == 2 else b
 
         def backprop(dy, need_dx=True):
-            np.matmul(x.T, dy, out=gw)
-            dy.sum(axis=0, out=gb)
-            return dy @ w.T if need_dx else None
+            np.matmul(x.swapaxes(-1, -2), dy, out=gw)
+            dy.sum(axis=-2, out=gb)
+            return np.matmul(dy, w.swapaxes(-1, -2)) if need_dx else None
 
         return y, backprop
 
@@ -216,11 +219,27 @@ class Dropout(Layer):
     def forward(self, x, train):
         if not train or self.p == 0.0:
             return x, lambda dy, need_dx=True: dy
-        mask = (self.rng.random(x.shape, dtype=np.float32) >= self.p).astype(np.float32)
-        mask *= np.float32(1.0 / (1.0 - self.p))
+        mask = self.mask(x.shape)
         y = x * mask
 
         def backprop(dy, need_dx=True):
             return np.multiply(dy, mask, out=dy)
 
         return y, backprop
+
+    def mask(self, shape) -> np.ndarray:
+        """The scaled keep-mask of one batch: 0 or 1/(1-p), from this layer's generator."""
+        mask = (self.rng.random(shape, dtype=np.float32) >= self.p).astype(np.float32)
+        mask *= np.float32(1.0 / (1.0 - self.p))
+        return mask
+
+
+class StackedDropout(Dropout):
+    """Dropout over K stacked runs, (K, B, F): each run's mask comes from its own
+    generator, drawn as that run would draw it alone."""
+
+    def __init__(self, runs: list[Dropout]):
+        self.p, self.runs = runs[0].p, runs
+
+    def mask(self, shape) -> np.ndarray:
+        return np.stack([run.mask(shape[1:]) for run in self.runs])

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
 
-from lossbench.engine.nn.layers import ACTIVATIONS, INITS, LAYERS, Dropout, Layer, Linear
+from lossbench.engine.nn import layers as _layers
+from lossbench.engine.nn.layers import ACTIVATIONS, INITS, LAYERS, Dropout, Layer, Linear, StackedDropout
 from lossbench.errors import ConfigError
 from lossbench.registry import Choice, Int, Real, Registry, Seq, fail
 
 # Context: the data's feature count and (for images) its (channels, height, width), the
 # number of outputs the loss needs, and the seed; configs set none of them.
 MODELS = Registry("model", context=("n_in", "n_out", "seed", "image_shape"))
+# layers that take a leading run axis (K, B, F): dense layers and elementwise ones
+STACKABLE = (_layers.Linear, _layers.ReLU, _layers.LeakyReLU, _layers.Tanh, _layers.Sigmoid, _layers.GELU,
+             _layers.Dropout, StackedDropout)
 
 
 class Sequential:
@@ -38,18 +43,46 @@ class Sequential:
         return self
 
     def bind(self, params: np.ndarray) -> None:
-        """Make `params` (flat, the model's size) the parameter buffer, with a zeroed
-        gradient buffer of its dtype, and point every layer's views into both."""
+        """Make `params` (flat, the model's size; or (K, size) for K stacked runs) the
+        parameter buffer, with a zeroed gradient buffer of its dtype, and point every
+        layer's views into both (shaped (K, *shape) when stacked)."""
         self.params, self.grads = params, np.zeros_like(params)
-        offset = 0
+        lead, offset = params.shape[:-1], 0
         for layer in self.layers:
             views, gviews = [], []
             for shape in layer.shapes:
                 n = int(np.prod(shape))
-                views.append(self.params[offset : offset + n].reshape(shape))
-                gviews.append(self.grads[offset : offset + n].reshape(shape))
+                views.append(self.params[..., offset : offset + n].reshape(lead + tuple(shape)))
+                gviews.append(self.grads[..., offset : offset + n].reshape(lead + tuple(shape)))
                 offset += n
             layer.bind(views, gviews)
+
+    @property
+    def stackable(self) -> bool:
+        """Whether K runs of this architecture can train as one (dense layers and
+        activations take a leading run axis; image layers do not)."""
+        return all(type(layer) in STACKABLE for layer in self.layers)
+
+    @classmethod
+    def stack(cls, models: list[Sequential]) -> Sequential | OneRun:
+        """K initialized models of one architecture as one model over (K, B, F) batches.
+
+        Parameters are (K, P), row k model k's; gradients likewise; dropout draws each run's
+        mask from that run's generator. Row k of every output and gradient is what model k
+        computes alone (one GEMM per run, the same operations in the same order). A model
+        whose layers take no run axis (images) can only be "stacked" alone: OneRun.
+        """
+        first = models[0]
+        if not first.stackable:
+            if len(models) > 1:
+                raise ValueError("image models train one run at a time")
+            return OneRun(first)
+        layers = [StackedDropout([m.layers[j] for m in models]) if isinstance(layer, Dropout) else copy.copy(layer)
+                  for j, layer in enumerate(first.layers)]
+        net = cls(layers, first.rng, first.init)
+        net.eval_batch = first.eval_batch
+        net.bind(np.stack([m.params for m in models]))
+        return net
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         backprops = []
@@ -74,11 +107,34 @@ class Sequential:
 
     def predict(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Evaluation-mode outputs, in chunks so a large split never holds every
-        hidden activation at once."""
+        hidden activation at once. Stacked: x (N, F) gives (K, N, outputs)."""
         batch_size = batch_size or self.eval_batch
-        outs = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        stacked = self.params.ndim == 2
+        outs = [self.forward(x[None, i : i + batch_size] if stacked else x[i : i + batch_size])
+                for i in range(0, len(x), batch_size)]
         self._backprops = []
-        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+        if not outs:
+            return np.zeros((len(self.params), 0, 0) if stacked else (0, 0), np.float32)
+        return np.concatenate(outs, axis=-2)
+
+
+class OneRun:
+    """A model without a run axis seen as a stack of one: (1, B, ...) in, (1, B, out) out,
+    parameters and gradients (1, P) views of its flat buffers."""
+
+    def __init__(self, net: Sequential):
+        self.net, self.n_params = net, net.n_params
+        self.params, self.grads = net.params[None], net.grads[None]
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        return self.net.forward(x[0], train)[None]
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        self.net.backward(dout[0])
+        return self.grads
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.net.predict(x)[None]
 
 
 def physical_memory() -> int | None:
