@@ -24,6 +24,9 @@ class Loss:
     'mean' reduction (float); the gradient has pred's shape and dtype (float32) and is a
     new array the caller may overwrite (backprop does, in place); `pred` and `target` are
     not modified. `target` says what the loss trains against (see the module docstring).
+    Stacked runs: pred (K, B, C) and target (K, B[, C]) give K values (an array) and the
+    (K, B, C) gradient, each run's exactly as it is computed for a stack of one; so a
+    loss works on the last axes only (axis=-1, take_along_axis, sizes per run).
     Register it with the constraints of its hyperparameters, and add its torch parity case.
     """
 
@@ -40,6 +43,17 @@ class Loss:
         raise NotImplementedError
 
 
+def _mean(v: np.ndarray, axes=(-2, -1)):
+    """The mean over each run's batch: a float for one run, K values for a stack."""
+    m = np.mean(v, axis=axes)
+    return float(m) if m.ndim == 0 else m
+
+
+def _per_run(d: np.ndarray) -> np.float32:
+    """1 / the number of elements of one run's batch (B * C)."""
+    return np.float32(1.0 / (d.shape[-1] * d.shape[-2]))
+
+
 # ---- regression losses: elementwise on pred - target, mean over every element ----
 
 
@@ -52,7 +66,7 @@ class MSE(Loss):
 
     def value_and_grad(self, pred, target):
         d = pred - target
-        return float(np.mean(d * d)), d * np.float32(2.0 / d.size)
+        return _mean(d * d), d * (2 * _per_run(d))
 
 
 @LOSSES.register("mae")
@@ -64,7 +78,7 @@ class MAE(Loss):
 
     def value_and_grad(self, pred, target):
         d = pred - target
-        return float(np.mean(np.abs(d))), np.sign(d) * np.float32(1.0 / d.size)
+        return _mean(np.abs(d)), np.sign(d) * _per_run(d)
 
 
 @LOSSES.register("huber", delta=Real(gt=0))
@@ -82,7 +96,7 @@ class Huber(Loss):
         a = np.abs(d)
         dl = np.float32(self.delta)
         v = np.where(a < dl, 0.5 * d * d, dl * (a - 0.5 * dl))
-        return float(np.mean(v)), np.clip(d, -dl, dl) * np.float32(1.0 / d.size)
+        return _mean(v), np.clip(d, -dl, dl) * _per_run(d)
 
 
 @LOSSES.register("smooth_l1", beta=Real(ge=0))
@@ -98,12 +112,12 @@ class SmoothL1(Loss):
     def value_and_grad(self, pred, target):
         d = pred - target
         a = np.abs(d)
-        n = np.float32(1.0 / d.size)
+        n = _per_run(d)
         if self.beta == 0.0:
-            return float(np.mean(a)), np.sign(d) * n
+            return _mean(a), np.sign(d) * n
         b = np.float32(self.beta)
         v = np.where(a < b, 0.5 * d * d / b, a - 0.5 * b)
-        return float(np.mean(v)), np.clip(d / b, -1.0, 1.0).astype(np.float32) * n
+        return _mean(v), np.clip(d / b, -1.0, 1.0).astype(np.float32) * n
 
 
 @LOSSES.register("log_cosh")
@@ -117,15 +131,26 @@ class LogCosh(Loss):
         d = pred - target
         a = np.abs(d)
         v = a + np.log1p(np.exp(-2.0 * a)) - np.float32(np.log(2.0))
-        return float(np.mean(v)), np.tanh(d) * np.float32(1.0 / d.size)
+        return _mean(v), np.tanh(d) * _per_run(d)
 
 
 # ---- classification losses ----
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _at(a: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """a[..., i, target[..., i]]: each sample's entry for its class."""
+    return np.take_along_axis(a, target[..., None], axis=-1)[..., 0]
+
+
+def _add_at(a: np.ndarray, target: np.ndarray, v) -> None:
+    """a[..., i, target[..., i]] += v, in place."""
+    idx = target[..., None]
+    np.put_along_axis(a, idx, np.take_along_axis(a, idx, axis=-1) + v, axis=-1)
 
 
 @LOSSES.register("cross_entropy", label_smoothing=Real(ge=0, le=1))
@@ -142,20 +167,19 @@ class CrossEntropy(Loss):
         self.eps = float(label_smoothing)
 
     def value_and_grad(self, pred, target):
-        n, c = pred.shape
+        n, c = pred.shape[-2:]
         logp = _log_softmax(pred)
-        rows = np.arange(n)
-        nll = -logp[rows, target]
+        nll = -_at(logp, target)
         if self.eps:
-            loss = (1.0 - self.eps) * nll - (self.eps / c) * logp.sum(axis=1)
+            loss = (1.0 - self.eps) * nll - (self.eps / c) * logp.sum(axis=-1)
         else:
             loss = nll
         g = np.exp(logp)
         if self.eps:
             g -= np.float32(self.eps / c)
-        g[rows, target] -= np.float32(1.0 - self.eps)
+        _add_at(g, target, -np.float32(1.0 - self.eps))
         g *= np.float32(1.0 / n)
-        return float(np.mean(loss)), g
+        return _mean(loss, -1), g
 
 
 @LOSSES.register("bce")
@@ -173,7 +197,7 @@ class BCEWithLogits(Loss):
         e = np.exp(-np.abs(x))
         v = np.maximum(x, 0.0) - x * target + np.log1p(e)
         sig = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-        return float(np.mean(v)), ((sig - target) * np.float32(1.0 / x.size)).astype(np.float32)
+        return _mean(v), ((sig - target) * _per_run(x)).astype(np.float32)
 
 
 @LOSSES.register("hinge", margin=Real())
@@ -190,17 +214,17 @@ class MultiMargin(Loss):
         self.margin = float(margin)
 
     def value_and_grad(self, pred, target):
-        n, c = pred.shape
-        rows = np.arange(n)
-        m = np.float32(self.margin) - pred[rows, target][:, None] + pred
-        m[rows, target] = 0.0  # j == y is not a violation
+        n, c = pred.shape[-2:]
+        idx = target[..., None]
+        m = np.float32(self.margin) - _at(pred, target)[..., None] + pred
+        np.put_along_axis(m, idx, 0.0, axis=-1)  # j == y is not a violation
         h = np.maximum(m, 0.0)
-        v = (h**self.p).sum(axis=1) / c
+        v = (h**self.p).sum(axis=-1) / c
         # d/dx_j = p h^(p-1) for active j != y; d/dx_y = -sum of those.
         g = (h > 0).astype(np.float32) if self.p == 1 else np.float32(self.p) * h ** (self.p - 1)
-        g[rows, target] = -g.sum(axis=1)
+        np.put_along_axis(g, idx, -g.sum(axis=-1, keepdims=True), axis=-1)
         g *= np.float32(1.0 / (n * c))
-        return float(np.mean(v)), g
+        return _mean(v, -1), g
 
 
 @LOSSES.register("squared_hinge", margin=Real())

@@ -7,6 +7,7 @@ initial weights, the batch order and the dropout masks.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -173,6 +174,7 @@ class _Run:
     full_batch: bool
     order_rng: np.random.Generator
     on_epoch: Callable[[dict], Any] | None = None
+    loss_key: str = ""  # runs with equal keys share one loss call per batch (and their targets)
     opt: optimizers.Optimizer | None = None
     status: str = "ok"
     live: bool = True  # still training: neither diverged nor stopped early
@@ -204,7 +206,7 @@ def _setup(data, model, loss, optimizer, train=None, seed=0, on_epoch=None) -> _
     stopper = EarlyStopping(metrics, **cfg.early_stopping) if cfg.early_stopping else None
     full = cfg.batch_size == "full" or opt_name == "gd"  # gd is full-batch by definition
     return _Run(cfg, loss_fn, targets, net, (opt_name, opt_kw), sched, stopper, full,
-                np.random.default_rng(order_seed), on_epoch)
+                np.random.default_rng(order_seed), on_epoch, json.dumps([loss_name, loss_kw], sort_keys=True))
 
 
 def _stack(data, runs: list[_Run]):
@@ -223,6 +225,8 @@ def _stack(data, runs: list[_Run]):
 
 def _train(data, specs: list[dict]) -> list[RunResult]:
     runs = [_setup(data, **spec) for spec in specs]
+    for r in runs:  # a loss shares the targets of the first run with the same loss
+        r.targets = next(o for o in runs if o.loss_key == r.loss_key).targets
     net = _stack(data, runs)
     n, k_runs, cfg = len(data.x_train), len(runs), runs[0].cfg
     bs = n if runs[0].full_batch else min(cfg.batch_size, n)
@@ -270,24 +274,24 @@ def _end_epoch(run: _Run, epoch, step, train_loss, grad_norm, val, elapsed, has_
 def _fit_epoch(net, runs: list[_Run], live: list[int], x: np.ndarray, bs: int, xbuf):
     """One pass over the training set for the runs `live`: ({run: loss sum}, {run: grad-norm
     sum}, steps). A run whose batch loss is not finite is marked diverged and stops at once."""
-    n, t_train = len(x), [r.targets[0] for r in runs]
+    n = len(x)
     shuffled = runs[0].cfg.shuffle and not runs[0].full_batch
-    orders = [r.order_rng.permutation(n) if shuffled and r.live else None for r in runs]
+    orders = np.stack([r.order_rng.permutation(n) if shuffled and r.live else np.arange(n) for r in runs])
     loss_sum, norm_sum = dict.fromkeys(live, 0.0), dict.fromkeys(live, 0.0)
     steps = 0
     for lo in range(0, n, bs):
         hi = min(lo + bs, n)
-        if not shuffled:
+        idx = orders[:, lo:hi]
+        if shuffled:
+            xb = np.take(x, idx, axis=0, out=xbuf[:, : hi - lo])
+        else:  # every run sees the same rows: no copy
             xb = np.broadcast_to(x[lo:hi], (len(runs), hi - lo, x.shape[1]))
-            idx = [slice(lo, hi)] * len(runs)
-        else:
-            idx = [o[lo:hi] if o is not None else np.arange(lo, hi) for o in orders]
-            xb = np.take(x, np.stack(idx), axis=0, out=xbuf[:, : hi - lo])
         out = net.forward(xb, train=True)
         grad = np.zeros_like(out)
-        for k in live:
-            if runs[k].live:
-                value, grad[k] = runs[k].loss.value_and_grad(out[k], t_train[k][idx[k]])
+        for rows in _loss_groups(runs):
+            # one call for the runs sharing a loss: their rows of the outputs and targets
+            values, grad[rows] = runs[rows[0]].loss.value_and_grad(out[rows], runs[rows[0]].targets[0][idx[rows]])
+            for k, value in zip(rows, values):
                 if not math.isfinite(value):
                     runs[k].status, runs[k].live = "diverged", False
                 loss_sum[k] += value * (hi - lo)  # weight the short last batch by its size
@@ -298,6 +302,15 @@ def _fit_epoch(net, runs: list[_Run], live: list[int], x: np.ndarray, bs: int, x
                 runs[k].opt.step([grads[k]])
         steps += 1
     return loss_sum, norm_sum, steps
+
+
+def _loss_groups(runs: list[_Run]) -> list[list[int]]:
+    """The live runs by loss (name and settings): each group is one loss call per batch."""
+    groups: dict = {}
+    for k, r in enumerate(runs):
+        if r.live:
+            groups.setdefault(r.loss_key, []).append(k)
+    return list(groups.values())
 
 
 def _clip_or_norm(g: np.ndarray, clip: float | None) -> float:
