@@ -43,19 +43,21 @@ def default_out(name: str) -> Path:
 
 def run(config: str | Path | dict, out: str | Path | None = None, overrides: list[str] | tuple = (),
         on_event=None, *, workers: int | None = None, executor: str = "local", address: str | None = None,
-        fresh: bool = False, retry_failed: bool = False) -> Results:
+        fresh: bool = False, retry_failed: bool = False, stack: str | int = "auto") -> Results:
     """Validate `config` (a YAML file, or a dict as the YAML would parse), train every run
     not yet recorded in `out` (default results/<name>/) and return the tables.
 
     workers: local processes (default one per core; 1 trains in this process).
     executor="dask" with address="tcp://HOST:8786" sends the runs to a Dask cluster.
     fresh: forget what `out` holds first. retry_failed: train runs recorded `failed` again.
+    stack: "auto" trains runs of one small model together as one stacked model, "off" never,
+    N at most N per stack; the numbers do not depend on it (times are shared).
     A KeyboardInterrupt propagates after every finished run is recorded.
     """
     exp = load_experiment(config, overrides)
     out_dir = Path(out) if out is not None else default_out(exp.name)
     run_experiment(exp, out_dir, on_event, workers=workers, executor=executor, address=address,
-                   fresh=fresh, retry_failed=retry_failed)
+                   fresh=fresh, retry_failed=retry_failed, stack=stack)
     return load(out_dir)
 
 

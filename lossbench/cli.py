@@ -117,6 +117,11 @@ def run(
         bool,
         typer.Option("--retry-failed", help="Train runs recorded as failed again (others are kept)."),
     ] = False,
+    stack: Annotated[
+        str,
+        typer.Option("--stack", help="Train runs of one model together as one stacked model: auto (where it is "
+                                     "faster: small models), off, or at most N runs per stack."),
+    ] = "auto",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the runs; train nothing.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
@@ -128,6 +133,7 @@ def run(
     from lossbench.analysis.report import print_preview
 
     _check_executor(executor, address)
+    stack_n = _stack_option(stack)
     exp = _experiment(config, set_)
     out_dir = out if out is not None else api.default_out(exp.name)
     console = _console()
@@ -136,7 +142,7 @@ def run(
         return
     signal.signal(signal.SIGTERM, _interrupt)  # kill, a batch scheduler: stop as cleanly as Ctrl-C
     outcome, lost = _train(exp, out_dir, console, quiet, workers=workers, executor=executor, address=address,
-                           fresh=fresh, retry_failed=retry_failed)
+                           fresh=fresh, retry_failed=retry_failed, stack=stack_n)
     res = api.load(out_dir)
     if len(res.summary):
         _print_summary(console, res, f"{exp.name} — {out_dir}")
@@ -157,6 +163,14 @@ def _check_executor(executor: str, address: str | None) -> None:
     EXECUTORS.check("--executor", executor)
     if address and executor != "dask":
         raise LossbenchError(f"--address: only used with --executor dask, got {address!r}")
+
+
+def _stack_option(value: str) -> str | int:
+    from lossbench.sweep.stacking import STACK
+
+    stack = int(value) if value.strip().isdigit() else value
+    STACK.check("--stack", stack)
+    return stack
 
 
 def _interrupt(signum, frame):

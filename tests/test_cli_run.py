@@ -32,8 +32,10 @@ def test_run_writes_the_four_files_with_the_contract_columns(quickstart):
     assert list(runs.columns) == [
         "run_id", "loss.name", "optimizer.name", "optimizer.lr", "seed", "status", "epochs", "final_train_loss",
         "final_val_loss", "best_val_loss", "best_val_accuracy", "test_loss", "test_accuracy", "epochs_to_target",
-        "time_to_target_s", "wall_time_s", "n_params", "error"]
+        "time_to_target_s", "wall_time_s", "n_params", "error", "stack_size"]
     assert len(runs) == 18 and (runs.status == "ok").all() and runs.run_id.is_unique
+    # one small model: auto stacks its runs, spread over the workers (one per core)
+    assert runs.stack_size.sum() == 18 * runs.stack_size.max() and runs.stack_size.min() > 1
     hist = pd.read_csv(out / "history.csv")
     assert list(hist.columns) == ["run_id", "epoch", "step", "train_loss", "val_loss", "val_accuracy", "lr",
                                   "grad_norm", "elapsed_s"]

@@ -17,7 +17,7 @@ from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.store import ResultsDirError
 
 runner = CliRunner()
-TIMING = ["wall_time_s", "time_to_target_s"]
+TIMING = ["wall_time_s", "time_to_target_s", "stack_size"]  # how a run was executed, not what it computed
 
 MIXED = """
 name: mixed
@@ -41,7 +41,7 @@ def write(tmp_path, text, name="c.yaml"):
 
 
 def tables(out):
-    runs = pd.read_csv(out / "runs.csv").drop(columns=TIMING)
+    runs = pd.read_csv(out / "runs.csv").drop(columns=TIMING, errors="ignore")
     hist = pd.read_csv(out / "history.csv").drop(columns=["elapsed_s"])
     return runs, hist
 
@@ -57,9 +57,12 @@ def test_one_worker_and_two_workers_give_identical_tables(tmp_path):
     assert r1.summary["group"].tolist() == r2.summary["group"].tolist()
 
 
-def test_raising_diverging_and_killed_runs_fail_alone(tmp_path):
+@pytest.mark.parametrize("stack", ["off", "auto"])
+def test_raising_diverging_and_killed_runs_fail_alone(tmp_path, stack):
     """Across two worker processes: a run whose data vanished raises, one diverges, and the
-    worker training a third is SIGKILLed mid-run; every other run finishes normally."""
+    worker training a third is SIGKILLed mid-run; every other run finishes normally. Stacked,
+    the kill takes the runs of the victim's stack with it (the unit a worker trains), and
+    nothing else: its stackmate diverging goes on being only its own business."""
     keep, vanish = tmp_path / "keep.csv", tmp_path / "vanish.csv"
     rows = "\n".join(f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(120))
     keep.write_text("a,b,y\n" + rows + "\n")
@@ -86,12 +89,15 @@ grid:
             pids[info["spec"].run_id] = info["pid"]
 
     pids = {}
-    outcome = run_experiment(exp, tmp_path / "o", on_event, workers=2)
+    outcome = run_experiment(exp, tmp_path / "o", on_event, workers=2, stack=stack)
     runs = pd.read_csv(tmp_path / "o" / "runs.csv").set_index("run_id")
     status = {s.run_id: runs.loc[s.run_id, "status"] for s in exp.runs}
-    assert list(status.values()) == ["ok", "failed", "ok", "diverged", "failed"]
-    assert outcome.failed == 2 and outcome.trained == 5
+    first = "ok" if stack == "off" else "failed"  # lr 0.1 shares the victim's stack of two
+    assert list(status.values()) == [first, "failed", "ok", "diverged", "failed"]
+    assert outcome.failed == 2 + (stack != "off") and outcome.trained == 5
     assert "killed by SIGKILL" in runs.loc[victim, "error"]
+    if stack == "auto":
+        assert list(runs.loc[[s.run_id for s in exp.runs[:4]], "stack_size"]) == [2, 2, 2, 2]
     assert "vanish.csv" in runs.loc[exp.runs[4].run_id, "error"]
     # the survivors trained to the end, and the diverged run is not ranked
     assert (runs[runs.status == "ok"].epochs == 300).all()
@@ -101,11 +107,12 @@ grid:
     vanish.write_text("a,b,y\n" + rows + "\n9,9,1\n")
     r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "--retry-failed", "-j", "2"])
     assert r.exit_code == 0, r.output
-    assert "3 of 5 runs already recorded (skipped); training 2" in r.output
+    failed = outcome.failed
+    assert f"{5 - failed} of 5 runs already recorded (skipped); training {failed}" in r.output
     again = pd.read_csv(tmp_path / "o" / "runs.csv").set_index("run_id")
     assert again.loc[victim, "status"] == "ok" and again.loc[exp.runs[4].run_id, "status"] == "ok"
-    pd.testing.assert_series_equal(again.loc[exp.runs[0].run_id].drop(TIMING),
-                                   runs.loc[exp.runs[0].run_id].drop(TIMING))
+    pd.testing.assert_series_equal(again.loc[exp.runs[2].run_id].drop(TIMING, errors="ignore"),
+                                   runs.loc[exp.runs[2].run_id].drop(TIMING, errors="ignore"))
 
 
 def test_exit_code_is_1_when_a_run_fails(tmp_path):

@@ -291,7 +291,7 @@ def _fit_epoch(net, runs: list[_Run], live: list[int], x: np.ndarray, bs: int, x
         for rows in _loss_groups(runs):
             # one call for the runs sharing a loss: their rows of the outputs and targets
             values, grad[rows] = runs[rows[0]].loss.value_and_grad(out[rows], runs[rows[0]].targets[0][idx[rows]])
-            for k, value in zip(rows, values):
+            for k, value in zip(rows, values.tolist()):  # Python floats: sums in float64
                 if not math.isfinite(value):
                     runs[k].status, runs[k].live = "diverged", False
                 loss_sum[k] += value * (hi - lo)  # weight the short last batch by its size

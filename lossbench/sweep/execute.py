@@ -17,8 +17,9 @@ from lossbench import data
 from lossbench.registry import Choice, Int
 from lossbench.sweep.cluster import connect, run_dask
 from lossbench.sweep.config import Experiment
-from lossbench.sweep.job import run_one
+from lossbench.sweep.job import run_stack
 from lossbench.sweep.spec import RunSpec
+from lossbench.sweep.stacking import STACK, plan_stacks
 from lossbench.sweep.store import Store, open_store
 from lossbench.sweep.workers import cpu_count, run_pool
 
@@ -37,16 +38,17 @@ class Outcome:
 
 def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *, workers: int | None = None,
                    executor: str = "local", address: str | None = None, fresh: bool = False,
-                   retry_failed: bool = False) -> Outcome:
+                   retry_failed: bool = False, stack: str | int = "auto") -> Outcome:
     """Train every run of `exp` not yet recorded in `out` and keep the tables current.
 
     `workers` local processes (default: one per core; 1 trains in this process), or the
-    Dask cluster at `address` with executor="dask". Raises ResultsDirError before any
+    Dask cluster at `address` with executor="dask". `stack`: which runs train together as
+    one model (sweep.stacking: "auto", "off" or at most N per stack). Raises ResultsDirError before any
     training if `out` is locked by a live run or holds a different experiment. On
     KeyboardInterrupt every finished run stays recorded, the tables are written, and the
     interrupt propagates.
     """
-    _check_options(executor, workers)
+    _check_options(executor, workers, stack)
     emit = on_event or _ignore
     prepare_data(exp, emit)  # every dataset available, or one DataError before anything is written
     # connected before anything is written: a cluster we cannot use leaves the directory alone
@@ -58,7 +60,10 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
         todo = store.todo()
         outcome = Outcome(total=len(exp.runs), skipped=len(exp.runs) - len(todo))
         n_workers = max(1, min(workers or cpu_count(), len(todo)))
-        stream = _stream(todo, exp, emit, client, n_workers)
+        slots = n_workers if client is None else max(1, sum(client.nthreads().values()))
+        stacks = plan_stacks(todo, stack, slots, exp.datasets)
+        n_workers = min(n_workers, len(stacks)) or 1
+        stream = _stream(stacks, exp, emit, client, n_workers)
         store.begin()
         emit("start", total=outcome.total, done=outcome.skipped, todo=len(todo),
              workers=n_workers if client is None else None, executor=executor)
@@ -81,8 +86,9 @@ def prepare_data(exp: Experiment, emit: Event) -> None:
             emit("dataset", name=spec["name"], where=where)
 
 
-def _check_options(executor: str, workers: int | None) -> None:
+def _check_options(executor: str, workers: int | None, stack) -> None:
     EXECUTORS.check("executor", executor)
+    STACK.check("stack", stack)
     if workers is not None:
         Int(ge=1).check("workers", workers)
 
@@ -95,20 +101,22 @@ def _closing(client):
     return contextlib.closing(client) if client is not None else contextlib.nullcontext()
 
 
-def _stream(todo: list[RunSpec], exp: Experiment, emit: Event, client, n_workers: int) -> Iterator[dict]:
-    """The records of `todo` as they finish, from the executor asked for. Nothing starts
-    before the first record is asked for."""
+def _stream(stacks: list[list[RunSpec]], exp: Experiment, emit: Event, client, n_workers: int) -> Iterator[dict]:
+    """The records of the runs in `stacks` as they finish, from the executor asked for.
+    Nothing starts before the first record is asked for."""
     if client is not None:
-        return run_dask(todo, client)
+        return run_dask(stacks, client)
     if n_workers > 1:
-        return run_pool(todo, n_workers, emit)
-    return _serial(todo, exp.datasets, emit)  # what validation loaded is not loaded again
+        return run_pool(stacks, n_workers, emit)
+    return _serial(stacks, exp.datasets, emit)  # what validation loaded is not loaded again
 
 
-def _serial(specs: list[RunSpec], datasets: dict, emit: Event) -> Iterator[dict]:
-    for spec in specs:
-        emit("run_start", spec=spec)
-        yield run_one(spec, datasets, on_epoch=lambda row, spec=spec: emit("epoch", spec=spec, row=row))
+def _serial(stacks: list[list[RunSpec]], datasets: dict, emit: Event) -> Iterator[dict]:
+    for stack in stacks:
+        for spec in stack:
+            emit("run_start", spec=spec)
+        yield from run_stack(stack, datasets, on_epoch=lambda i, row, stack=stack: emit("epoch", spec=stack[i],
+                                                                                         row=row))
 
 
 def _record(stream: Iterator[dict], store: Store, outcome: Outcome, emit: Event) -> None:

@@ -316,12 +316,14 @@ def runs_frame(records: list[dict], swept: list[str], metrics: tuple, target: di
             row[f"test_{m[4:]}"] = s.get(f"test_{m[4:]}")
         e, t = to_target(r.get("history") or [], target) if r["status"] == "ok" else (math.nan, math.nan)
         row.update(epochs_to_target=e, time_to_target_s=t, wall_time_s=r["wall_time_s"],
-                   n_params=r["n_params"], error=r.get("error", ""))
+                   n_params=r["n_params"], error=r.get("error", ""), stack_size=r.get("stack_size", 1))
         rows.append(row)
     cols = ["run_id", *swept, "seed", "status", "epochs", "final_train_loss", "final_val_loss",
             *[f"best_{m}" for m in metrics], *[f"test_{m[4:]}" for m in metrics],
             "epochs_to_target", "time_to_target_s", "wall_time_s", "n_params", "error"]
-    return pd.DataFrame(rows, columns=cols)
+    # runs that trained in a stack: how many shared its time (a column only when some did)
+    stacked = any(row["stack_size"] > 1 for row in rows)
+    return pd.DataFrame(rows, columns=cols + ["stack_size"] * stacked)
 
 
 def _cell_value(v):

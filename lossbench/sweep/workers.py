@@ -1,12 +1,12 @@
-"""A pool of worker processes that train RunSpecs and send back their records.
+"""A pool of worker processes that train stacks of RunSpecs and send back their records.
 
 Each worker is a fresh Python process running `main` below (not a fork: the parent may
 hold threads and BLAS state, and a spawned interpreter needs no `if __name__ ==
 "__main__"` guard in the user's script). Its BLAS threads are pinned through the
 environment before NumPy loads, so workers x threads <= cores. Tasks and results travel as
-pickles over two pipes, one run at a time per worker, so a worker that dies (killed, out
-of memory) takes only its own run with it: the parent sees the pipe close, records that
-run `failed` and starts a replacement.
+pickles over two pipes, one stack (often a single run) at a time per worker, so a worker
+that dies (killed, out of memory) takes only its own runs with it: the parent sees the
+pipe close, records them `failed` and starts a replacement.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from lossbench.sweep.job import failed_record, run_one
+from lossbench.sweep.job import failed_record, run_stack
 from lossbench.sweep.spec import RunSpec
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
@@ -73,11 +73,11 @@ class _Worker:
         os.close(res_w)
         self.tasks = Connection(task_w, readable=False)
         self.results = Connection(res_r, writable=False)
-        self.spec: RunSpec | None = None
+        self.stack: list[RunSpec] | None = None
 
-    def give(self, spec: RunSpec) -> None:
-        self.spec = spec
-        self.tasks.send(spec)
+    def give(self, stack: list[RunSpec]) -> None:
+        self.stack = stack
+        self.tasks.send(stack)
 
     def death(self) -> str:
         """Why the process is gone, for the run it took with it."""
@@ -97,39 +97,42 @@ class _Worker:
         self.proc.wait()
 
 
-def run_pool(specs: list[RunSpec], workers: int, emit: Callable[..., None]) -> Iterator[dict]:
-    """Yield one record per spec, in completion order. Closing the generator (or an
+def run_pool(stacks: list[list[RunSpec]], workers: int, emit: Callable[..., None]) -> Iterator[dict]:
+    """Yield one record per run, in completion order. Closing the generator (or an
     interrupt) kills the workers; runs in flight are simply not recorded."""
-    pending = list(reversed(specs))
+    pending = list(reversed(stacks))
     threads = threads_per_worker(workers)
-    pool = [_Worker(threads) for _ in range(min(workers, len(specs)))]
+    pool = [_Worker(threads) for _ in range(min(workers, len(stacks)))]
 
     def give(w: _Worker) -> None:
         w.give(pending.pop())
-        emit("run_start", spec=w.spec, pid=w.proc.pid)
+        for spec in w.stack:
+            emit("run_start", spec=spec, pid=w.proc.pid)
 
     try:
         for w in pool:
             give(w)
-        while any(w.spec is not None for w in pool):
-            ready = wait([w.results for w in pool if w.spec is not None])
+        while any(w.stack is not None for w in pool):
+            ready = wait([w.results for w in pool if w.stack is not None])
             for w in [w for w in pool if w.results in ready]:
                 try:
                     kind, payload = w.results.recv()
-                except (EOFError, OSError):  # the worker died: fail its run, carry on without it
-                    record = failed_record(w.spec, w.death(), 0.0)
+                except (EOFError, OSError):  # the worker died: fail its runs, carry on without it
+                    why = w.death()
+                    records = [failed_record(spec, why, 0.0, len(w.stack)) for spec in w.stack]
                     w.stop()
                     pool.remove(w)
                     if pending:  # a fresh process for what is left
                         pool.append(_Worker(threads))
                         give(pool[-1])
-                    yield record
+                    yield from records
                     continue
                 if kind == "epoch":
-                    emit("epoch", spec=w.spec, row=payload)
+                    i, row = payload
+                    emit("epoch", spec=w.stack[i], row=row)
                     continue
-                w.spec = None
-                yield payload
+                w.stack = None
+                yield from payload
                 if pending:
                     give(w)
     finally:
@@ -151,9 +154,9 @@ def _serve(task_fd: int, result_fd: int) -> None:
     datasets: dict = {}  # each distinct dataset is loaded once per worker
     while True:
         try:
-            spec = tasks.recv()
+            stack = tasks.recv()
         except EOFError:  # the parent is gone or done
             return
-        record = run_one(spec, datasets, on_epoch=lambda row: results.send(("epoch", row)))
-        results.send(("done", record))
+        records = run_stack(stack, datasets, on_epoch=lambda i, row: results.send(("epoch", (i, row))))
+        results.send(("done", records))
 
