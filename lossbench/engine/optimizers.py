@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,12 @@ def _hp(x) -> np.ndarray:
     """A numeric hyperparameter as the optimizer holds it: float64, 0-d for a plain
     optimizer (a number), (K, 1) for a stacked one (a column, one value per row)."""
     return np.array(x, dtype=np.float64)
+
+
+def _all(x) -> bool:
+    """Every row's value is nonzero (True): ndarray.all() costs 1 us on a tiny array,
+    four times this, and a group's step asks a few times."""
+    return np.count_nonzero(x) == np.size(x)
 
 
 def _lerp(m: np.ndarray, g: np.ndarray, w: float, tmp: np.ndarray) -> None:
@@ -74,13 +81,6 @@ def _descend(p: np.ndarray, lr: float, d: np.ndarray, tmp: np.ndarray) -> None:
     p -= tmp
 
 
-def _subtract_rows(p: np.ndarray, d: np.ndarray, rows) -> None:
-    """p -= d in the rows where `rows` (a bool per row, or one bool) is True; the others
-    keep their bits (a row whose step is 0 must not move, as it would not alone)."""
-    if rows.all():
-        p -= d
-    else:
-        np.subtract(p, d, out=p, where=rows)
 
 
 @dataclass
@@ -170,7 +170,7 @@ class Optimizer:
             rows = np.asarray(rows, dtype=bool)
             if not self.stacked or rows.shape != self._lr.shape[:1]:
                 raise ValueError(f"rows must be one bool per row of a stacked optimizer, got shape {rows.shape}")
-            if not rows.all():
+            if not _all(rows):
                 return self._step_rows(grads, rows)
         self.t += 1
         self.begin_step()
@@ -379,6 +379,7 @@ class _Moments(Optimizer):
 
     def __init__(self, params, lr, betas, eps, weight_decay, decoupled_weight_decay=False):
         self.beta1, self.beta2 = _hp(betas[0]), _hp(betas[1])
+        self.c1, self.c2 = 1.0 - self.beta1, 1.0 - self.beta2  # the same float64 as computed each step
         self.eps = _hp(eps)
         super().__init__(params, lr, weight_decay, decoupled_weight_decay)
 
@@ -395,7 +396,7 @@ class _Moments(Optimizer):
 
     def lr_step(self):
         """lr / (1-b1^t) * (1-b1): the step on the unnormalized M (float64, per row)."""
-        return self._lr * (1.0 - self.beta1) / (1.0 - np.power(self.beta1, self.t))
+        return self._lr * self.c1 / (1.0 - np.power(self.beta1, self.t))
 
     def scaled_root(self, V, c: float, add: float, out):
         """out = sqrt(V) * c + add."""
@@ -431,15 +432,20 @@ class Adam(_Moments):
         if self.amsgrad:
             np.maximum(s["Vmax"], V, out=s["Vmax"])
             V = s["Vmax"]
-        b2, step = self.beta2, self.lr_step()
-        moving = step != 0.0  # lr reached 0 (e.g. the end of a cosine schedule): nothing moves
-        if not moving.any():
-            return
-        step = np.where(moving, step, 1.0)  # a finite stand-in in the rows that do not move
+        step = self.lr_step()
+        # lr reached 0 in some rows (the end of a cosine schedule): they must not move
+        still = None if _all(step) else step == 0.0
+        if still is not None:
+            if _all(still):
+                return
+            step = np.where(still, 1.0, step)  # a finite stand-in in the rows that do not move
         # p -= step * M / (sqrt((1-b2) V / (1-b2^t)) + eps), with step folded into the denominator
-        denom = self.scaled_root(V, np.sqrt((1.0 - b2) / (1.0 - np.power(b2, self.t))) / step, self.eps / step,
-                                 w.tmp)
-        _subtract_rows(p, np.divide(M, denom, out=denom), moving)
+        c = np.sqrt(self.c2 / (1.0 - np.power(self.beta2, self.t))) / step
+        denom = self.scaled_root(V, c, self.eps / step, w.tmp)
+        np.divide(M, denom, out=denom)
+        if still is not None:
+            np.copyto(denom, 0.0, where=still)  # p - 0 is p, bit for bit
+        p -= denom
 
 
 @OPTIMIZERS.register("adamw", **ADAM_FAMILY, amsgrad=FLAG)
@@ -504,12 +510,12 @@ class NAdam(_Moments):
     def update(self, p, g, s, w):
         M, V = self.moments(g, s, w)
         bc2 = 1.0 - np.power(self.beta2, self.t)
-        denom, tmp = self.scaled_root(V, np.sqrt((1.0 - self.beta2) / bc2), self.eps, w.tmp), w.tmp2
+        denom, tmp = self.scaled_root(V, np.sqrt(self.c2 / bc2), self.eps, w.tmp), w.tmp2
         np.divide(g, denom, out=tmp)
         _descend(p, self._lr * (1.0 - self.mu) / (1.0 - self.mu_product), tmp, tmp)
         np.divide(M, denom, out=tmp)
         mu_next = self.mu_next
-        _descend(p, self._lr * (1.0 - self.beta1) * mu_next / (1.0 - self.mu_product * mu_next), tmp, tmp)
+        _descend(p, self._lr * self.c1 * mu_next / (1.0 - self.mu_product * mu_next), tmp, tmp)
 
 
 @OPTIMIZERS.register("radam", **ADAM_FAMILY, decoupled_weight_decay=FLAG)
@@ -526,26 +532,31 @@ class RAdam(_Moments):
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  decoupled_weight_decay=False):
         super().__init__(params, lr, betas, eps, weight_decay, decoupled_weight_decay)
+        # constants of the rectification, the float64 values each step would compute
+        self.rho_inf = 2.0 / self.c2 - 1.0
+        self.rho_den = (self.rho_inf - 4) * (self.rho_inf - 2)
+        self.root_c2 = np.sqrt(self.c2)
 
     def update(self, p, g, s, w):
         M, V = self.moments(g, s, w)
-        t, b2 = self.t, self.beta2
-        bc2 = 1.0 - np.power(b2, t)
+        t, b2t = self.t, np.power(self.beta2, self.t)
+        bc2 = 1.0 - b2t
         step = self.lr_step()  # lr * m_hat = step * M
-        rho_inf = 2.0 / (1.0 - b2) - 1.0
-        rho_t = rho_inf - 2.0 * t * np.power(b2, t) / bc2
+        rho_t = self.rho_inf - 2.0 * t * b2t / bc2
         rect = (rho_t > 5.0) & (step != 0.0)
-        if not rect.any():
+        n_rect = np.count_nonzero(rect)
+        if n_rect == 0:
             _descend(p, step, M, w.tmp)
             return
+        mixed = n_rect < np.size(rect)
         # rows not rectified compute garbage here (a root of a negative), replaced below
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        with np.errstate(invalid="ignore", divide="ignore") if mixed else nullcontext():
+            r = np.sqrt((rho_t - 4) * (rho_t - 2) * self.rho_inf / (self.rho_den * rho_t))
             # p -= step * M * r * sqrt(bc2) / (sqrt(v) + eps), with sqrt(v) = sqrt((1-b2) V)
             k = step * r * np.sqrt(bc2)
-            denom = self.scaled_root(V, np.sqrt(1.0 - b2) / k, self.eps / k, w.tmp)
+            denom = self.scaled_root(V, self.root_c2 / k, self.eps / k, w.tmp)
         np.divide(M, denom, out=denom)
-        if not rect.all():  # the plain momentum step in the other rows, as _descend computes it
+        if mixed:  # the plain momentum step in the other rows, as _descend computes it
             np.copyto(denom, np.multiply(M, np.float32(step), out=w.tmp2), where=~rect)
         p -= denom
 
