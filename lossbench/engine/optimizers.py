@@ -14,8 +14,8 @@ g = gradient (after weight decay), p = parameter.
 
 Stacked runs (`build_stacked`): one optimizer updates a (K, P) block of rows, one run's
 flat parameters per row, each row with its own numeric hyperparameters, held as (K, 1)
-float64 columns that broadcast over P. A plain optimizer holds them as 0-d float64
-arrays: one implementation, the same float64 math and the same float32 cast points, so
+float64 columns that broadcast over P. A plain optimizer holds them as float64 NumPy
+scalars: one implementation, the same float64 math and the same float32 cast points, so
 a row of a group is bit for bit that row stepped alone. Options that select a code path
 (nesterov, amsgrad, centered, momentum > 0, weight decay > 0, ...) are the group's one
 value: `group_key` says which runs may share an optimizer.
@@ -44,16 +44,18 @@ BETAS = Seq(Real(ge=0, lt=1), length=2)
 ADAM_FAMILY = dict(lr=LR, betas=BETAS, eps=NONNEG, weight_decay=NONNEG)
 
 
-def _hp(x) -> np.ndarray:
-    """A numeric hyperparameter as the optimizer holds it: float64, 0-d for a plain
-    optimizer (a number), (K, 1) for a stacked one (a column, one value per row)."""
-    return np.array(x, dtype=np.float64)
+def _hp(x) -> np.float64 | np.ndarray:
+    """A numeric hyperparameter as the optimizer holds it, in float64: a NumPy scalar for
+    a plain optimizer (scalar arithmetic is several times cheaper than a 0-d array's), a
+    (K, 1) column for a stacked one (one value per row). Both round alike: + - * / and
+    sqrt are exact IEEE operations, powers are np.power on either (see _Moments)."""
+    return np.float64(x) if np.ndim(x) == 0 else np.array(x, dtype=np.float64)
 
 
 def _all(x) -> bool:
-    """Every row's value is nonzero (True): ndarray.all() costs 1 us on a tiny array,
-    four times this, and a group's step asks a few times."""
-    return np.count_nonzero(x) == np.size(x)
+    """x is nonzero (True) in every row: a plain optimizer's scalar, or a stacked one's
+    column (ndarray.all() costs 1 us on a tiny array, four times count_nonzero)."""
+    return np.count_nonzero(x) == x.size if type(x) is np.ndarray else bool(x)
 
 
 def _lerp(m: np.ndarray, g: np.ndarray, w: float, tmp: np.ndarray) -> None:
@@ -105,7 +107,7 @@ class Optimizer:
     registry line's constraints; relations between them are checked in the constructor,
     in the message form of lossbench.registry.
 
-    Numeric hyperparameters are float64 arrays (`_hp`): 0-d, or (K, 1) for a stacked
+    Numeric hyperparameters are float64 (`_hp`): scalars, or (K, 1) arrays for a stacked
     optimizer over one (K, P) parameter block. Per-row values an optimizer keeps between
     steps outside `state` are (K, 1) attributes updated in place (a masked step steps
     row views of them). Structural options are plain bools, equal across the rows.
@@ -137,7 +139,10 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value) -> None:
-        self._lr[...] = value  # in place, so row views (a masked step) and callers holding it see it
+        if self.stacked:
+            self._lr[...] = value  # in place, so row views (a masked step) and callers holding it see it
+        else:
+            self._lr = np.float64(value)
 
     @property
     def stacked(self) -> bool:
@@ -499,7 +504,7 @@ class NAdam(_Moments):
                  decoupled_weight_decay=False):
         self.momentum_decay = _hp(momentum_decay)
         super().__init__(params, lr, betas, eps, weight_decay, decoupled_weight_decay)
-        self.mu_product = np.ones_like(self.beta1)  # per row, updated in place (see Optimizer)
+        self.mu_product = _hp(np.ones(np.shape(self.beta1)))  # per row, updated in place (see Optimizer)
 
     def begin_step(self):
         t = self.t
