@@ -83,8 +83,6 @@ def _descend(p: np.ndarray, lr: float, d: np.ndarray, tmp: np.ndarray) -> None:
     p -= tmp
 
 
-
-
 @dataclass
 class Scratch:
     """Per-parameter work arrays, overwritten by every step (never state)."""
