@@ -195,9 +195,12 @@ def test_group_key_separates_code_paths(name, a, b):
 
 
 def test_group_key_joins_what_differs_only_in_numbers():
-    assert optimizers.group_key("momentum", {}) == optimizers.group_key("sgd", {"momentum": 0.5, "lr": 0.3})
+    assert optimizers.group_key("momentum", {}) == optimizers.group_key("momentum", {"momentum": 0.5, "lr": 0.3})
     assert optimizers.group_key("adam", {"betas": [0.5, 0.6], "eps": 1e-3}) == optimizers.group_key("adam", {})
-    assert optimizers.group_key("adam", {}) != optimizers.group_key("adamw", {"weight_decay": 0.0})
+    # an alias is its own group: build_stacked fills every row's defaults from one name
+    assert optimizers.group_key("momentum", {}) != optimizers.group_key("sgd", {"momentum": 0.9})
+    assert optimizers.group_key("adam", {"weight_decay": 0.01, "decoupled_weight_decay": True}) != \
+        optimizers.group_key("adamw", {})
 
 
 def test_rows_are_checked_as_alone():

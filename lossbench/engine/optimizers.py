@@ -581,13 +581,14 @@ def build(name: str, params: Sequence[np.ndarray], /, **hyperparams) -> Optimize
 
 
 def group_key(name: str, hyperparams: dict) -> tuple:
-    """What runs must share to be updated by one stacked optimizer: its class, its boolean
-    options and the values that select a code path (momentum > 0, weight decay > 0).
-    Runs with equal keys may form a group; numeric hyperparameters may differ. Checks
-    the hyperparameters (ConfigError in the usual form)."""
+    """What runs must share to be updated by one stacked optimizer: the registered name
+    (an alias has its own defaults: `build_stacked` fills every row's from its one name),
+    the boolean options and the values that select a code path (momentum > 0, weight
+    decay > 0). Runs with equal keys may form a group; numeric hyperparameters may
+    differ. Checks the hyperparameters (ConfigError in the usual form)."""
     hp = OPTIMIZERS.check(name, hyperparams)
-    cls = OPTIMIZERS.get(name)
-    return cls, tuple(sorted((k, v) for k, v in hp.items() if isinstance(v, bool))), cls.branches(hp)
+    flags = tuple(sorted((k, v) for k, v in hp.items() if isinstance(v, bool)))
+    return name, flags, OPTIMIZERS.get(name).branches(hp)
 
 
 def build_stacked(name: str, params2d: np.ndarray, rows: Sequence[dict]) -> Optimizer:
