@@ -11,12 +11,22 @@ operation costs page faults that made steps markedly slower. What an optimizer r
 between steps (its state: moments, buffers) is kept apart from those scratch arrays.
 The update rule of each is in its docstring, one line per step, with t = step count,
 g = gradient (after weight decay), p = parameter.
+
+Stacked runs (`build_stacked`): one optimizer updates a (K, P) block of rows, one run's
+flat parameters per row, each row with its own numeric hyperparameters, held as (K, 1)
+float64 columns that broadcast over P. A plain optimizer holds them as float64 NumPy
+scalars: one implementation, the same float64 math and the same float32 cast points, so
+a row of a group is bit for bit that row stepped alone. Options that select a code path
+(nesterov, amsgrad, centered, momentum > 0, weight decay > 0, ...) are the group's one
+value: `group_key` says which runs may share an optimizer.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +42,20 @@ NONNEG = Real(ge=0)
 FLAG = Bool()
 BETAS = Seq(Real(ge=0, lt=1), length=2)
 ADAM_FAMILY = dict(lr=LR, betas=BETAS, eps=NONNEG, weight_decay=NONNEG)
+
+
+def _hp(x) -> np.float64 | np.ndarray:
+    """A numeric hyperparameter as the optimizer holds it, in float64: a NumPy scalar for
+    a plain optimizer (scalar arithmetic is several times cheaper than a 0-d array's), a
+    (K, 1) column for a stacked one (one value per row). Both round alike: + - * / and
+    sqrt are exact IEEE operations, powers are np.power on either (see _Moments)."""
+    return np.float64(x) if np.ndim(x) == 0 else np.array(x, dtype=np.float64)
+
+
+def _all(x) -> bool:
+    """x is nonzero (True) in every row: a plain optimizer's scalar, or a stacked one's
+    column (ndarray.all() costs 1 us on a tiny array, four times count_nonzero)."""
+    return np.count_nonzero(x) == x.size if type(x) is np.ndarray else bool(x)
 
 
 def _lerp(m: np.ndarray, g: np.ndarray, w: float, tmp: np.ndarray) -> None:
@@ -74,11 +98,17 @@ class Optimizer:
     A subclass implements `init_state(p)` (what it remembers for one parameter: a dict
     of arrays, made once) and `update(p, g, state, scratch)` (one step for one
     parameter, in place, using scratch arrays rather than temporaries). It may read
-    `self.t` (the step count, already incremented) and `self.lr` (which a schedule may
-    change between steps). The base class checks the gradients and applies weight decay
-    first. `g` must not be modified: it may be the model's gradient buffer. Hyperparameter
-    ranges are the registry line's constraints; relations between them are checked in
-    the constructor, in the message form of lossbench.registry.
+    `self.t` (the step count, already incremented) and `self._lr` (which a schedule may
+    change between steps), and may override `begin_step()` for per-step scalars. The
+    base class checks the gradients and applies weight decay first. `g` must not be
+    modified: it may be the model's gradient buffer. Hyperparameter ranges are the
+    registry line's constraints; relations between them are checked in the constructor,
+    in the message form of lossbench.registry.
+
+    Numeric hyperparameters are float64 (`_hp`): scalars, or (K, 1) arrays for a stacked
+    optimizer over one (K, P) parameter block. Per-row values an optimizer keeps between
+    steps outside `state` are (K, 1) attributes updated in place (a masked step steps
+    row views of them). Structural options are plain bools, equal across the rows.
     """
 
     def __init__(self, params: Sequence[np.ndarray], lr: float, weight_decay: float = 0.0,
@@ -89,12 +119,38 @@ class Optimizer:
         for p in self.params:
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
                 raise TypeError("optimizer params must be float NumPy arrays (updated in place)")
-        self.lr = float(lr)  # a schedule may change it between steps
-        self.weight_decay = float(weight_decay)
+        self._lr = _hp(lr)  # a schedule may change it between steps (the `lr` property)
+        if self._lr.ndim and (len(self.params) != 1 or self.params[0].shape[:1] != self._lr.shape[:1]):
+            raise ValueError("a stacked optimizer takes one (K, P) parameter block and (K, 1) hyperparameters")
+        self.weight_decay = _hp(weight_decay)
+        self.decays = bool(np.any(self.weight_decay > 0))  # structural: see group_key
         self.decoupled = bool(decoupled_weight_decay)
         self.t = 0
         self.state = [self.init_state(p) for p in self.params]
         self.scratch = [Scratch(np.empty_like(p), np.empty_like(p), np.empty_like(p)) for p in self.params]
+
+    @property
+    def lr(self):
+        """The learning rate: a float for a plain optimizer; for a stacked one the (K, 1)
+        float64 column of its rows' rates, whose rows a schedule writes (`opt.lr[i] = x`)."""
+        return float(self._lr) if self._lr.ndim == 0 else self._lr
+
+    @lr.setter
+    def lr(self, value) -> None:
+        if self.stacked:
+            self._lr[...] = value  # in place, so row views (a masked step) and callers holding it see it
+        else:
+            self._lr = np.float64(value)
+
+    @property
+    def stacked(self) -> bool:
+        return self._lr.ndim == 2
+
+    @classmethod
+    def branches(cls, hp: dict) -> tuple:
+        """The values, besides boolean options, that select code paths, from checked
+        hyperparameters `hp`: runs that share an optimizer must agree on them."""
+        return (hp["weight_decay"] > 0,)
 
     def init_state(self, p: np.ndarray) -> dict:
         return {}
@@ -104,19 +160,52 @@ class Optimizer:
         memory is this many times the model's."""
         return len(self.state[0]) + len(vars(self.scratch[0])) if self.params else 0
 
-    def step(self, grads: Sequence[np.ndarray]) -> None:
+    def step(self, grads: Sequence[np.ndarray], rows=None) -> None:
+        """One step from `grads` (matching `params`). `rows` (stacked only): a bool per
+        row; the rows where it is False, state included, keep their bits. The step count
+        is shared, so a row once left out must stay out (a run that stopped)."""
         if len(grads) != len(self.params):
             raise ValueError(f"expected {len(self.params)} gradients, got {len(grads)}")
         for i, (p, g) in enumerate(zip(self.params, grads)):
             if np.shape(g) != p.shape:
                 raise ValueError(f"gradient {i} has shape {np.shape(g)}, its parameter {p.shape}")
+        if rows is not None:
+            rows = np.asarray(rows, dtype=bool)
+            if not self.stacked or rows.shape != self._lr.shape[:1]:
+                raise ValueError(f"rows must be one bool per row of a stacked optimizer, got shape {rows.shape}")
+            if not _all(rows):
+                return self._step_rows(grads, rows)
         self.t += 1
+        self.begin_step()
         for p, g, s, w in zip(self.params, grads, self.state, self.scratch):
-            if self.weight_decay and self.decoupled:  # shrink the weights, not the gradient
-                p *= np.float32(1.0 - self.lr * self.weight_decay)
-            elif self.weight_decay:
+            if self.decays and self.decoupled:  # shrink the weights, not the gradient
+                p *= np.float32(1.0 - self._lr * self.weight_decay)
+            elif self.decays:
                 g = _axpy(self.weight_decay, p, g, w.gwd)
             self.update(p, g, s, w)
+
+    def begin_step(self) -> None:
+        """Per-step scalars, after the step count is incremented (NAdam's momentum schedule)."""
+
+    def _step_rows(self, grads: Sequence[np.ndarray], rows: np.ndarray) -> None:
+        """Step each run of consecutive True rows through a view of this optimizer over
+        them, which computes exactly what the whole block's step computes for them."""
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], rows.astype(np.int8), [0]))))
+        for lo, hi in zip(edges[::2], edges[1::2]):
+            self._view(lo, hi).step([g[lo:hi] for g in grads])
+        self.t += 1
+
+    def _view(self, lo: int, hi: int) -> Optimizer:
+        """This optimizer over rows lo:hi: its parameters, state, scratch and per-row
+        attributes ((K, 1) arrays) are views, so the view's step writes them here."""
+        view = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray) and value.ndim == 2:
+                setattr(view, name, value[lo:hi])
+        view.params = [p[lo:hi] for p in self.params]
+        view.state = [{k: a[lo:hi] for k, a in s.items()} for s in self.state]
+        view.scratch = [Scratch(*(a[lo:hi] for a in vars(w).values())) for w in self.scratch]
+        return view
 
     def update(self, p: np.ndarray, g: np.ndarray, s: dict, w: Scratch) -> None:
         raise NotImplementedError
@@ -132,26 +221,32 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-        if nesterov and (momentum <= 0 or dampening != 0):
+        if nesterov and (np.any(np.less_equal(momentum, 0)) or np.any(np.not_equal(dampening, 0))):
             raise ConfigError(f"optimizer.nesterov: needs momentum > 0 and dampening = 0, got momentum={momentum} "
                               f"and dampening={dampening}")
-        self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), bool(nesterov)
+        self.momentum, self.dampening, self.nesterov = _hp(momentum), _hp(dampening), bool(nesterov)
+        self.heavy = bool(np.any(self.momentum > 0))  # structural: see branches
+        # not structural: a row without dampening scales g by 1.0, which is exact
+        self.damped = bool(np.any(self.dampening != 0))
         super().__init__(params, lr, weight_decay)
 
-    def copies(self) -> int:
-        lazy = self.momentum > 0 and "buf" not in self.state[0]  # the momentum buffer, made on the first step
-        return super().copies() + lazy
+    @classmethod
+    def branches(cls, hp):
+        return super().branches(hp) + (hp["momentum"] > 0,)
+
+    def init_state(self, p):
+        return {"buf": np.zeros_like(p)} if self.heavy else {}
 
     def update(self, p, g, s, w):
-        if self.momentum:
-            if "buf" not in s:
-                s["buf"] = g.copy()  # torch: the first step's buffer is the gradient itself
+        if self.heavy:
+            buf = s["buf"]
+            if self.t == 1:
+                np.copyto(buf, g)  # torch: the first step's buffer is the gradient itself
             else:
-                buf = s["buf"]
                 buf *= np.float32(self.momentum)
-                buf += _scale(g, 1.0 - self.dampening, w.tmp) if self.dampening else g
-            g = _axpy(self.momentum, s["buf"], g, w.tmp) if self.nesterov else s["buf"]
-        _descend(p, self.lr, g, w.tmp2)
+                buf += _scale(g, 1.0 - self.dampening, w.tmp) if self.damped else g
+            g = _axpy(self.momentum, buf, g, w.tmp) if self.nesterov else buf
+        _descend(p, self._lr, g, w.tmp2)
 
 
 # Aliases: one visible difference each. gd's difference is in the training loop, which
@@ -172,14 +267,19 @@ class RMSprop(Optimizer):
     """
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
-        self.alpha, self.eps, self.momentum, self.centered = float(alpha), float(eps), float(momentum), bool(centered)
+        self.alpha, self.eps, self.momentum, self.centered = _hp(alpha), _hp(eps), _hp(momentum), bool(centered)
+        self.heavy = bool(np.any(self.momentum > 0))  # structural: see branches
         super().__init__(params, lr, weight_decay)
+
+    @classmethod
+    def branches(cls, hp):
+        return super().branches(hp) + (hp["momentum"] > 0,)
 
     def init_state(self, p):
         s = {"v": np.zeros_like(p)}
         if self.centered:
             s["m"] = np.zeros_like(p)
-        if self.momentum:
+        if self.heavy:
             s["buf"] = np.zeros_like(p)
         return s
 
@@ -198,13 +298,13 @@ class RMSprop(Optimizer):
             np.sqrt(v, out=avg)
         avg += np.float32(self.eps)
         np.divide(g, avg, out=avg)
-        if self.momentum:
+        if self.heavy:
             buf = s["buf"]
             buf *= np.float32(self.momentum)
             buf += avg
-            _descend(p, self.lr, buf, tmp)
+            _descend(p, self._lr, buf, tmp)
         else:
-            _descend(p, self.lr, avg, tmp)
+            _descend(p, self._lr, avg, tmp)
 
 
 @OPTIMIZERS.register("adagrad", lr=LR, lr_decay=NONNEG, weight_decay=NONNEG, initial_accumulator_value=NONNEG,
@@ -217,14 +317,14 @@ class Adagrad(Optimizer):
     """
 
     def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
-        self.lr_decay, self.init_acc, self.eps = float(lr_decay), float(initial_accumulator_value), float(eps)
+        self.lr_decay, self.init_acc, self.eps = _hp(lr_decay), _hp(initial_accumulator_value), _hp(eps)
         super().__init__(params, lr, weight_decay)
 
     def init_state(self, p):
         return {"sum": np.full_like(p, self.init_acc)}
 
     def update(self, p, g, s, w):
-        clr = self.lr / (1.0 + (self.t - 1) * self.lr_decay)
+        clr = self._lr / (1.0 + (self.t - 1) * self.lr_decay)
         std, tmp = w.tmp, w.tmp2
         np.multiply(g, g, out=tmp)
         s["sum"] += tmp
@@ -245,7 +345,7 @@ class Adadelta(Optimizer):
     """
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
-        self.rho, self.eps = float(rho), float(eps)
+        self.rho, self.eps = _hp(rho), _hp(eps)
         super().__init__(params, lr, weight_decay)
 
     def init_state(self, p):
@@ -266,7 +366,7 @@ class Adadelta(Optimizer):
         u *= rho
         np.multiply(d, d, out=tmp)
         u += _scale(tmp, 1.0 - self.rho, tmp)
-        _descend(p, self.lr, d, tmp)
+        _descend(p, self._lr, d, tmp)
 
 
 class _Moments(Optimizer):
@@ -276,11 +376,14 @@ class _Moments(Optimizer):
     updates are M = b1 M + g and V = b2 V + g^2: two and three array passes instead of
     three and four. Each rule folds the constant factors back into its scalars; the
     result is torch's formula, equal up to float32 rounding (see the parity tests).
+    Powers of the betas are np.power on the float64 arrays, never Python's `**` on one
+    row's number: the same function for a row alone and in a group.
     """
 
     def __init__(self, params, lr, betas, eps, weight_decay, decoupled_weight_decay=False):
-        self.beta1, self.beta2 = float(betas[0]), float(betas[1])
-        self.eps = float(eps)
+        self.beta1, self.beta2 = _hp(betas[0]), _hp(betas[1])
+        self.c1, self.c2 = 1.0 - self.beta1, 1.0 - self.beta2  # the same float64 as computed each step
+        self.eps = _hp(eps)
         super().__init__(params, lr, weight_decay, decoupled_weight_decay)
 
     def init_state(self, p):
@@ -293,6 +396,10 @@ class _Moments(Optimizer):
         V *= np.float32(self.beta2)
         V += np.multiply(g, g, out=tmp)
         return M, V
+
+    def lr_step(self):
+        """lr / (1-b1^t) * (1-b1): the step on the unnormalized M (float64, per row)."""
+        return self._lr * self.c1 / (1.0 - np.power(self.beta1, self.t))
 
     def scaled_root(self, V, c: float, add: float, out):
         """out = sqrt(V) * c + add."""
@@ -328,13 +435,20 @@ class Adam(_Moments):
         if self.amsgrad:
             np.maximum(s["Vmax"], V, out=s["Vmax"])
             V = s["Vmax"]
-        b1, b2, t = self.beta1, self.beta2, self.t
-        step = self.lr * (1.0 - b1) / (1.0 - b1**t)
-        if step == 0.0:  # lr reached 0 (e.g. the end of a cosine schedule): nothing moves
-            return
+        step = self.lr_step()
+        # lr reached 0 in some rows (the end of a cosine schedule): they must not move
+        still = None if _all(step) else step == 0.0
+        if still is not None:
+            if _all(still):
+                return
+            step = np.where(still, 1.0, step)  # a finite stand-in in the rows that do not move
         # p -= step * M / (sqrt((1-b2) V / (1-b2^t)) + eps), with step folded into the denominator
-        denom = self.scaled_root(V, math.sqrt((1.0 - b2) / (1.0 - b2**t)) / step, self.eps / step, w.tmp)
-        p -= np.divide(M, denom, out=denom)
+        c = np.sqrt(self.c2 / (1.0 - np.power(self.beta2, self.t))) / step
+        denom = self.scaled_root(V, c, self.eps / step, w.tmp)
+        np.divide(M, denom, out=denom)
+        if still is not None:
+            np.copyto(denom, 0.0, where=still)  # p - 0 is p, bit for bit
+        p -= denom
 
 
 @OPTIMIZERS.register("adamw", **ADAM_FAMILY, amsgrad=FLAG)
@@ -372,7 +486,7 @@ class Adamax(_Moments):
         tmp += np.float32(self.eps)
         np.maximum(u, tmp, out=u)
         np.divide(M, u, out=tmp)
-        _descend(p, self.lr * (1.0 - self.beta1) / (1.0 - self.beta1**self.t), tmp, tmp)
+        _descend(p, self.lr_step(), tmp, tmp)
 
 
 @OPTIMIZERS.register("nadam", **ADAM_FAMILY, momentum_decay=NONNEG, decoupled_weight_decay=FLAG)
@@ -386,26 +500,25 @@ class NAdam(_Moments):
 
     def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=0.004,
                  decoupled_weight_decay=False):
-        self.momentum_decay = float(momentum_decay)
-        self.mu_product = 1.0
+        self.momentum_decay = _hp(momentum_decay)
         super().__init__(params, lr, betas, eps, weight_decay, decoupled_weight_decay)
+        self.mu_product = _hp(np.ones(np.shape(self.beta1)))  # per row, updated in place (see Optimizer)
 
-    def step(self, grads):
-        t = self.t + 1
-        self.mu = self.beta1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
-        self.mu_next = self.beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * self.momentum_decay))
+    def begin_step(self):
+        t = self.t
+        self.mu = self.beta1 * (1.0 - 0.5 * np.power(0.96, t * self.momentum_decay))
+        self.mu_next = self.beta1 * (1.0 - 0.5 * np.power(0.96, (t + 1) * self.momentum_decay))
         self.mu_product *= self.mu
-        super().step(grads)
 
     def update(self, p, g, s, w):
         M, V = self.moments(g, s, w)
-        denom, tmp = self.scaled_root(V, math.sqrt((1.0 - self.beta2) / (1.0 - self.beta2**self.t)), self.eps,
-                                      w.tmp), w.tmp2
+        bc2 = 1.0 - np.power(self.beta2, self.t)
+        denom, tmp = self.scaled_root(V, np.sqrt(self.c2 / bc2), self.eps, w.tmp), w.tmp2
         np.divide(g, denom, out=tmp)
-        _descend(p, self.lr * (1.0 - self.mu) / (1.0 - self.mu_product), tmp, tmp)
+        _descend(p, self._lr * (1.0 - self.mu) / (1.0 - self.mu_product), tmp, tmp)
         np.divide(M, denom, out=tmp)
         mu_next = self.mu_next
-        _descend(p, self.lr * (1.0 - self.beta1) * mu_next / (1.0 - self.mu_product * mu_next), tmp, tmp)
+        _descend(p, self._lr * self.c1 * mu_next / (1.0 - self.mu_product * mu_next), tmp, tmp)
 
 
 @OPTIMIZERS.register("radam", **ADAM_FAMILY, decoupled_weight_decay=FLAG)
@@ -415,28 +528,40 @@ class RAdam(_Moments):
     m, v as Adam; rho_t = rho_inf - 2 t b2^t / (1 - b2^t), rho_inf = 2 / (1-b2) - 1
     rho_t > 5: p -= lr / (1-b1^t) * m * r_t * sqrt(1-b2^t) / (sqrt(v) + eps), r_t the rectification
     else: p -= lr / (1-b1^t) * m   (Liu et al., 2020)
+    Rows of a group may be on either side of rho_t = 5 (their beta2 differ): each row
+    gets the update of its own branch.
     """
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  decoupled_weight_decay=False):
         super().__init__(params, lr, betas, eps, weight_decay, decoupled_weight_decay)
+        # constants of the rectification, the float64 values each step would compute
+        self.rho_inf = 2.0 / self.c2 - 1.0
+        self.rho_den = (self.rho_inf - 4) * (self.rho_inf - 2)
+        self.root_c2 = np.sqrt(self.c2)
 
     def update(self, p, g, s, w):
         M, V = self.moments(g, s, w)
-        t, b2 = self.t, self.beta2
-        bc2 = 1.0 - b2**t
-        step = self.lr * (1.0 - self.beta1) / (1.0 - self.beta1**t)  # lr * m_hat = step * M
-        rho_inf = 2.0 / (1.0 - b2) - 1.0
-        rho_t = rho_inf - 2.0 * t * b2**t / bc2
-        tmp = w.tmp
-        if rho_t > 5.0 and step != 0.0:
-            rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
-            # p -= step * M * rect * sqrt(bc2) / (sqrt(v) + eps), with sqrt(v) = sqrt((1-b2) V)
-            k = step * rect * math.sqrt(bc2)
-            denom = self.scaled_root(V, math.sqrt(1.0 - b2) / k, self.eps / k, tmp)
-            p -= np.divide(M, denom, out=denom)
-        else:
-            _descend(p, step, M, tmp)
+        t, b2t = self.t, np.power(self.beta2, self.t)
+        bc2 = 1.0 - b2t
+        step = self.lr_step()  # lr * m_hat = step * M
+        rho_t = self.rho_inf - 2.0 * t * b2t / bc2
+        rect = (rho_t > 5.0) & (step != 0.0)
+        n_rect = np.count_nonzero(rect)
+        if n_rect == 0:
+            _descend(p, step, M, w.tmp)
+            return
+        mixed = n_rect < np.size(rect)
+        # rows not rectified compute garbage here (a root of a negative), replaced below
+        with np.errstate(invalid="ignore", divide="ignore") if mixed else nullcontext():
+            r = np.sqrt((rho_t - 4) * (rho_t - 2) * self.rho_inf / (self.rho_den * rho_t))
+            # p -= step * M * r * sqrt(bc2) / (sqrt(v) + eps), with sqrt(v) = sqrt((1-b2) V)
+            k = step * r * np.sqrt(bc2)
+            denom = self.scaled_root(V, self.root_c2 / k, self.eps / k, w.tmp)
+        np.divide(M, denom, out=denom)
+        if mixed:  # the plain momentum step in the other rows, as _descend computes it
+            np.copyto(denom, np.multiply(M, np.float32(step), out=w.tmp2), where=~rect)
+        p -= denom
 
 
 def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
@@ -453,3 +578,42 @@ def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
 def build(name: str, params: Sequence[np.ndarray], /, **hyperparams) -> Optimizer:
     """`optimizers.build("adam", [w, b], lr=1e-3)`: an optimizer by its registered name."""
     return OPTIMIZERS.build(name, params, **hyperparams)
+
+
+def group_key(name: str, hyperparams: dict) -> tuple:
+    """What runs must share to be updated by one stacked optimizer: the registered name
+    (an alias has its own defaults: `build_stacked` fills every row's from its one name),
+    the boolean options and the values that select a code path (momentum > 0, weight
+    decay > 0). Runs with equal keys may form a group; numeric hyperparameters may
+    differ. Checks the hyperparameters (ConfigError in the usual form)."""
+    hp = OPTIMIZERS.check(name, hyperparams)
+    flags = tuple(sorted((k, v) for k, v in hp.items() if isinstance(v, bool)))
+    return name, flags, OPTIMIZERS.get(name).branches(hp)
+
+
+def build_stacked(name: str, params2d: np.ndarray, rows: Sequence[dict]) -> Optimizer:
+    """One optimizer over a (K, P) block of a stack's parameters (a view: updated in
+    place), row i stepping as `build(name, [params2d[i]], **rows[i])` would, bit for bit.
+
+    Every row is checked as it would be alone (same messages); the rows must share
+    `group_key`. Its `lr` is the (K, 1) column of the rows' rates; `step([grads2d], rows=mask)`.
+    """
+    if not isinstance(params2d, np.ndarray) or params2d.ndim != 2 or len(rows) != len(params2d) or not rows:
+        raise ValueError("build_stacked takes a (K, P) parameter array and K >= 1 hyperparameter mappings")
+    checked = [OPTIMIZERS.check(name, dict(r)) for r in rows]
+    for hp in checked:  # relations between options (nesterov needs momentum), as alone
+        OPTIMIZERS.build(name, [np.zeros(1, np.float32)], **hp)
+    if len({group_key(name, hp) for hp in checked}) > 1:
+        raise ValueError(f"runs with different optimizer code paths cannot share one {name} optimizer: "
+                         "group them by optimizers.group_key")
+    return OPTIMIZERS.get(name)([params2d], **{k: _column([hp[k] for hp in checked]) for k in checked[0]})
+
+
+def _column(values: list):
+    """One option's row values as a stacked constructor takes them: numbers a (K, 1)
+    float64 column, pairs (betas) a pair of columns, flags the group's one value."""
+    if isinstance(values[0], bool):
+        return values[0]
+    if isinstance(values[0], (list, tuple)):
+        return tuple(_column(list(col)) for col in zip(*values))
+    return np.array(values, dtype=np.float64).reshape(-1, 1)
