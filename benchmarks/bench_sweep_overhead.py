@@ -117,7 +117,8 @@ def driver(cfg: str, out: str, workers: int) -> None:
     _time_imports(clock)
     from lossbench import api, cli  # the command's own imports are charged to "imports"
     from lossbench.analysis import report
-    from lossbench.sweep import execute, store, workers as pool
+    from lossbench.sweep import execute, store
+    from lossbench.sweep import workers as pool
 
     for obj, name, phase in [(cli, "_experiment", "validation"), (execute, "prepare_data", "data"),
                              *[(store, f, "store: open") for f in ("check_owned", "check_compatible",
