@@ -22,7 +22,7 @@ from lossbench.sweep.config import TARGET, load_experiment
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.job import run_one
 from lossbench.sweep.spec import RunSpec
-from lossbench.sweep.store import read_results, recorded
+from lossbench.sweep.store import default_out, read_results, recorded
 from lossbench.sweep.workers import cpu_count
 
 
@@ -35,10 +35,6 @@ class Results:
     metric: str | None = None  # what `summary` ranks on (None while no run has finished)
     target: dict | None = None  # the config's target, {"metric": ..., "value": ...}, if it has one
     planned: int = 0  # runs the experiment has; more than len(runs) while the sweep is unfinished
-
-
-def default_out(name: str) -> Path:
-    return Path("results") / name
 
 
 def run(config: str | Path | dict, out: str | Path | None = None, overrides: list[str] | tuple = (),
