@@ -18,11 +18,11 @@ from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
 from lossbench.registry import Choice
-from lossbench.sweep.config import TARGET, load_experiment
+from lossbench.sweep.config import TARGET, default_out, load_experiment
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.job import run_one
 from lossbench.sweep.spec import RunSpec
-from lossbench.sweep.store import default_out, read_results, recorded
+from lossbench.sweep.store import read_results, recorded
 from lossbench.sweep.workers import cpu_count
 
 

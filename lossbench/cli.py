@@ -124,24 +124,22 @@ def run(
 
     Re-running the same command resumes: recorded runs are skipped. Ctrl-C stops cleanly,
     keeps every finished run and exits 130. Exit code 1 if any run failed."""
-    from lossbench.sweep.store import default_out
+    from lossbench.sweep.config import default_out
 
     _check_executor(executor, address)
     exp = _experiment(config, set_)
+    # pandas and the analysis only for a valid config: a config error is one line, sooner
+    from lossbench import api
+    from lossbench.analysis.report import print_preview
+
     out_dir = out if out is not None else default_out(exp.name)
     console = _console()
     if dry_run:
-        from lossbench import api
-        from lossbench.analysis.report import print_preview
-
         print_preview(console, exp, out_dir, api.plan(exp, out_dir, workers, fresh, retry_failed))
         return
     signal.signal(signal.SIGTERM, _interrupt)  # kill, a batch scheduler: stop as cleanly as Ctrl-C
     outcome, lost = _train(exp, out_dir, console, quiet, workers=workers, executor=executor, address=address,
                            fresh=fresh, retry_failed=retry_failed)
-    # pandas (the tables, the summary) only now: the workers started without waiting for it
-    from lossbench import api
-
     res = api.load(out_dir)
     if len(res.summary):
         _print_summary(console, res, f"{exp.name} — {out_dir}")
@@ -172,7 +170,7 @@ def _train(exp, out_dir: Path, console, quiet: bool, **options):
     """Run the sweep with a progress display: (outcome, None) when it completes, (None, None)
     on Ctrl-C, (None, the error) when the Dask scheduler was lost. Finished runs are
     recorded in all three cases."""
-    from lossbench.analysis.progress import Progress
+    from lossbench.analysis.report import Progress
     from lossbench.sweep.execute import run_experiment
 
     with Progress(console, enabled=not quiet and console.is_terminal, lines=not quiet) as progress:

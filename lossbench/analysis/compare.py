@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lossbench.analysis.labels import cell_label
 from lossbench.engine.metrics import first_hit, higher_is_better
 from lossbench.errors import LossbenchError
 
@@ -115,6 +114,22 @@ def per_run(p: Problem, metric: str, target: float | None) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows, columns=["run_id", "status", "final", "best", "epochs_to_target", "steps_to_target",
                                        "time_to_target", "loss_auc", "curve"])
+
+
+def cell_label(keys: list[str], values: tuple) -> str:
+    """'sgd, lr=0.1, momentum=0.9': a `.name` key shows just its value; unset keys are left out."""
+    parts = []
+    for k, v in zip(keys, values):
+        if v == "-":
+            continue
+        parts.append(_fmt(v) if k.endswith(".name") or "." not in k else f"{k.rsplit('.', 1)[-1]}={_fmt(v)}")
+    return ", ".join(parts) or "all"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
 
 
 def _groups(frame: pd.DataFrame, by: list[str]):

@@ -34,9 +34,9 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import yaml
 from threadpoolctl import threadpool_info
 
@@ -44,9 +44,6 @@ from lossbench import __version__
 from lossbench.engine.metrics import first_hit
 from lossbench.errors import DiskFull, LossbenchError
 from lossbench.sweep.config import Experiment
-
-if TYPE_CHECKING:
-    import pandas as pd  # imported where tables are made or read: a sweep starts its workers first
 
 RUNS, HISTORY, CONFIG, MANIFEST = "runs.csv", "history.csv", "config.yaml", "manifest.json"
 RECORDS = "records"
@@ -61,11 +58,6 @@ RECORD_TMP = re.compile(r"^\.[0-9a-f]{12}\.json\..+\.tmp$")  # what atomic_write
 class ResultsDirError(LossbenchError):
     """The results directory cannot be used as asked (busy, holds another experiment,
     or a file in it is missing or damaged)."""
-
-
-def default_out(name: str) -> Path:
-    """Where an experiment's results go unless told: results/<name>/."""
-    return Path("results") / name
 
 
 # -- writing files ----------------------------------------------------------------------
@@ -329,8 +321,6 @@ def runs_frame(records: list[dict], swept: list[str], metrics: tuple, target: di
     cols = ["run_id", *swept, "seed", "status", "epochs", "final_train_loss", "final_val_loss",
             *[f"best_{m}" for m in metrics], *[f"test_{m[4:]}" for m in metrics],
             "epochs_to_target", "time_to_target_s", "wall_time_s", "n_params", "error"]
-    import pandas as pd
-
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -341,8 +331,6 @@ def _cell_value(v):
 def history_frame(records: list[dict], metrics: tuple) -> pd.DataFrame:
     cols = ["run_id", "epoch", "step", "train_loss", *metrics, "lr", "grad_norm", "elapsed_s"]
     rows = [{"run_id": r["run_id"], **h} for r in records for h in r.get("history") or []]
-    import pandas as pd
-
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -529,8 +517,6 @@ def _read_manifest(path: Path) -> dict:
 
 
 def _read_table(path: Path, required: tuple, dtype: dict | None = None) -> pd.DataFrame:
-    import pandas as pd
-
     try:
         frame = pd.read_csv(path, dtype=dtype, keep_default_na=True)
     except OSError as e:
