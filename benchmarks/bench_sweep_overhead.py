@@ -13,9 +13,11 @@ processes, alternating 1 and N workers so a shared machine's drifting load hits 
    imports nested in it. "worker ready" is, per worker, the time from its spawn to its
    first message minus the training that message reports: the worker's start-up.
 
-Reports the median of each figure and its spread (min-max) over the repeats.
+Reports the median of each figure and its spread (min-max) over the repeats. With
+`--against DIR` (another checkout, e.g. `git archive OLD | tar -x -C DIR`), DIR's whole
+command alternates with this checkout's, for a before/after on a drifting machine.
 
-    python benchmarks/bench_sweep_overhead.py [--workers 2] [--repeats 5] [--epochs 5]
+    python benchmarks/bench_sweep_overhead.py [--workers 2] [--repeats 5] [--epochs 5] [--against DIR]
 """
 
 from __future__ import annotations
@@ -174,15 +176,15 @@ def _watch_workers(pool) -> list[float]:
 
 # -------------------------------------------------------------------- the benchmark (parent)
 
-def _env() -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _env(root: Path = ROOT) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(root)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure what users run: compiled modules
     return env
 
 
-def _wall(cmd: list[str]) -> float:
+def _wall(cmd: list[str], root: Path = ROOT) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=_env(), cwd=ROOT)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=_env(root), cwd=root)
     return time.perf_counter() - start
 
 
@@ -211,13 +213,17 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--against", type=Path, help="another checkout (e.g. a `git archive` of an older commit): "
+                                                 "its whole command alternates with this one's")
     ap.add_argument("--driver", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.driver:
         return driver(args.driver[0], args.driver[1], int(args.driver[2]))
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "lossbench")], check=True, env=_env())
+    roots = {"lossbench run": ROOT, **({f"lossbench run ({args.against})": args.against} if args.against else {})}
+    for root in roots.values():
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "lossbench")], check=True, env=_env())
     counts = [1, args.workers]
-    wall: dict[str, dict[int, list[float]]] = {"python -c pass": {}, "lossbench run": {}}
+    wall: dict[str, dict[int, list[float]]] = {"python -c pass": {}, **{k: {} for k in roots}}
     phases: dict[str, dict[int, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "grid.yaml"
@@ -225,10 +231,11 @@ def main() -> None:
         for i in range(args.repeats):
             for n in counts:
                 wall["python -c pass"].setdefault(n, []).append(_wall([sys.executable, "-c", "pass"]))
-                out = Path(tmp) / f"w{n}-{i}"
-                wall["lossbench run"].setdefault(n, []).append(
-                    _wall([sys.executable, "-m", "lossbench", "run", str(cfg), "--out", str(out), "-q",
-                           "--workers", str(n)]))
+                for label, root in roots.items():
+                    out = Path(tmp) / f"w{n}-{i}-{len(wall[label].get(n, []))}{root.name}"
+                    wall[label].setdefault(n, []).append(
+                        _wall([sys.executable, "-m", "lossbench", "run", str(cfg), "--out", str(out), "-q",
+                               "--workers", str(n)], root))
                 for name, t in _phases(cfg, Path(tmp) / f"p{n}-{i}", n).items():
                     phases.setdefault(name, {}).setdefault(n, []).append(t)
             print(f"repeat {i + 1}: " + ", ".join(f"{n} worker{'s' * (n > 1)} {wall['lossbench run'][n][-1]:.2f} s"
