@@ -18,7 +18,7 @@ from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
 from lossbench.registry import Choice
-from lossbench.sweep.config import TARGET, load_experiment
+from lossbench.sweep.config import TARGET, default_out, load_experiment
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.job import run_one
 from lossbench.sweep.spec import RunSpec
@@ -35,10 +35,6 @@ class Results:
     metric: str | None = None  # what `summary` ranks on (None while no run has finished)
     target: dict | None = None  # the config's target, {"metric": ..., "value": ...}, if it has one
     planned: int = 0  # runs the experiment has; more than len(runs) while the sweep is unfinished
-
-
-def default_out(name: str) -> Path:
-    return Path("results") / name
 
 
 def run(config: str | Path | dict, out: str | Path | None = None, overrides: list[str] | tuple = (),

@@ -129,13 +129,16 @@ def run(
 
     Re-running the same command resumes: recorded runs are skipped. Ctrl-C stops cleanly,
     keeps every finished run and exits 130. Exit code 1 if any run failed."""
-    from lossbench import api
-    from lossbench.analysis.report import print_preview
+    from lossbench.sweep.config import default_out
 
     _check_executor(executor, address)
     stack_n = _stack_option(stack)
     exp = _experiment(config, set_)
-    out_dir = out if out is not None else api.default_out(exp.name)
+    # pandas and the analysis only for a valid config: a config error is one line, sooner
+    from lossbench import api
+    from lossbench.analysis.report import print_preview
+
+    out_dir = out if out is not None else default_out(exp.name)
     console = _console()
     if dry_run:
         print_preview(console, exp, out_dir, api.plan(exp, out_dir, workers, fresh, retry_failed))

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import lossbench
 from lossbench.cli import app
+from lossbench.sweep import workers
 from lossbench.sweep.config import load_experiment
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.store import ResultsDirError
@@ -46,7 +47,9 @@ def tables(out):
     return runs, hist
 
 
-def test_one_worker_and_two_workers_give_identical_tables(tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_one_worker_and_two_workers_give_identical_tables(tmp_path, monkeypatch, start):
+    monkeypatch.setattr(workers, "START", start)  # forked workers on Linux, spawned elsewhere: both alike
     cfg = write(tmp_path, MIXED)
     r1 = lossbench.run(cfg, out=tmp_path / "one", workers=1)
     r2 = lossbench.run(cfg, out=tmp_path / "two", workers=2)
@@ -57,12 +60,13 @@ def test_one_worker_and_two_workers_give_identical_tables(tmp_path):
     assert r1.summary["group"].tolist() == r2.summary["group"].tolist()
 
 
-@pytest.mark.parametrize("stack", ["off", "auto"])
-def test_raising_diverging_and_killed_runs_fail_alone(tmp_path, stack):
+@pytest.mark.parametrize("start,stack", [("fork", "off"), ("spawn", "off"), ("fork", "auto")])
+def test_raising_diverging_and_killed_runs_fail_alone(tmp_path, monkeypatch, start, stack):
     """Across two worker processes: a run whose data vanished raises, one diverges, and the
     worker training a third is SIGKILLed mid-run; every other run finishes normally. Stacked,
     the kill takes the runs of the victim's stack with it (the unit a worker trains), and
     nothing else: its stackmate diverging goes on being only its own business."""
+    monkeypatch.setattr(workers, "START", start)
     keep, vanish = tmp_path / "keep.csv", tmp_path / "vanish.csv"
     rows = "\n".join(f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(120))
     keep.write_text("a,b,y\n" + rows + "\n")
@@ -271,3 +275,33 @@ def _umask():
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def test_a_forked_worker_keeps_only_its_pipes_and_the_standard_streams(tmp_path):
+    """The parent's files (the results directory's lock above all) must not live on in a
+    worker that outlives it: a forked worker closes every inherited descriptor."""
+    lock = os.open(tmp_path / ".lock", os.O_RDWR | os.O_CREAT)
+    task_r, task_w = os.pipe()
+    res_r, res_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports which of the parent's descriptors it still holds, then leaves
+        try:
+            workers._forked_child(task_r, res_w, 1)
+            still_open = [fd for fd in (lock, task_w, res_r, task_r, res_w) if _is_open(fd)]
+            os.write(res_w, json.dumps(still_open).encode())
+        finally:
+            os._exit(0)
+    os.close(res_w)
+    report = os.read(res_r, 1000)
+    os.waitpid(pid, 0)
+    for fd in (lock, task_r, task_w, res_r):
+        os.close(fd)
+    assert json.loads(report) == [task_r, res_w]
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False

@@ -302,6 +302,11 @@ def _experiment(raw: dict, default_name: str) -> Experiment:
 DICT_SOURCE = "config"  # how messages name a config given as a dict
 
 
+def default_out(name: str) -> Path:
+    """Where an experiment's results go unless told: results/<name>/."""
+    return Path("results") / name
+
+
 def load_experiment(path: str | Path | dict, overrides: list[str] | tuple = ()) -> Experiment:
     """Read (or take, for a dict: the parsed YAML), override, validate and expand a config;
     raises ConfigError (one line) on any problem."""

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lossbench import data
 from lossbench.registry import Choice, Int
@@ -20,8 +21,10 @@ from lossbench.sweep.config import Experiment
 from lossbench.sweep.job import run_stack
 from lossbench.sweep.spec import RunSpec
 from lossbench.sweep.stacking import STACK, plan_stacks
-from lossbench.sweep.store import Store, open_store
 from lossbench.sweep.workers import cpu_count, run_pool
+
+if TYPE_CHECKING:
+    from lossbench.sweep.store import Store
 
 Event = Callable[..., None]
 EXECUTORS = Choice("local", "dask")
@@ -48,6 +51,8 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
     KeyboardInterrupt every finished run stays recorded, the tables are written, and the
     interrupt propagates.
     """
+    from lossbench.sweep.store import open_store  # pandas: not for `run`'s check of --executor
+
     _check_options(executor, workers, stack)
     emit = on_event or _ignore
     prepare_data(exp, emit)  # every dataset available, or one DataError before anything is written
