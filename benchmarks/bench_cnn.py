@@ -109,7 +109,7 @@ def worker_lossbench(model: str, steps: int, epoch: bool) -> dict:
         d = SimpleNamespace(x_train=x, y_train=y, x_val=x[:0], y_val=y[:0], x_test=x[:0], y_test=y[:0],
                             n_features=784, n_classes=10, task="classification", image_shape=(1, 28, 28))
     run = train._setup(d, MODELS[model], "cross_entropy", OPTIMIZER, {"batch_size": BATCH, "epochs": 1}, 0)
-    net = train._stack(d, [run])  # what the training loop trains: a stack of one run
+    net, groups = train._stack(d, [run])  # what the training loop trains: a stack of one run
     xbuf = np.empty((1, BATCH, x.shape[1]), x.dtype)
     order = np.random.default_rng(0).permutation(len(x))
     t_train = run.targets[0]
@@ -121,13 +121,13 @@ def worker_lossbench(model: str, steps: int, epoch: bool) -> dict:
         value, grad = run.loss.value_and_grad(out[0], np.take(t_train, idx, axis=0))
         grads = net.backward(grad[None])
         math.sqrt(float(np.dot(grads[0], grads[0])))
-        run.opt.step([grads[0]])
+        run.opt.step([grads])
         return value
 
     times = [_timed(lambda i=i: step(i)) for i in range(steps)][3:]
     result = {"step": statistics.median(times), "flops": layer_flops(run.net, BATCH), "peak": sgemm_peak()}
     if epoch:
-        result["epoch"] = _timed(lambda: train._fit_epoch(net, [run], [0], x, BATCH, xbuf))
+        result["epoch"] = _timed(lambda: train._fit_epoch(net, groups, [run], [0], x, BATCH, xbuf))
     return result
 
 

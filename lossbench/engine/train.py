@@ -175,7 +175,8 @@ class _Run:
     order_rng: np.random.Generator
     on_epoch: Callable[[dict], Any] | None = None
     loss_key: str = ""  # runs with equal keys share one loss call per batch (and their targets)
-    opt: optimizers.Optimizer | None = None
+    opt: optimizers.Optimizer | None = None  # its group's optimizer (stacked runs share one)
+    row: int = 0  # the run's row in that optimizer
     status: str = "ok"
     live: bool = True  # still training: neither diverged nor stopped early
     history: list[dict] = field(default_factory=list)
@@ -210,7 +211,8 @@ def _setup(data, model, loss, optimizer, train=None, seed=0, on_epoch=None) -> _
 
 
 def _stack(data, runs: list[_Run]):
-    """The runs' models as one stacked model, each run's optimizer over its row."""
+    """(the runs' models as one stacked model, its optimizer groups): one optimizer for each
+    run of consecutive runs with one optimizer key, over their rows."""
     first = runs[0]
     for r in runs[1:]:
         if (r.full_batch, r.cfg.batch_size, r.cfg.epochs, r.cfg.shuffle) != \
@@ -218,16 +220,37 @@ def _stack(data, runs: list[_Run]):
                 or r.net.params.shape != first.net.params.shape:
             raise ValueError("stacked runs must share the model, batch size, epochs and shuffling")
     net = nn.Sequential.stack([r.net for r in runs])
-    for k, r in enumerate(runs):
-        r.opt = optimizers.build(r.opt_spec[0], [net.params[k]], **r.opt_spec[1])
-    return net
+    groups = []  # (optimizer, first row, end row): consecutive runs with one optimizer key
+    keys = [optimizers.group_key(*r.opt_spec) for r in runs]
+    lo = 0
+    while lo < len(runs):
+        hi = next((i for i in range(lo + 1, len(runs)) if keys[i] != keys[lo]), len(runs))
+        opt = optimizers.build_stacked(runs[lo].opt_spec[0], net.params[lo:hi], [r.opt_spec[1] for r in runs[lo:hi]])
+        for k in range(lo, hi):
+            runs[k].opt, runs[k].row = opt, k - lo
+        groups.append((opt, lo, hi))
+        lo = hi
+    return net, groups
 
 
 def _train(data, specs: list[dict]) -> list[RunResult]:
+    # runs sharing an optimizer's settings sit next to each other: one optimizer per group
+    # (a run's row in the stack changes nothing in its numbers)
+    order = sorted(range(len(specs)), key=lambda i: _opt_key(specs[i]))
+    results = _train_ordered(data, [specs[i] for i in order])
+    return [results[order.index(i)] for i in range(len(specs))]
+
+
+def _opt_key(spec: dict) -> str:
+    name, kw = split_named("optimizer", spec["optimizer"], "optimizer")
+    return json.dumps(optimizers.group_key(name, kw), default=str)
+
+
+def _train_ordered(data, specs: list[dict]) -> list[RunResult]:
     runs = [_setup(data, **spec) for spec in specs]
     for r in runs:  # a loss shares the targets of the first run with the same loss
         r.targets = next(o for o in runs if o.loss_key == r.loss_key).targets
-    net = _stack(data, runs)
+    net, groups = _stack(data, runs)
     n, k_runs, cfg = len(data.x_train), len(runs), runs[0].cfg
     bs = n if runs[0].full_batch else min(cfg.batch_size, n)
     # One reused batch buffer: a fresh ~400 kB array per step costs page faults once
@@ -240,8 +263,8 @@ def _train(data, specs: list[dict]) -> list[RunResult]:
             break
         for k in live:
             if runs[k].sched is not None:
-                runs[k].opt.lr = runs[k].sched(epoch - 1, runs[k].prev_val)
-        sums = _fit_epoch(net, runs, live, data.x_train, bs, xbuf)
+                runs[k].opt.lr[runs[k].row] = runs[k].sched(epoch - 1, runs[k].prev_val)
+        sums = _fit_epoch(net, groups, runs, live, data.x_train, bs, xbuf)
         step += sums[2]
         val = _evaluate(net, runs, [k for k in live if runs[k].live], data.x_val, 1, data.y_val, data.task)
         elapsed = (time.perf_counter() - start) / k_runs  # each run's share of the stack's time
@@ -260,7 +283,7 @@ def _end_epoch(run: _Run, epoch, step, train_loss, grad_norm, val, elapsed, has_
     """Record one epoch of a run that is still training; decide whether it goes on."""
     row = {"epoch": epoch, "step": step, "train_loss": train_loss}
     row.update({f"val_{k}": v for k, v in val.items()})
-    row.update(lr=run.opt.lr, grad_norm=grad_norm, elapsed_s=elapsed)
+    row.update(lr=float(run.opt.lr[run.row, 0]), grad_norm=grad_norm, elapsed_s=elapsed)
     run.history.append(row)
     if run.on_epoch is not None:
         run.on_epoch(row)
@@ -271,7 +294,7 @@ def _end_epoch(run: _Run, epoch, step, train_loss, grad_norm, val, elapsed, has_
         run.live = False
 
 
-def _fit_epoch(net, runs: list[_Run], live: list[int], x: np.ndarray, bs: int, xbuf):
+def _fit_epoch(net, groups, runs: list[_Run], live: list[int], x: np.ndarray, bs: int, xbuf):
     """One pass over the training set for the runs `live`: ({run: loss sum}, {run: grad-norm
     sum}, steps). A run whose batch loss is not finite is marked diverged and stops at once."""
     n = len(x)
@@ -299,7 +322,10 @@ def _fit_epoch(net, runs: list[_Run], live: list[int], x: np.ndarray, bs: int, x
         for k in live:
             if runs[k].live:
                 norm_sum[k] += _clip_or_norm(grads[k], runs[k].cfg.clip_grad_norm)
-                runs[k].opt.step([grads[k]])
+        for opt, lo_row, hi_row in groups:  # one step per group; stopped runs keep their bits
+            mask = [runs[k].live for k in range(lo_row, hi_row)]
+            if any(mask):
+                opt.step([grads[lo_row:hi_row]], rows=None if all(mask) else mask)
         steps += 1
     return loss_sum, norm_sum, steps
 
