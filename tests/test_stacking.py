@@ -1,0 +1,104 @@
+"""Which runs a sweep stacks (`run --stack`), and the tables it writes when it does."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lossbench.cli import app
+from lossbench.errors import ConfigError
+from lossbench.sweep.config import load_experiment
+from lossbench.sweep.stacking import plan_stacks
+
+runner = CliRunner()
+
+
+def experiment(model="{name: mlp, hidden: [8]}", grid="{optimizer.lr: [0.1, 0.05, 0.02, 0.01]}", seeds="[0, 1]"):
+    return load_experiment(yaml.safe_load(f"""
+name: s
+dataset: {{name: moons, n_samples: 200}}
+model: {model}
+loss: cross_entropy
+optimizer: {{name: sgd, lr: 0.1}}
+train: {{epochs: 2, batch_size: 16}}
+seeds: {seeds}
+grid: {grid}
+"""))
+
+
+def sizes(stacks):
+    return [len(s) for s in stacks]
+
+
+def test_auto_stacks_one_small_model_and_spreads_it_over_the_workers():
+    exp = experiment()
+    assert sizes(plan_stacks(exp.runs, "auto", 1, exp.datasets)) == [8]
+    assert sizes(plan_stacks(exp.runs, "auto", 2, exp.datasets)) == [4, 4]
+    assert sizes(plan_stacks(exp.runs, 3, 1, exp.datasets)) == [3, 3, 2]
+    assert sizes(plan_stacks(exp.runs, "off", 1, exp.datasets)) == [1] * 8
+    # every run once, in the experiment's order within and across stacks
+    flat = [s.run_id for st in plan_stacks(exp.runs, 3, 1, exp.datasets) for s in st]
+    assert flat == [s.run_id for s in exp.runs]
+
+
+def test_runs_stack_only_with_the_same_data_model_and_batches():
+    exp = experiment(grid="{optimizer.lr: [0.1, 0.05], model.hidden: [[8], [16]], train.batch_size: [16, 32]}",
+                     seeds="[0]")
+    assert sizes(plan_stacks(exp.runs, "auto", 1, exp.datasets)) == [2, 2, 2, 2]
+    for stack in plan_stacks(exp.runs, "auto", 1, exp.datasets):
+        assert len({(s.config["model"]["hidden"][0], s.config["train"]["batch_size"]) for s in stack}) == 1
+    # full batch (gd) is other batches than mini-batch sgd
+    exp = experiment(grid="{optimizer.name: [sgd, gd], optimizer.lr: [0.1, 0.05]}", seeds="[0]")
+    assert sorted(sizes(plan_stacks(exp.runs, "auto", 1, exp.datasets))) == [2, 2]
+
+
+def test_auto_leaves_a_large_model_alone_and_n_stacks_it(monkeypatch):
+    exp = experiment(model="{name: mlp, hidden: [2000, 2000]}", seeds="[0]")  # 4M params x batch 16
+    assert sizes(plan_stacks(exp.runs, "auto", 1, exp.datasets)) == [1, 1, 1, 1]
+    assert sizes(plan_stacks(exp.runs, 2, 1, exp.datasets)) == [2, 2]
+    from lossbench.sweep import stacking
+    monkeypatch.setattr(stacking, "MEMORY_BUDGET", 4_100_000 * 8 * 4 * 3)  # room for 3 such runs: 2 stacks
+    assert sizes(plan_stacks(exp.runs, 4, 1, exp.datasets)) == [2, 2]
+    monkeypatch.setattr(stacking, "MEMORY_BUDGET", 4_100_000 * 8 * 4)  # room for one
+    assert sizes(plan_stacks(exp.runs, 4, 1, exp.datasets)) == [1, 1, 1, 1]
+
+
+def test_bad_stack_option_is_one_line(tmp_path):
+    exp = experiment()
+    with pytest.raises(ConfigError, match=r"^stack: .*got 'sometimes'"):
+        plan_stacks(exp.runs, "sometimes", 1, exp.datasets)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: s\ndataset: moons\nmodel: linear\nloss: cross_entropy\noptimizer: sgd\n")
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "--stack", "0"])
+    assert r.exit_code == 2 and r.output.startswith("error: --stack: ") and "got 0" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_stacked_sweep_writes_the_tables_of_an_unstacked_one(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("""name: s
+dataset: {name: moons, n_samples: 300}
+model: {name: mlp, hidden: [8], dropout: 0.2}
+loss: cross_entropy
+optimizer: {name: sgd, lr: 0.1}
+train: {epochs: 4, batch_size: 16, early_stopping: {patience: 1, min_delta: 0.05}}
+seeds: [0, 1]
+grid:
+  optimizer.name: [sgd, adam, rmsprop]
+  optimizer.lr: [0.1, 0.01, 1.0e+12]
+""")
+    out = {}
+    for stack in ("off", "auto", "4"):
+        r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / stack), "-q", "-j", "1", "--stack", stack])
+        assert r.exit_code == 0, r.output
+        out[stack] = (pd.read_csv(tmp_path / stack / "runs.csv"), pd.read_csv(tmp_path / stack / "history.csv"))
+    timing = ["wall_time_s", "time_to_target_s", "stack_size"]
+    for stack in ("auto", "4"):
+        pd.testing.assert_frame_equal(out[stack][0].drop(columns=timing, errors="ignore"),
+                                      out["off"][0].drop(columns=timing, errors="ignore"))
+        pd.testing.assert_frame_equal(out[stack][1].drop(columns="elapsed_s"), out["off"][1].drop(columns="elapsed_s"))
+    assert "stack_size" not in out["off"][0] and set(out["auto"][0].stack_size) == {18}
+    assert sorted(out["4"][0].stack_size.value_counts().items()) == [(2, 2), (4, 16)]
+    assert set(out["off"][0].status) == {"ok", "diverged"}
