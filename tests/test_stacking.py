@@ -102,3 +102,10 @@ grid:
     assert "stack_size" not in out["off"][0] and set(out["auto"][0].stack_size) == {18}
     assert sorted(out["4"][0].stack_size.value_counts().items()) == [(2, 2), (4, 16)]
     assert set(out["off"][0].status) == {"ok", "diverged"}
+    # compare says when times are shares of a stack's
+    from lossbench import api
+    shared = [w for w in api.compare([tmp_path / "4"]).warnings if "stacked" in w]
+    assert shared == ["some runs trained stacked (2, 4 runs per stack; stack_size in runs.csv): their times are "
+                      "shares of their stack's time, not times alone; compare --cost epochs or steps for figures "
+                      "that do not depend on how runs were executed"]
+    assert not [w for w in api.compare([tmp_path / "off"]).warnings if "stacked" in w]

@@ -247,7 +247,17 @@ def compare_problems(problems: list[Problem], by: list[str] | None = None, metri
     warnings = loss_unit_warnings(problems, keys, m)
     if warnings and is_loss(m):  # a loss value of one loss says nothing against another's
         out["rank"] = pd.array([pd.NA] * len(out), dtype="Int64")
-    return Comparison(out, m, keys, higher_is_better(m), pooled, partial, warnings)
+    return Comparison(out, m, keys, higher_is_better(m), pooled, partial, warnings + shared_time_warnings(problems))
+
+
+def shared_time_warnings(problems: list[Problem]) -> list[str]:
+    """Times of stacked runs are shares of their stack's time: say so where some were."""
+    sizes = sorted({int(v) for p in problems if "stack_size" in p.runs.columns for v in p.runs["stack_size"].dropna()})
+    if not sizes or sizes == [1]:
+        return []
+    return [f"some runs trained stacked ({', '.join(map(str, sizes))} runs per stack; stack_size in runs.csv): "
+            "their times are shares of their stack's time, not times alone; compare --cost epochs or steps "
+            "for figures that do not depend on how runs were executed"]
 
 
 def is_loss(metric: str) -> bool:
