@@ -33,7 +33,7 @@ OPTS = ["sgd", "momentum", "rmsprop", "adam"]
 SPIRALS = {"name": "spirals", "n_samples": 1000, "n_classes": 2}
 GRIDS = {  # optimizers x learning rates x seeds
     "spirals16": dict(dataset=SPIRALS, hidden=[32, 32], optimizers=["sgd"], seeds=[0, 1, 2, 3], epochs=60),
-    "spirals64": dict(dataset=SPIRALS, hidden=[32, 32], optimizers=OPTS, seeds=[0, 1, 2, 3], epochs=60),
+    "spirals64": dict(dataset=SPIRALS, hidden=[32, 32], optimizers=OPTS, seeds=[0, 1, 2, 3], epochs=30),
     "moons16": dict(dataset={"name": "moons", "n_samples": 1000}, hidden=[64, 64], optimizers=OPTS, seeds=[0],
                     epochs=60),
 }

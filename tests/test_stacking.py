@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 import yaml
@@ -109,3 +111,23 @@ grid:
                       "shares of their stack's time, not times alone; compare --cost epochs or steps for figures "
                       "that do not depend on how runs were executed"]
     assert not [w for w in api.compare([tmp_path / "off"]).warnings if "stacked" in w]
+
+
+def test_the_progress_line_of_a_stack_names_its_first_run_and_how_many_more():
+    from rich.console import Console
+
+    from lossbench.analysis.report import Progress
+
+    exp = experiment()
+    stack = exp.runs[:3]
+    with Progress(Console(file=open(os.devnull, "w"), force_terminal=True), enabled=True) as progress:  # noqa: SIM115
+        progress.on_event("start", total=8, done=0)
+        for spec in stack:
+            progress.on_event("run_start", spec=spec, stack=stack)
+        shown = progress.bar.tasks[0].description
+        assert shown == "lr=0.1, seed 0 and 2 more, stacked · starting"
+        progress.on_event("epoch", spec=stack[0], row={"epoch": 1, "val_loss": 0.5})
+        progress.on_event("epoch", spec=stack[2], row={"epoch": 1, "val_loss": 0.9})  # a stackmate: not shown
+        assert progress.bar.tasks[0].description == "lr=0.1, seed 0 and 2 more, stacked · epoch 1/2 · val_loss 0.5"
+        progress.on_event("run_start", spec=exp.runs[3])  # alone
+        assert progress.bar.tasks[0].description == "lr=0.05, seed 1 · starting"

@@ -344,6 +344,7 @@ class Progress:
 
     def __init__(self, console: Console, enabled: bool, lines: bool = False):
         self.enabled, self.lines, self.console = enabled, lines and not enabled, console
+        self.others: dict = {}  # run_id -> how many more runs its stack trains (None: not its stack's first)
         if enabled:  # rich.progress is imported only when a bar is shown, not for -q or a pipe
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
@@ -378,15 +379,24 @@ class Progress:
         if kind == "start":
             self.bar.update(self.task, total=info["total"], completed=info["done"])
         elif kind == "run_start":
-            spec = info["spec"]
-            self.bar.update(self.task, description=f"{run_label(spec.cell, spec.seed)} · starting")
+            spec, stack = info["spec"], info.get("stack") or [info["spec"]]
+            # a stack's runs train together: its first run speaks for them
+            self.others[spec.run_id] = len(stack) - 1 if spec is stack[0] else None
+            if self.others[spec.run_id] is not None:
+                self.bar.update(self.task, description=f"{self._label(spec)} · starting")
         elif kind == "epoch":
             row, spec = info["row"], info["spec"]
-            self.bar.update(self.task, description=f"{run_label(spec.cell, spec.seed)} · epoch {row['epoch']}/"
+            if self.others.get(spec.run_id, 0) is None:
+                return
+            self.bar.update(self.task, description=f"{self._label(spec)} · epoch {row['epoch']}/"
                                                    f"{spec.config['train'].get('epochs', 10)} · "
                                                    f"val_loss {row['val_loss']:.4g}")
         elif kind == "run_end":
             self.bar.advance(self.task)
+
+    def _label(self, spec) -> str:
+        others = self.others.get(spec.run_id)
+        return run_label(spec.cell, spec.seed) + (f" and {others} more, stacked" if others else "")
 
     def _line(self, kind: str, **info) -> None:
         import time

@@ -119,7 +119,7 @@ def _stream(stacks: list[list[RunSpec]], exp: Experiment, emit: Event, client, n
 def _serial(stacks: list[list[RunSpec]], datasets: dict, emit: Event) -> Iterator[dict]:
     for stack in stacks:
         for spec in stack:
-            emit("run_start", spec=spec)
+            emit("run_start", spec=spec, stack=stack)
         yield from run_stack(stack, datasets, on_epoch=lambda i, row, stack=stack: emit("epoch", spec=stack[i],
                                                                                          row=row))
 

@@ -119,7 +119,7 @@ def run_pool(stacks: list[list[RunSpec]], workers: int, emit: Callable[..., None
     def give(w: _Worker) -> None:
         w.give(pending.pop())
         for spec in w.stack:
-            emit("run_start", spec=spec, pid=w.proc.pid)
+            emit("run_start", spec=spec, pid=w.proc.pid, stack=w.stack)
 
     try:
         for w in pool:
