@@ -1,13 +1,13 @@
 """Training throughput: lossbench (NumPy) against PyTorch on the CPU.
 
 Trains an MLP 784-256-128-10 and logistic regression (784-10) on Fashion-MNIST with
-Adam, batch 128, cross-entropy, evaluating on the validation split every epoch, and
-reports samples/s and GFLOP/s. When torch is importable the same models and loop run
+Adam (or `--optimizer sgd`: SGD momentum 0.9), batch 128, cross-entropy, evaluating on
+the validation split every epoch, and reports samples/s and GFLOP/s. When torch is importable the same models and loop run
 with torch. Every run is its own process (torch's and OpenBLAS's thread pools would
 fight over the cores in one), and lossbench and torch runs alternate, so a shared
 machine's drifting load hits both sides alike; the ratio is the median over the pairs.
 
-    python benchmarks/bench_speed.py [--epochs 2] [--repeats 5] [--limit N]
+    python benchmarks/bench_speed.py [--epochs 2] [--repeats 5] [--limit N] [--optimizer adam|sgd]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 import time
 
 MODELS = {"mlp": [256, 128], "logreg": []}
+OPTIMIZERS = {"adam": {"name": "adam", "lr": 1e-3}, "sgd": {"name": "sgd", "lr": 0.05, "momentum": 0.9}}
 
 
 def flops_per_sample(sizes: list[int]) -> int:
@@ -41,7 +42,7 @@ def worker_lossbench(model: str, args) -> dict:
     ds = load(args.limit)
     hidden = MODELS[model]
     r = train(ds, model={"name": "mlp", "hidden": hidden} if hidden else "linear", loss="cross_entropy",
-              optimizer={"name": "adam", "lr": 1e-3}, train={"epochs": args.epochs, "batch_size": 128}, seed=0)
+              optimizer=OPTIMIZERS[args.optimizer], train={"epochs": args.epochs, "batch_size": 128}, seed=0)
     # each epoch's training steps and validation pass (the test pass comes after)
     ends = [h["elapsed_s"] for h in r.history]
     return {"epoch_s": [b - a for a, b in zip([0.0] + ends, ends)], "n": len(ds.x_train),
@@ -62,7 +63,9 @@ def worker_torch(model: str, args) -> dict:
     for a, b in zip(sizes, sizes[1:]):
         layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     net = torch.nn.Sequential(*layers[:-1])
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    o = OPTIMIZERS[args.optimizer]
+    opt = (torch.optim.Adam(net.parameters(), lr=o["lr"]) if o["name"] == "adam"
+           else torch.optim.SGD(net.parameters(), lr=o["lr"], momentum=o["momentum"]))
     epochs = []
     for _ in range(args.epochs):
         start = time.perf_counter()
@@ -86,7 +89,8 @@ def worker_torch(model: str, args) -> dict:
 
 
 def spawn(side: str, model: str, args) -> dict | None:
-    cmd = [sys.executable, __file__, "--worker", side, "--model", model, "--epochs", str(args.epochs)]
+    cmd = [sys.executable, __file__, "--worker", side, "--model", model, "--epochs", str(args.epochs),
+           "--optimizer", args.optimizer]
     if args.limit:
         cmd += ["--limit", str(args.limit)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -102,6 +106,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5, help="runs per side and model")
     p.add_argument("--limit", type=int, default=None, help="train on a subset (quick check)")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="adam, or sgd (momentum 0.9)")
     p.add_argument("--worker", choices=["lossbench", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--model", choices=list(MODELS), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -134,7 +139,7 @@ def main() -> None:
                     continue
                 results[model][side].append(res)
 
-    print(f"Fashion-MNIST, Adam, batch 128, {args.repeats} runs x {args.epochs} epochs per side; "
+    print(f"Fashion-MNIST, {args.optimizer}, batch 128, {args.repeats} runs x {args.epochs} epochs per side; "
           "samples/s of the median epoch [fastest epoch]")
     print(f"{'model':7} {'lossbench samples/s':>22} {'GFLOP/s':>8} {'acc':>6} {'torch samples/s':>22} {'acc':>6} "
           f"{'ratio (median of pairs)':>24}")
