@@ -3,9 +3,10 @@
 Trains an MLP 784-256-128-10 and logistic regression (784-10) on Fashion-MNIST with
 Adam (or `--optimizer sgd`: SGD momentum 0.9), batch 128, cross-entropy, evaluating on
 the validation split every epoch, and reports samples/s and GFLOP/s. When torch is
-importable the same models and loop run with torch. Every run is its own process (torch's and OpenBLAS's thread pools would
-fight over the cores in one), and lossbench and torch runs alternate, so a shared
-machine's drifting load hits both sides alike; the ratio is the median over the pairs.
+importable the same models and loop run with torch. Every run is its own process
+(torch's and OpenBLAS's thread pools would fight over the cores in one), and lossbench
+and torch runs alternate, so a shared machine's drifting load hits both sides alike; the
+ratio is the median over the pairs.
 
     python benchmarks/bench_speed.py [--epochs 2] [--repeats 5] [--limit N] [--optimizer adam|sgd]
 """
