@@ -227,27 +227,3 @@ def test_lr_is_a_float_alone_and_a_column_of_rows_stacked():
         opt.step([np.zeros((3, 4), np.float32)], rows=[True, False])
     with pytest.raises(ValueError, match="one bool per row"):
         plain.step([np.zeros(3, np.float32)], rows=[True])
-
-
-@pytest.mark.parametrize("name,i", CASES, ids=IDS)
-def test_a_large_buffer_steps_in_threaded_slices_exactly_as_in_one(name, i, monkeypatch):
-    # above PARALLEL_MIN elements the update runs in one slice per thread: elementwise, so
-    # the bits are those of one pass over the whole buffer (stacked rows and a plain run)
-    rows = GROUPS[name][i]
-    rng = np.random.default_rng(i)
-    p0 = rng.normal(size=(len(rows), P)).astype(np.float32)
-    noise = gradients(rng, len(rows))
-    results = []
-    for parallel_min, threads in ((10**9, "1"), (7, "3")):
-        monkeypatch.setattr(optimizers, "PARALLEL_MIN", parallel_min)
-        monkeypatch.setenv("OPENBLAS_NUM_THREADS", threads)
-        assert len(optimizers._slices(P)) == (1 if threads == "1" else 3)
-        p, plain = p0.copy(), p0[0].copy()
-        opt = optimizers.build_stacked(name, p, rows)
-        results.append((stepped(opt, p, noise, set_row_lr(opt)),
-                        stepped(optimizers.build(name, [plain], **rows[0]), plain, [g[0] for g in noise],
-                                lambda r, lr: None)))
-    (one, one_plain), (sliced, sliced_plain) = results
-    for a, b in ((one, sliced), (one_plain, sliced_plain)):
-        assert np.array_equal(a[0], b[0])
-        assert all(np.array_equal(x[k], y[k]) for x, y in zip(a[1], b[1]) for k in x)

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -83,38 +81,6 @@ def _descend(p: np.ndarray, lr: float, d: np.ndarray, tmp: np.ndarray) -> None:
     """p -= lr * d."""
     np.multiply(d, np.float32(lr), out=tmp)
     p -= tmp
-
-
-# A large parameter buffer's update runs in one slice per core the process may use for BLAS
-# (threads: NumPy's elementwise loops release the GIL), as torch runs elementwise ops over 2
-# threads: Adam on the 235k parameters of an MLP 784-256-128-10 took 0.58 ms of a 2.5 ms step
-# on one core. Below PARALLEL_MIN elements a thread hand-off costs more than it saves.
-PARALLEL_MIN = 1 << 17
-_POOL: list = []
-
-
-def _threads() -> int:
-    """The BLAS threads this process was given (a sweep worker: its share of the cores)."""
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        if os.environ.get(var, "").isdigit():
-            return max(1, int(os.environ[var]))
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _slices(n: int) -> list[tuple[int, int]]:
-    parts = min(_threads(), n // PARALLEL_MIN) or 1
-    edges = [n * i // parts for i in range(parts + 1)]
-    return list(zip(edges, edges[1:]))
-
-
-def _pool() -> ThreadPoolExecutor:
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="lossbench-opt"))
-    return _POOL[0]
-
-
-if hasattr(os, "register_at_fork"):  # a forked worker has none of the parent's threads: a pool of its own
-    os.register_at_fork(after_in_child=_POOL.clear)
 
 
 @dataclass
@@ -212,21 +178,11 @@ class Optimizer:
         self.t += 1
         self.begin_step()
         for p, g, s, w in zip(self.params, grads, self.state, self.scratch):
-            slices = _slices(p.shape[-1])
-            if len(slices) == 1:
-                self._update(p, g, s, w)
-            else:  # every update is elementwise: slices of the buffer step independently, exactly
-                parts = [(p[..., a:b], g[..., a:b], {k: v[..., a:b] for k, v in s.items()},
-                          Scratch(w.tmp[..., a:b], w.tmp2[..., a:b], w.gwd[..., a:b])) for a, b in slices]
-                for f in [_pool().submit(self._update, *part) for part in parts]:
-                    f.result()
-
-    def _update(self, p, g, s, w) -> None:
-        if self.decays and self.decoupled:  # shrink the weights, not the gradient
-            p *= np.float32(1.0 - self._lr * self.weight_decay)
-        elif self.decays:
-            g = _axpy(self.weight_decay, p, g, w.gwd)
-        self.update(p, g, s, w)
+            if self.decays and self.decoupled:  # shrink the weights, not the gradient
+                p *= np.float32(1.0 - self._lr * self.weight_decay)
+            elif self.decays:
+                g = _axpy(self.weight_decay, p, g, w.gwd)
+            self.update(p, g, s, w)
 
     def begin_step(self) -> None:
         """Per-step scalars, after the step count is incremented (NAdam's momentum schedule)."""
