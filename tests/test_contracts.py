@@ -174,7 +174,13 @@ def test_every_optimizer_reduces_a_quadratic(name):
     assert np.isfinite(p).all()
 
 
-@pytest.mark.parametrize("name", optimizers.OPTIMIZERS.names())
+# optimizers whose lr only seeds per-coordinate state when they are made (torch's too): a
+# later lr of 0 does not stop their next step (rprop: steps start at lr; asgd: eta is lr
+# until the first step's end)
+LR_SEEDS_STATE = {"rprop", "asgd"}
+
+
+@pytest.mark.parametrize("name", sorted(set(optimizers.OPTIMIZERS.names()) - LR_SEEDS_STATE))
 def test_lr_zero_is_a_no_op_step(name):
     # a cosine schedule ends at lr = 0; torch then leaves the parameters alone
     p = np.array([1.0, -2.0], np.float32)

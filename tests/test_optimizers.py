@@ -225,3 +225,22 @@ def test_copies_count_the_parameter_sized_arrays_an_optimizer_holds():
 def test_params_must_be_a_list_of_arrays():
     with pytest.raises(TypeError, match="not one array"):
         optimizers.build("adam", np.zeros((3, 2), np.float32))
+
+
+def test_lion_is_its_recurrence():
+    """lucidrains/lion-pytorch, written out in float64 and compared within float32 rounding:
+    p *= 1 - lr wd; p -= lr sign(b1 m + (1-b1) g); m = b2 m + (1-b2) g."""
+    rng = np.random.default_rng(0)
+    for hp in ({}, {"lr": 0.01, "betas": (0.8, 0.95), "weight_decay": 0.1}):
+        lr, (b1, b2), wd = hp.get("lr", 1e-4), hp.get("betas", (0.9, 0.99)), hp.get("weight_decay", 0.0)
+        p = rng.normal(size=40).astype(np.float32)
+        ref, m = p.astype(np.float64), np.zeros(40)
+        opt = optimizers.build("lion", [p], **hp)
+        for _ in range(25):
+            g = rng.normal(size=40).astype(np.float32) + np.float32(0.1) * p
+            opt.step([g])
+            ref *= 1 - lr * wd
+            ref -= lr * np.sign(b1 * m + (1 - b1) * g)
+            m = b2 * m + (1 - b2) * g
+            np.testing.assert_allclose(p, ref, rtol=1e-5, atol=1e-6)
+        assert not np.array_equal(p, rng.normal(size=40))

@@ -20,7 +20,8 @@ from gradcheck import loss_batch
 # Registered items with no torch counterpart to compare against: name -> reason.
 NO_TORCH = {
     "losses": {},
-    "optimizers": {},
+    # no torch.optim namesake: the recurrence is written by hand in test_optimizers.py
+    "optimizers": {"lion": "lucidrains/lion-pytorch's update, in test_optimizers.py::test_lion_is_its_recurrence"},
 }
 
 # ---------------------------------------------------------------- losses
@@ -73,6 +74,8 @@ TORCH_OPTIM = {
     "adamax": ("Adamax", {}),
     "nadam": ("NAdam", {}),
     "radam": ("RAdam", {}),
+    "rprop": ("Rprop", {}),
+    "asgd": ("ASGD", {}),
 }
 
 # name -> hyperparameter sets; {} compares the defaults. Together the sets of an item move
@@ -117,6 +120,8 @@ OPTIM_CASES = {
         {"lr": 0.01},
         {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "betas": (0.8, 0.99), "eps": 1e-4},
     ],
+    "rprop": [{}, {"lr": 0.05, "etas": (0.3, 1.5), "step_sizes": (1e-3, 0.2)}],
+    "asgd": [{}, {"lr": 0.05, "lambd": 0.01, "alpha": 0.5, "t0": 10, "weight_decay": 0.1}],
 }
 
 OPTIM_PARAMS = [(n, hp) for n, hps in OPTIM_CASES.items() for hp in hps]

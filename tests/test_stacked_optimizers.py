@@ -13,6 +13,12 @@ from lossbench.errors import ConfigError
 # numeric hyperparameters (lr always). Together the groups of an item move every
 # hyperparameter it takes off its default (test_every_optimizer_has_groups).
 GROUPS = {
+    "lion": [[{}, {"lr": 0.01, "betas": (0.8, 0.9)}, {"lr": 0.001}],
+             [{"lr": 0.01, "weight_decay": 0.5}, {"lr": 0.003, "weight_decay": 0.01, "betas": (0.5, 0.999)}]],
+    "rprop": [[{}, {"lr": 0.05, "etas": (0.3, 1.5)}, {"lr": 0.001, "step_sizes": (1e-3, 0.02)}]],
+    # t0 2: mu leaves 1 at step 3 in that row only (per-row averaging branches)
+    "asgd": [[{}, {"lr": 0.05, "lambd": 0.01, "alpha": 0.5, "t0": 2}, {"lr": 0.002, "t0": 1e3}],
+             [{"weight_decay": 0.1}, {"lr": 0.03, "weight_decay": 0.01, "lambd": 0.1}]],
     "sgd": [
         [{"lr": 0.1}, {"lr": 0.05}, {"lr": 0.2}],
         [{"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}, {"lr": 0.05, "momentum": 0.5, "dampening": 0.3,

@@ -564,6 +564,117 @@ class RAdam(_Moments):
         p -= denom
 
 
+@OPTIMIZERS.register("lion", lr=LR, betas=BETAS, weight_decay=NONNEG)
+class Lion(Optimizer):
+    """The sign of an interpolated momentum, Lion (Chen et al., 2023; lucidrains/lion-pytorch).
+
+    p *= 1 - lr wd  (decoupled weight decay, as AdamW)
+    p -= lr sign(b1 m + (1 - b1) g)
+    m = b2 m + (1 - b2) g
+    No torch namesake: follows lion-pytorch's update (without its Triton kernel); its
+    `add(..., alpha=1-b1)` may fuse a multiply-add that NumPy rounds twice, which can only
+    flip a sign where the interpolation is within rounding of 0.
+    """
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
+        self.beta1, self.beta2 = _hp(betas[0]), _hp(betas[1])
+        super().__init__(params, lr, weight_decay, decoupled_weight_decay=True)
+
+    def init_state(self, p):
+        return {"m": np.zeros_like(p)}
+
+    def update(self, p, g, s, w):
+        m, c = s["m"], w.tmp
+        _axpy(1.0 - self.beta1, g, np.multiply(m, np.float32(self.beta1), out=w.tmp2), c)
+        np.sign(c, out=c)
+        _descend(p, self._lr, c, w.tmp2)
+        m *= np.float32(self.beta2)
+        m += _scale(g, 1.0 - self.beta2, w.tmp)
+
+
+@OPTIMIZERS.register("rprop", lr=LR, etas=Seq(Real(gt=0), length=2), step_sizes=Seq(Real(ge=0), length=2))
+class Rprop(Optimizer):
+    """Per-coordinate steps grown while the gradient keeps its sign, torch.optim.Rprop (Riedmiller & Braun, 1993).
+
+    f = eta+ if g g_prev > 0, eta- if < 0, else 1; step = clip(step f, step_min, step_max)
+    g = 0 where f = eta-; p -= sign(g) step; g_prev = g
+    Steps start at lr, and lr is used only there (as in torch: a schedule changes nothing).
+    """
+
+    def __init__(self, params, lr=0.01, etas=(0.5, 1.2), step_sizes=(1e-6, 50)):
+        self.eta_minus, self.eta_plus = _hp(etas[0]), _hp(etas[1])
+        self.step_min, self.step_max = _hp(step_sizes[0]), _hp(step_sizes[1])
+        if not (np.all(self.eta_minus < 1) and np.all(self.eta_plus > 1)):  # torch's check (eta- > 0: the registry's)
+            raise ConfigError(f"optimizer.etas: must be (eta-, eta+) with 0 < eta- < 1 < eta+, got {list(etas)}")
+        super().__init__(params, lr, 0.0)
+
+    @classmethod
+    def branches(cls, hp):
+        return ()  # no weight decay
+
+    def init_state(self, p):
+        step = np.empty_like(p)
+        step[...] = np.float32(self._lr)
+        return {"prev": np.zeros_like(p), "step_size": step}
+
+    def update(self, p, g, s, w):
+        prev, step, f = s["prev"], s["step_size"], w.tmp
+        np.multiply(g, prev, out=f)
+        np.sign(f, out=f)
+        one = f.dtype.type(1)
+        f[...] = np.where(f > 0, np.float32(self.eta_plus), np.where(f < 0, np.float32(self.eta_minus), one))
+        step *= f
+        np.clip(step, np.float32(self.step_min), np.float32(self.step_max), out=step)
+        np.copyto(prev, g)
+        prev[f == np.float32(self.eta_minus)] = 0.0  # torch: where the factor is eta- (a sign change)
+        np.sign(prev, out=f)
+        f *= step
+        p -= f
+
+
+@OPTIMIZERS.register("asgd", lr=LR, lambd=NONNEG, alpha=NONNEG, t0=NONNEG, weight_decay=NONNEG)
+class ASGD(Optimizer):
+    """SGD with a decaying step and a running average of the iterates, torch.optim.ASGD (Polyak & Juditsky, 1992).
+
+    p *= 1 - lambd eta; p -= eta g; ax = p if mu = 1 else ax + mu (p - ax)
+    then eta = lr / (1 + lambd lr t)^alpha, mu = 1 / max(1, t - t0)
+    eta and mu start at lr and 1 and are float32, as torch keeps them. The training loop
+    evaluates p, not the average ax (torch's ASGD does not swap them either).
+    """
+
+    def __init__(self, params, lr=0.01, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0):
+        self.lambd, self.alpha, self.t0 = _hp(lambd), _hp(alpha), _hp(t0)
+        super().__init__(params, lr, weight_decay)
+        self.eta = _hp(np.float32(self._lr).astype(np.float64))  # (K, 1) per row when stacked
+        self.mu = _hp(np.ones_like(self._lr))
+
+    def init_state(self, p):
+        return {"ax": np.zeros_like(p)}
+
+    def step(self, grads, rows=None):
+        super().step(grads, rows)
+        if rows is None or _all(np.asarray(rows)):  # a masked step set its rows' through views
+            self.advance()
+
+    def advance(self) -> None:
+        """eta and mu for the next step, from this step's count (in place for stacked rows)."""
+        eta = np.float32(self._lr / np.power(1.0 + self.lambd * self._lr * self.t, self.alpha)).astype(np.float64)
+        mu = np.float32(1.0 / np.maximum(1.0, self.t - self.t0)).astype(np.float64)
+        if self.stacked:
+            self.eta[...], self.mu[...] = eta, mu
+        else:
+            self.eta, self.mu = np.float64(eta), np.float64(mu)
+
+    def update(self, p, g, s, w):
+        p *= np.float32(1.0 - self.lambd * self.eta)
+        _descend(p, self.eta, g, w.tmp)
+        ax, d = s["ax"], w.tmp
+        np.subtract(p, ax, out=d)
+        d *= np.float32(self.mu)
+        ax += d
+        np.copyto(ax, p, where=np.asarray(self.mu == 1.0))  # torch copies p where mu is 1
+
+
 def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
     """Scale the gradients in place so their global L2 norm is at most max_norm;
     returns the norm before clipping. torch.nn.utils.clip_grad_norm_."""
