@@ -21,7 +21,9 @@ from gradcheck import loss_batch
 NO_TORCH = {
     "losses": {},
     # no torch.optim namesake: the recurrence is written by hand in test_optimizers.py
-    "optimizers": {"lion": "lucidrains/lion-pytorch's update, in test_optimizers.py::test_lion_is_its_recurrence"},
+    "optimizers": {"lion": "lucidrains/lion-pytorch's update, in test_optimizers.py::test_lion_is_its_recurrence",
+                   "schedule_free_adamw": "facebookresearch/schedule_free's: test_schedule_free_matches_the_reference",
+                   "schedule_free_sgd": "facebookresearch/schedule_free's: test_schedule_free_matches_the_reference"},
 }
 
 # ---------------------------------------------------------------- losses
@@ -200,3 +202,43 @@ def test_every_hyperparameter_is_compared(kind):
         untested = [k for k, default in {k: p.default for k, p in reg.schema(name).params.items()}.items()
                     if not any(k in s and s[k] != default for s in sets)]
         assert not untested, f"{kind[:-1]} {name!r}: no torch parity case sets {untested} off the default"
+
+
+# ---------------------------------------------------------------- Schedule-Free (not torch.optim)
+
+SCHEDULE_FREE = {  # lossbench name -> (schedulefree class, hyperparameter sets)
+    "schedule_free_adamw": ("AdamWScheduleFree", [
+        {}, {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-4, "weight_decay": 0.1, "warmup_steps": 5, "r": 1.0,
+             "weight_lr_power": 1.0}]),
+    "schedule_free_sgd": ("SGDScheduleFree", [
+        {"lr": 0.1}, {"lr": 0.05, "momentum": 0.8, "weight_decay": 0.1, "warmup_steps": 5, "r": 0.5,
+                      "weight_lr_power": 0.0}]),
+}
+SF_PARAMS = [(n, hp) for n, (_, hps) in SCHEDULE_FREE.items() for hp in hps]
+
+
+@pytest.mark.parametrize("name,hp", SF_PARAMS, ids=[f"{n}{hp}" for n, hp in SF_PARAMS])
+def test_schedule_free_matches_the_reference_package(name, hp):
+    """Against facebookresearch/schedule_free as published on PyPI (`schedulefree`, on
+    torch), training at y and evaluating at x every few steps, as the training loop does."""
+    torch = pytest.importorskip("torch")
+    sf = pytest.importorskip("schedulefree")
+    rng = np.random.default_rng(0)
+    p0 = rng.normal(size=50).astype(np.float32)
+    noise = [rng.normal(size=50).astype(np.float32) for _ in range(30)]
+    p = p0.copy()
+    opt = optimizers.build(name, [p], **hp)
+    tp = torch.tensor(p0.copy(), requires_grad=True)
+    ref = getattr(sf, SCHEDULE_FREE[name][0])([tp], **hp, foreach=False)
+    ref.train()
+    for step, g in enumerate(noise, 1):
+        opt.step([g + np.float32(0.1) * p])
+        tp.grad = torch.tensor(g) + 0.1 * tp.detach()
+        ref.step()
+        np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {step} (y)")
+        if step % 4 == 0:
+            opt.eval()
+            ref.eval()
+            np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {step} (x)")
+            opt.train()
+            ref.train()

@@ -68,6 +68,10 @@ CASES = {
     "every optimizer, clipped": ("moons", [
         dict(model=MLP, loss="cross_entropy", optimizer=name, seed=i, train={"clip_grad_norm": 1.0})
         for i, name in enumerate(n for n in OPTIMIZERS.names() if n != "gd")]),
+    "schedule-free, one stopping early": ("moons", [
+        dict(model=MLP, loss="cross_entropy", optimizer={"name": "schedule_free_adamw", "lr": lr}, seed=s,
+             train={"epochs": 12, "early_stopping": {"patience": 2, "min_delta": 0.02}})
+        for lr, s in [(0.01, 0), (0.003, 1), (0.03, 2)]]),
     "full batch": ("moons", [
         dict(model=MLP, loss="cross_entropy", optimizer={"name": "gd", "lr": lr}) for lr in (0.5, 0.1)]),
     "unshuffled": ("moons", [
@@ -115,3 +119,18 @@ def test_a_run_stops_at_the_first_non_finite_batch_loss_and_its_stack_goes_on(mo
     assert wild.epochs == len(wild.history) < 4
     assert all(math.isfinite(row["train_loss"]) for row in wild.history)
     assert math.isnan(wild.summary["test_accuracy"]) and calm.summary["test_accuracy"] > 0.5
+
+
+def test_schedule_free_runs_are_evaluated_at_the_average_not_the_training_point(moons, monkeypatch):
+    from lossbench.engine import train as engine
+
+    def runs(opt):
+        return [dict(model=MLP, loss="cross_entropy", optimizer={"name": opt, "lr": 0.01}, seed=0,
+                     train={"epochs": 3})]
+
+    evaluated = {opt: train_stack(moons, runs(opt))[0] for opt in ("schedule_free_adamw", "adam")}
+    monkeypatch.setattr(engine, "_to_evaluation_point", lambda *a: None)  # evaluate where training is
+    at_y = {opt: train_stack(moons, runs(opt))[0] for opt in evaluated}
+    sf = "schedule_free_adamw"
+    assert [r["val_loss"] for r in evaluated[sf].history] != [r["val_loss"] for r in at_y[sf].history]
+    assert [r["val_loss"] for r in evaluated["adam"].history] == [r["val_loss"] for r in at_y["adam"].history]

@@ -13,6 +13,13 @@ from lossbench.errors import ConfigError
 # numeric hyperparameters (lr always). Together the groups of an item move every
 # hyperparameter it takes off its default (test_every_optimizer_has_groups).
 GROUPS = {
+    "schedule_free_adamw": [
+        [{}, {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-4, "warmup_steps": 5}, {"lr": 0.001, "r": 1.0,
+                                                                                  "weight_lr_power": 1.0}],
+        [{"weight_decay": 0.1}, {"lr": 0.01, "weight_decay": 0.01, "warmup_steps": 30}]],
+    "schedule_free_sgd": [
+        [{}, {"lr": 0.1, "momentum": 0.5, "warmup_steps": 3}, {"lr": 0.5, "r": 2.0, "weight_lr_power": 0.0}],
+        [{"weight_decay": 0.1}, {"lr": 0.05, "weight_decay": 0.3}]],
     "lion": [[{}, {"lr": 0.01, "betas": (0.8, 0.9)}, {"lr": 0.001}],
              [{"lr": 0.01, "weight_decay": 0.5}, {"lr": 0.003, "weight_decay": 0.01, "betas": (0.5, 0.999)}]],
     "rprop": [[{}, {"lr": 0.05, "etas": (0.3, 1.5)}, {"lr": 0.001, "step_sizes": (1e-3, 0.02)}]],
@@ -233,3 +240,24 @@ def test_lr_is_a_float_alone_and_a_column_of_rows_stacked():
         opt.step([np.zeros((3, 4), np.float32)], rows=[True, False])
     with pytest.raises(ValueError, match="one bool per row"):
         plain.step([np.zeros(3, np.float32)], rows=[True])
+
+
+@pytest.mark.parametrize("name", ["schedule_free_adamw", "schedule_free_sgd"])
+def test_schedule_free_moves_only_the_rows_asked_to_the_evaluation_point(name):
+    rows = GROUPS[name][0][:2]
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(2, P)).astype(np.float32)
+    opt = optimizers.build_stacked(name, p, rows)
+    for g in gradients(rng, 2)[:5]:
+        opt.step([g])
+    y = p.copy()
+    opt.eval(rows=[True, False])  # row 0 to x, row 1 stays at y
+    assert not np.array_equal(p[0], y[0]) and np.array_equal(p[1], y[1])
+    x0 = p[0].copy()
+    opt.eval(rows=[False, True])
+    assert np.array_equal(p[0], x0) and not np.array_equal(p[1], y[1])
+    alone = optimizers.build_stacked(name, y[1:].copy(), rows[1:])  # row 1 alone reaches the same x
+    alone.state[0]["z"][...] = opt.state[0]["z"][1]
+    alone.t = opt.t
+    alone.eval()
+    assert np.array_equal(alone.params[0][0], p[1])

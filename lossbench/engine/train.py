@@ -7,6 +7,7 @@ initial weights, the batch order and the dropout masks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -266,17 +267,38 @@ def _train_ordered(data, specs: list[dict]) -> list[RunResult]:
                 runs[k].opt.lr[runs[k].row] = runs[k].sched(epoch - 1, runs[k].prev_val)
         sums = _fit_epoch(net, groups, runs, live, data.x_train, bs, xbuf)
         step += sums[2]
-        val = _evaluate(net, runs, [k for k in live if runs[k].live], data.x_val, 1, data.y_val, data.task)
+        evaluated = [k for k in live if runs[k].live]
+        with _evaluation_point(groups, evaluated):
+            val = _evaluate(net, runs, evaluated, data.x_val, 1, data.y_val, data.task)
         elapsed = (time.perf_counter() - start) / k_runs  # each run's share of the stack's time
         for k, v in val.items():
             _end_epoch(runs[k], epoch, step, sums[0][k] / n, sums[1][k] / max(sums[2], 1), v, elapsed,
                        len(data.x_val) > 0)
-    test = _evaluate(net, runs, [k for k, r in enumerate(runs) if r.status == "ok"], data.x_test, 2, data.y_test,
-                     data.task)
+    ok = [k for k, r in enumerate(runs) if r.status == "ok"]
+    _to_evaluation_point(groups, ok, "eval")  # and the runs' models keep it, as the reference's checkpoints
+    test = _evaluate(net, runs, ok, data.x_test, 2, data.y_test, data.task)
     wall = (time.perf_counter() - start) / k_runs
     for k, r in enumerate(runs):  # each run's own model ends with its trained weights
         r.net.params[...] = net.params[k]
     return [_result(r, data.task, test.get(k), wall) for k, r in enumerate(runs)]
+
+
+@contextlib.contextmanager
+def _evaluation_point(groups, rows: list[int]):
+    """Evaluate the runs `rows` where their optimizers evaluate (Schedule-Free: the average
+    x, not the training point y), then move them back."""
+    _to_evaluation_point(groups, rows, "eval")
+    try:
+        yield
+    finally:
+        _to_evaluation_point(groups, rows, "train")
+
+
+def _to_evaluation_point(groups, rows: list[int], mode: str) -> None:
+    for opt, lo, hi in groups:
+        mask = [k in rows for k in range(lo, hi)]
+        if hasattr(opt, mode) and any(mask):  # only optimizers with two points have eval/train
+            getattr(opt, mode)(rows=mask)
 
 
 def _end_epoch(run: _Run, epoch, step, train_loss, grad_norm, val, elapsed, has_val) -> None:
