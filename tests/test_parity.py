@@ -129,23 +129,35 @@ OPTIM_CASES = {
 OPTIM_PARAMS = [(n, hp) for n, hps in OPTIM_CASES.items() for hp in hps]
 
 
-@pytest.mark.parametrize("name,hp", OPTIM_PARAMS, ids=[f"{n}{hp}" for n, hp in OPTIM_PARAMS])
-def test_optimizer_trajectory_matches_torch(name, hp):
-    torch = pytest.importorskip("torch")
-    tname, tdefaults = TORCH_OPTIM[name]
+def compare_trajectories(torch, name, hp, make_ref, at_x=False):
+    """30 steps of lossbench's `name` and of the torch-based reference from `make_ref([tp])`
+    on the same gradients (which depend on the parameters, as in training); with at_x,
+    every 4th step also compares both optimizers' evaluation points (eval(), then train())."""
     rng = np.random.default_rng(0)
     p0 = rng.normal(size=50).astype(np.float32)
     noise = [rng.normal(size=50).astype(np.float32) for _ in range(30)]
     p = p0.copy()
     opt = optimizers.build(name, [p], **hp)
     tp = torch.tensor(p0.copy(), requires_grad=True)
-    topt = getattr(torch.optim, tname)([tp], **{**tdefaults, **hp})
+    ref = make_ref([tp])
     for step, g in enumerate(noise, 1):
-        # gradients that depend on the parameters, as in training
         opt.step([g + np.float32(0.1) * p])
         tp.grad = torch.tensor(g) + 0.1 * tp.detach()
-        topt.step()
+        ref.step()
         np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
+        if at_x and step % 4 == 0:
+            opt.eval()
+            ref.eval()
+            np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {step} (x)")
+            opt.train()
+            ref.train()
+
+
+@pytest.mark.parametrize("name,hp", OPTIM_PARAMS, ids=[f"{n}{hp}" for n, hp in OPTIM_PARAMS])
+def test_optimizer_trajectory_matches_torch(name, hp):
+    torch = pytest.importorskip("torch")
+    tname, tdefaults = TORCH_OPTIM[name]
+    compare_trajectories(torch, name, hp, lambda ps: getattr(torch.optim, tname)(ps, **{**tdefaults, **hp}))
 
 
 def test_optimizer_defaults_are_torch_defaults():
@@ -223,22 +235,10 @@ def test_schedule_free_matches_the_reference_package(name, hp):
     torch), training at y and evaluating at x every few steps, as the training loop does."""
     torch = pytest.importorskip("torch")
     sf = pytest.importorskip("schedulefree")
-    rng = np.random.default_rng(0)
-    p0 = rng.normal(size=50).astype(np.float32)
-    noise = [rng.normal(size=50).astype(np.float32) for _ in range(30)]
-    p = p0.copy()
-    opt = optimizers.build(name, [p], **hp)
-    tp = torch.tensor(p0.copy(), requires_grad=True)
-    ref = getattr(sf, SCHEDULE_FREE[name][0])([tp], **hp, foreach=False)
-    ref.train()
-    for step, g in enumerate(noise, 1):
-        opt.step([g + np.float32(0.1) * p])
-        tp.grad = torch.tensor(g) + 0.1 * tp.detach()
-        ref.step()
-        np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {step} (y)")
-        if step % 4 == 0:
-            opt.eval()
-            ref.eval()
-            np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {step} (x)")
-            opt.train()
-            ref.train()
+
+    def reference(ps):
+        ref = getattr(sf, SCHEDULE_FREE[name][0])(ps, **hp, foreach=False)
+        ref.train()  # the reference starts in eval mode
+        return ref
+
+    compare_trajectories(torch, name, hp, reference, at_x=True)
