@@ -244,3 +244,29 @@ def test_lion_is_its_recurrence():
             m = b2 * m + (1 - b2) * g
             np.testing.assert_allclose(p, ref, rtol=1e-5, atol=1e-6)
         assert not np.array_equal(p, rng.normal(size=40))
+
+
+def test_lamb_is_its_recurrence():
+    """cybertronai/pytorch-lamb, written out in float64 per tensor of the layout and
+    compared within float32 rounding (a zero norm gives ratio 1, see the docstring)."""
+    rng = np.random.default_rng(1)
+    layout = [("0.Linear.weight", (4, 5)), ("0.Linear.bias", (5,)), ("2.Linear.weight", (5, 2))]
+    n = 20 + 5 + 10
+    for hp in ({}, {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-4, "weight_decay": 0.1}):
+        lr, (b1, b2) = hp.get("lr", 1e-3), hp.get("betas", (0.9, 0.999))
+        eps, wd = hp.get("eps", 1e-6), hp.get("weight_decay", 0.0)
+        p = rng.normal(size=n).astype(np.float32)
+        p[20:25] = 0.0  # a bias at zero: ratio 1, it moves
+        ref, m, v = p.astype(np.float64), np.zeros(n), np.zeros(n)
+        opt = optimizers.build("lamb", [p], **hp)
+        opt.layout = layout
+        for _ in range(20):
+            g = rng.normal(size=n).astype(np.float32) + np.float32(0.1) * p
+            opt.step([g])
+            m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+            u = m / (np.sqrt(v) + eps) + wd * ref
+            for a, b in ((0, 20), (20, 25), (25, 35)):
+                wn, un = min(np.linalg.norm(ref[a:b]), 10.0), np.linalg.norm(u[a:b])
+                ref[a:b] -= lr * (wn / un if wn and un else 1.0) * u[a:b]
+            np.testing.assert_allclose(p, ref, rtol=2e-5, atol=1e-6)
+        assert np.all(p[20:25] != 0.0)

@@ -22,6 +22,7 @@ NO_TORCH = {
     "losses": {},
     # no torch.optim namesake: the recurrence is written by hand in test_optimizers.py
     "optimizers": {"lion": "lucidrains/lion-pytorch's update, in test_optimizers.py::test_lion_is_its_recurrence",
+                   "lamb": "cybertronai/pytorch-lamb's update, in test_optimizers.py::test_lamb_is_its_recurrence",
                    "schedule_free_adamw": "facebookresearch/schedule_free's: test_schedule_free_matches_the_reference",
                    "schedule_free_sgd": "facebookresearch/schedule_free's: test_schedule_free_matches_the_reference"},
 }

@@ -134,3 +134,14 @@ def test_schedule_free_runs_are_evaluated_at_the_average_not_the_training_point(
     sf = "schedule_free_adamw"
     assert [r["val_loss"] for r in evaluated[sf].history] != [r["val_loss"] for r in at_y[sf].history]
     assert [r["val_loss"] for r in evaluated["adam"].history] == [r["val_loss"] for r in at_y["adam"].history]
+
+
+def test_lamb_gets_the_models_tensors_layer_by_layer(moons, monkeypatch):
+    from lossbench.engine import optimizers
+
+    made = []
+    build = optimizers.build_stacked
+    monkeypatch.setattr(optimizers, "build_stacked", lambda *a, **k: made.append(build(*a, **k)) or made[-1])
+    train_stack(moons, [dict(model=MLP, loss="cross_entropy", optimizer="lamb", train={"epochs": 1})])
+    assert made[0].layout == [("0.Linear.weight", (2, 16)), ("0.Linear.bias", (16,)), ("2.Linear.weight", (16, 16)),
+                              ("2.Linear.bias", (16,)), ("4.Linear.weight", (16, 2)), ("4.Linear.bias", (2,))]

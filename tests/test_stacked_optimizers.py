@@ -13,6 +13,8 @@ from lossbench.errors import ConfigError
 # numeric hyperparameters (lr always). Together the groups of an item move every
 # hyperparameter it takes off its default (test_every_optimizer_has_groups).
 GROUPS = {
+    "lamb": [[{}, {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-4}, {"lr": 0.003}],
+             [{"weight_decay": 0.1}, {"lr": 0.01, "weight_decay": 0.01}]],
     "schedule_free_adamw": [
         [{}, {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-4, "warmup_steps": 5}, {"lr": 0.001, "r": 1.0,
                                                                                   "weight_lr_power": 1.0}],

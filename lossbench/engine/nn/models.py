@@ -58,6 +58,13 @@ class Sequential:
             layer.bind(views, gviews)
 
     @property
+    def layout(self) -> list[tuple[str, tuple]]:
+        """The tensors of the flat parameter buffer in order, as (name, shape): each
+        layer's weight then bias ("2.Linear.weight"), for optimizers that work per layer."""
+        return [(f"{i}.{type(layer).__name__}.{('weight', 'bias')[j] if j < 2 else j}", tuple(shape))
+                for i, layer in enumerate(self.layers) for j, shape in enumerate(layer.shapes)]
+
+    @property
     def stackable(self) -> bool:
         """Whether K runs of this architecture can train as one (dense layers and
         activations take a leading run axis; image layers do not)."""
