@@ -28,8 +28,11 @@ TIMING = ["wall_time_s", "time_to_target_s", "stack_size"]  # how a run was exec
 
 
 def start(cfg, out, *args):
-    # its own session, like a job in a terminal: signals go to the whole process group
-    return subprocess.Popen([sys.executable, "-m", "lossbench", "run", str(cfg), "--out", str(out), "-q", *args],
+    # its own session, like a job in a terminal: signals go to the whole process group.
+    # Stacks of two: runs are recorded a stack at a time, so interrupts land with runs
+    # recorded and stacks still in flight (a kill loses at most those)
+    return subprocess.Popen([sys.executable, "-m", "lossbench", "run", str(cfg), "--out", str(out), "-q",
+                             "--stack", "2", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
