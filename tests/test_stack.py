@@ -78,12 +78,13 @@ CASES = {
     "every optimizer, clipped": ("moons", [
         dict(model=MLP, loss="cross_entropy", optimizer=name, seed=i, train={"clip_grad_norm": 1.0})
         for i, name in enumerate(n for n in OPTIMIZERS.names() if n != "gd")]),
+    # two seeds of each loss: runs sharing a loss share one loss call over their rows
     "binary losses on one output": ("moons", [
-        dict(model=MLP, loss=loss, optimizer="adam", seed=i) for i, loss in enumerate(
-            ["focal", {"name": "focal", "alpha": -1.0, "gamma": 0.5}, "soft_margin", "binary_hinge", "bce"])]),
+        dict(model=MLP, loss=loss, optimizer="adam", seed=s) for s in (0, 1) for loss in
+        ["focal", {"name": "focal", "alpha": -1.0, "gamma": 0.5}, "soft_margin", "binary_hinge", "bce"]]),
     "counts, poisson and quantiles": ("counts", [
-        dict(model=MLP, loss=loss, optimizer={"name": "adam", "lr": 0.01}, seed=2) for loss in
-        ["poisson_nll", {"name": "poisson_nll", "full": True}, {"name": "quantile", "quantile": 0.1}, "quantile"]]),
+        dict(model=MLP, loss=loss, optimizer={"name": "adam", "lr": 0.01}, seed=s) for s in (2, 3) for loss in
+        ["poisson_nll", {"name": "poisson_nll", "full": True}, {"name": "quantile", "quantile": 0.1}]]),
     "gaussian_nll, two outputs per target": ("heteroscedastic", [
         dict(model=MLP, loss=loss, optimizer="adam", seed=s) for s, loss in
         [(0, "gaussian_nll"), (1, "gaussian_nll"), (0, {"name": "gaussian_nll", "eps": 0.5, "full": True})]]),
