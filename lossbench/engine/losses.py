@@ -189,7 +189,8 @@ class GaussianNLL(Loss):
     The model gives two outputs per target, [mu | s] (n means, then n raw variances), and
     var = softplus(s) keeps the variance positive, as torch requires (softplus, not exp:
     it grows linearly, so a large s cannot overflow the variance).
-    v = max(var, eps), as torch clamps, without gradient through the clamp
+    v = max(var, eps): torch clamps under no_grad, so where the clamp acts the gradient is
+    still 0.5 (1/v - d^2/v^2) at v (not the flat value's 0), and so is ours
     loss = mean(0.5 (log v + (mu - t)^2 / v)) (+ 0.5 log(2 pi) if full), over the n targets
     grad_mu = (mu - t) / v / numel;  grad_s = 0.5 (1/v - (mu - t)^2 / v^2) sigmoid(s) / numel
     """
