@@ -31,9 +31,10 @@ def assert_close_grad(analytic: np.ndarray, numeric: np.ndarray, rtol: float = 1
 
 
 def loss_batch(loss, n: int = 6, c: int = 4, dtype=np.float64, seed: int = 0):
-    """Predictions and the targets `loss` trains against (loss.target: index, binary or real)."""
+    """Predictions and the targets `loss` trains against (loss.target: index, binary or real;
+    loss.outputs_per_target outputs per target column)."""
     rng = np.random.default_rng(seed)
-    pred = rng.normal(size=(n, c)).astype(dtype) * 2
+    pred = rng.normal(size=(n, c * loss.outputs_per_target)).astype(dtype) * 2
     if loss.target == "index":
         target = rng.integers(0, c, size=n)
     elif loss.target == "binary":

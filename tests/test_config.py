@@ -36,7 +36,8 @@ MALFORMED = [
                                   "train, seeds, grid, target), got 'adam' (did you mean 'optimizer'?)"),
     ("dataset: moons\nmodel: mlp\nloss: mse\n", "optimizer: missing section"),
     (BASE.replace("name: moons", "name: moonz"),
-     "dataset.name: must be one of ['blobs', 'csv', 'fashion_mnist', 'mnist', 'moons', 'regression', 'spirals'], "
+     "dataset.name: must be one of ['blobs', 'counts', 'csv', 'fashion_mnist', 'heteroscedastic', 'mnist', 'moons', "
+     "'regression', 'spirals'], "
      "got 'moonz' (did you mean 'moons'?)"),
     (BASE.replace("name: mlp", "name: mpl"),
      "model.name: must be one of ['2c2d', 'cnn', 'lenet5', 'linear', 'mlp'], got 'mpl' (did you mean 'mlp'?)"),
@@ -85,8 +86,8 @@ MALFORMED = [
     (BASE + "seeds: 1\n", "seeds: must be a list: [1] for seed 1, got 1"),
     (BASE + "seeds: [1, 1]\n", "seeds: must not repeat a value, got [1, 1]"),
     (BASE.replace("name: moons, n_samples: 200", "name: regression"),
-     "loss.name: must be a regression loss on the regression dataset 'regression' (one of ['huber', 'log_cosh', "
-     "'mae', 'mse', 'smooth_l1']), got 'cross_entropy'"),
+     "loss.name: must be a regression loss on the regression dataset 'regression' (one of ['gaussian_nll', 'huber', "
+     "'log_cosh', 'mae', 'mse', 'poisson_nll', 'quantile', 'smooth_l1']), got 'cross_entropy'"),
     (BASE + "target: {metric: val_r2, value: 0.9}\n", "target.metric: must be one of ['val_loss', 'val_accuracy', "
                                                         "'train_loss'] for a classification dataset, got 'val_r2'"),
     (BASE + "target: {metric: val_accuracy, value: high}\n", "target.value: must be a number, got 'high'"),

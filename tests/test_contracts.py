@@ -48,6 +48,14 @@ LOSS_CASES = [(n, {}) for n in losses.LOSSES.names()] + [
     ("cross_entropy", {"label_smoothing": 0.2}),
     ("hinge", {"margin": 2.0}),
     ("squared_hinge", {"margin": 0.5}),
+    ("focal", {"alpha": -1.0, "gamma": 0.5}),
+    ("focal", {"alpha": 0.9, "gamma": 0.0}),
+    ("focal_softmax", {"gamma": 0.0}),
+    ("focal_softmax", {"gamma": 0.5}),
+    ("poisson_nll", {"full": True}),
+    ("gaussian_nll", {"full": True}),
+    ("quantile", {"quantile": 0.1}),
+    ("quantile", {"quantile": 0.9}),
 ]
 
 

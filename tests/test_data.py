@@ -9,7 +9,7 @@ from lossbench import data
 from lossbench.data import synthetic
 from lossbench.errors import ConfigError, DataError
 
-SYNTHETIC = ["blobs", "moons", "spirals", "regression"]
+SYNTHETIC = ["blobs", "moons", "spirals", "regression", "counts", "heteroscedastic"]
 PARTS = ["x_train", "y_train", "x_val", "y_val", "x_test", "y_test"]
 
 
@@ -70,6 +70,29 @@ def test_regression_outliers_only_in_train_pool():
     assert np.abs(residual_test).max() < 0.6  # noise 0.1 only
     clean = synthetic.regression(0, outlier_fraction=0.0)
     assert np.abs(clean.y[:, 0] - synthetic.regression_target(clean.x)).max() < 0.6
+
+
+def test_counts_are_poisson_with_a_log_linear_rate():
+    raw = synthetic.counts(0, n_samples=20000, rate=4.0)
+    y = np.concatenate([raw.y, raw.y_test])[:, 0]
+    x = np.concatenate([raw.x, raw.x_test])
+    assert (y >= 0).all() and (y == np.round(y)).all()
+    # near x = 0 the mean count is `rate`
+    near0 = np.abs(x).max(axis=1) < 0.1
+    assert y[near0].mean() == pytest.approx(4.0, rel=0.1)
+    # Poisson: variance = mean, in a narrow bin of x
+    assert y[near0].var() == pytest.approx(y[near0].mean(), rel=0.2)
+    assert data.load("counts", seed=0, rate=0.5).y_train.mean() < data.load("counts", seed=0).y_train.mean()
+
+
+def test_heteroscedastic_noise_grows_with_x():
+    raw = synthetic.heteroscedastic(0, n_samples=20000, noise=0.1, slope=0.5)
+    r = raw.y[:, 0] - synthetic.regression_target(raw.x)
+    a = np.abs(raw.x[:, 0])
+    assert r[a < 0.2].std() == pytest.approx(0.1 + 0.5 * 0.1, rel=0.1)  # mean |x| 0.1 in that band
+    assert r[a > 1.8].std() == pytest.approx(0.1 + 0.5 * 1.9, rel=0.1)
+    flat = synthetic.heteroscedastic(0, slope=0.0)
+    assert np.abs(flat.y[:, 0] - synthetic.regression_target(flat.x)).max() < 0.6
 
 
 def test_synthetic_option_values_are_checked():

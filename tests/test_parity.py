@@ -19,7 +19,10 @@ from gradcheck import loss_batch
 
 # Registered items with no torch counterpart to compare against: name -> reason.
 NO_TORCH = {
-    "losses": {},
+    "losses": {
+        "binary_hinge": "torch has no binary hinge (scikit-learn's hinge_loss): formula by hand in test_losses.py",
+        "quantile": "torch has no pinball loss: formula by hand in test_losses.py",
+    },
     # no torch.optim namesake: the recurrence is written by hand in test_optimizers.py
     "optimizers": {"lion": "lucidrains/lion-pytorch's update, in test_optimizers.py::test_lion_is_its_recurrence",
                    "lamb": "cybertronai/pytorch-lamb's update, in test_optimizers.py::test_lamb_is_its_recurrence",
@@ -42,7 +45,37 @@ LOSS_CASES = {
     "bce": (lambda F, p, t: F.binary_cross_entropy_with_logits(p, t), [{}]),
     "hinge": (lambda F, p, t, margin=1.0: F.multi_margin_loss(p, t, margin=margin), [{}, {"margin": 2.0}]),
     "squared_hinge": (lambda F, p, t, margin=1.0: F.multi_margin_loss(p, t, p=2, margin=margin), [{}, {"margin": 0.5}]),
+    "focal": (lambda F, p, t, alpha=0.25, gamma=2.0: sigmoid_focal_loss(F, p, t, alpha, gamma),
+              [{}, {"alpha": 0.5, "gamma": 1.0}, {"alpha": -1.0, "gamma": 0.5}, {"gamma": 0.0}]),
+    # No torch builtin: torch's own composition of the formula, differentiated by autograd.
+    "focal_softmax": (lambda F, p, t, gamma=2.0: softmax_focal_loss(F, p, t, gamma),
+                      [{}, {"gamma": 0.0}, {"gamma": 0.5}]),
+    # lossbench's {0,1} labels are y = 2t - 1 for torch
+    "soft_margin": (lambda F, p, t: F.soft_margin_loss(p, 2 * t - 1), [{}]),
+    "poisson_nll": (lambda F, p, t, full=False: F.poisson_nll_loss(p, t, full=full), [{}, {"full": True}]),
+    # the variance is softplus of the second half of the outputs, in torch as in lossbench;
+    # eps 0.5 makes torch's clamp act on some entries (its gradient passes the clamp)
+    "gaussian_nll": (lambda F, p, t, full=False, eps=1e-6: F.gaussian_nll_loss(
+        p[:, : t.shape[1]], t, F.softplus(p[:, t.shape[1]:]), full=full, eps=eps), [{}, {"full": True, "eps": 0.5}]),
 }
+
+
+def sigmoid_focal_loss(F, inputs, targets, alpha, gamma):
+    """torchvision.ops.sigmoid_focal_loss (torchvision/ops/focal_loss.py), reduction 'mean',
+    line for line (torchvision is not a dependency)."""
+    p = inputs.sigmoid()
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    return loss.mean()
+
+
+def softmax_focal_loss(F, logits, target, gamma):
+    logp = F.log_softmax(logits, dim=-1).gather(1, target[:, None])[:, 0]
+    return (-((1 - logp.exp()) ** gamma) * logp).mean()
 
 LOSS_PARAMS = [(n, kw) for n, (_, kws) in LOSS_CASES.items() for kw in kws]
 

@@ -35,14 +35,14 @@ def test_adding_a_loss_as_the_readme_shows_is_checked_and_listed():
         block,
         "from lossbench import api, losses",
         "from lossbench.errors import ConfigError",
-        "loss = losses.build('quantile', q=0.9)",
+        "loss = losses.build('expectile', tau=0.9)",
         "print(round(loss.value(np.array([[1.0]], np.float32), np.array([[3.0]], np.float32)), 6))",
-        "try:\n    losses.build('quantile', q=1.5)\nexcept ConfigError as e:\n    print(e)",
-        "print([row[1:] for row in api.catalog('losses') if row[0] == 'quantile'])",
+        "try:\n    losses.build('expectile', tau=1.5)\nexcept ConfigError as e:\n    print(e)",
+        "print([row[1:] for row in api.catalog('losses') if row[0] == 'expectile'])",
     ])
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == [
-        "1.8",  # q d with d = 2
-        "loss.q: must be a number in (0, 1), got 1.5",
-        "[({'q': '0.5 (in (0, 1))'}, 'Pinball loss for the q-th quantile.')]",
+        "3.6",  # tau d^2 with d = 2
+        "loss.tau: must be a number in (0, 1), got 1.5",
+        "[({'tau': '0.5 (in (0, 1))'}, 'Asymmetric squared loss for the tau-th expectile.')]",
     ]

@@ -45,6 +45,16 @@ def regression():
     return data.load("regression", n_samples=300, seed=0)
 
 
+@pytest.fixture(scope="module")
+def counts():
+    return data.load("counts", n_samples=300, seed=0)
+
+
+@pytest.fixture(scope="module")
+def heteroscedastic():
+    return data.load("heteroscedastic", n_samples=300, seed=0)
+
+
 MLP = {"name": "mlp", "hidden": [16, 16]}
 CASES = {
     "mlp, three seeds and lrs": ("moons", [
@@ -72,6 +82,19 @@ CASES = {
         dict(model=MLP, loss="cross_entropy", optimizer={"name": "schedule_free_adamw", "lr": lr}, seed=s,
              train={"epochs": 12, "early_stopping": {"patience": 2, "min_delta": 0.02}})
         for lr, s in [(0.01, 0), (0.003, 1), (0.03, 2)]]),
+    # two seeds of each loss: runs sharing a loss share one loss call over their rows
+    "binary losses on one output": ("moons", [
+        dict(model=MLP, loss=loss, optimizer="adam", seed=s) for s in (0, 1) for loss in
+        ["focal", {"name": "focal", "alpha": -1.0, "gamma": 0.5}, "soft_margin", "binary_hinge", "bce"]]),
+    "counts, poisson and quantiles": ("counts", [
+        dict(model=MLP, loss=loss, optimizer={"name": "adam", "lr": 0.01}, seed=s) for s in (2, 3) for loss in
+        ["poisson_nll", {"name": "poisson_nll", "full": True}, {"name": "quantile", "quantile": 0.1}]]),
+    "gaussian_nll, two outputs per target": ("heteroscedastic", [
+        dict(model=MLP, loss=loss, optimizer="adam", seed=s) for s, loss in
+        [(0, "gaussian_nll"), (1, "gaussian_nll"), (0, {"name": "gaussian_nll", "eps": 0.5, "full": True})]]),
+    "focal_softmax beside cross_entropy": ("moons", [
+        dict(model=MLP, loss=loss, optimizer="sgd", seed=0) for loss in
+        ["focal_softmax", {"name": "focal_softmax", "gamma": 0.5}, "cross_entropy"]]),
     "full batch": ("moons", [
         dict(model=MLP, loss="cross_entropy", optimizer={"name": "gd", "lr": lr}) for lr in (0.5, 0.1)]),
     "unshuffled": ("moons", [

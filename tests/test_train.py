@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import realdata
 
-from lossbench import data, losses
+from lossbench import data, losses, optimizers
 from lossbench.engine import nn
 from lossbench.errors import ConfigError
 from lossbench.train import train
@@ -103,7 +103,9 @@ def test_clipping_scales_the_step_to_max_norm(moons, monkeypatch):
     assert np.linalg.norm(p1.astype(np.float64) - p0) == pytest.approx(lr * max_norm, rel=1e-4)
 
 
-@pytest.mark.parametrize("loss,n_out", [("mse", 2), ("huber", 2), ("bce", 1), ("hinge", 2), ("squared_hinge", 2)])
+@pytest.mark.parametrize("loss,n_out", [("mse", 2), ("huber", 2), ("bce", 1), ("hinge", 2), ("squared_hinge", 2),
+                                        ("focal", 1), ("focal_softmax", 2), ("soft_margin", 1), ("binary_hinge", 1),
+                                        ("quantile", 2)])
 def test_every_classification_pairing_learns(moons, loss, n_out):
     r = train(moons, model=MLP, loss=loss, optimizer={"name": "adam", "lr": 0.01},
               train={"epochs": 15, "batch_size": 32}, seed=0)
@@ -126,6 +128,48 @@ def test_regression_metrics_and_robust_losses(regression):
         res[loss] = r.summary["test_mae"]
     # outliers in the training targets pull MSE off; the robust losses resist them
     assert res["mae"] < res["mse"] and res["huber"] < res["mse"]
+
+
+def test_model_outputs_and_targets_of_the_new_losses(moons):
+    from lossbench.engine.train import encode_targets
+    regr = data.load("heteroscedastic", seed=0, n_samples=50)
+    for name, d, n_out, first in [("soft_margin", moons, 1, [moons.y_train[0]]),
+                                  ("binary_hinge", moons, 1, [moons.y_train[0]]),
+                                  ("focal", moons, 1, [moons.y_train[0]]),
+                                  ("gaussian_nll", moons, 4, np.eye(2)[moons.y_train[0]]),
+                                  ("gaussian_nll", regr, 2, regr.y_train[0]),
+                                  ("poisson_nll", regr, 1, regr.y_train[0])]:
+        n, encode = encode_targets(losses.build(name), name, d)
+        assert n == n_out, name
+        np.testing.assert_array_equal(encode(d.y_train)[0], first)
+
+
+def test_poisson_nll_learns_counts_and_its_metrics_see_the_rate():
+    counts = data.load("counts", seed=0)
+    r = train(counts, model="linear", loss="poisson_nll", optimizer={"name": "adam", "lr": 0.05},
+              train={"epochs": 20, "batch_size": 32}, seed=0)
+    assert r.n_params == 2 + 1
+    # the metrics compare exp(output), the rate, with the counts: a log-linear model fits them
+    assert r.summary["test_r2"] > 0.4
+    mse = train(counts, model="linear", loss="mse", optimizer={"name": "adam", "lr": 0.05},
+                train={"epochs": 20, "batch_size": 32}, seed=0)
+    assert r.summary["test_r2"] > mse.summary["test_r2"]
+
+
+def test_gaussian_nll_predicts_a_mean_and_a_variance_that_follows_the_noise():
+    het = data.load("heteroscedastic", seed=0, n_samples=2000, normalize="none")
+    r = train(het, model=MLP, loss="gaussian_nll", optimizer={"name": "adam", "lr": 0.01},
+              train={"epochs": 20, "batch_size": 64}, seed=0)
+    assert r.n_params == 1 * 32 + 32 + 32 * 2 + 2  # two outputs for one target: mean and raw variance
+    assert r.summary["test_r2"] > 0.5  # the r2 of the mean half
+    # the same model trained by hand: its variance grows with |x| as the noise's does
+    loss, net = losses.build("gaussian_nll"), nn.build("mlp", 1, 2, 0, hidden=[32])
+    opt = optimizers.build("adam", [net.params], lr=0.01)
+    for _ in range(400):
+        opt.step([net.backward(loss.grad(net.forward(het.x_train, True), het.y_train))])
+    x = np.array([[0.0], [1.9]], np.float32)
+    std = np.sqrt(np.log1p(np.exp(net.predict(x)[:, 1])))
+    assert std[0] < 0.3 and 0.6 < std[1] < 1.5  # the noise's std: 0.1 at 0, 1.05 at 1.9
 
 
 def test_classification_loss_on_regression_data_is_a_config_error(regression):

@@ -1,8 +1,11 @@
-"""Small offline datasets generated from the seed: blobs, moons, spirals, regression.
+"""Small offline datasets generated from the seed: blobs, moons, spirals, regression,
+counts, heteroscedastic.
 
 They exist to make the differences between losses and optimizers visible in seconds:
-2-D classification problems of increasing non-linearity, and a regression problem whose
-training targets carry gross outliers so MSE, MAE and Huber learn visibly different fits.
+2-D classification problems of increasing non-linearity, a regression problem whose
+training targets carry gross outliers so MSE, MAE and Huber learn visibly different fits,
+Poisson counts (poisson_nll's data) and noise that grows with |x| (gaussian_nll's and
+quantile's: a predicted variance or quantile band has something to follow).
 """
 
 from __future__ import annotations
@@ -95,3 +98,40 @@ def regression(seed, *, n_samples=1000, n_features=4, noise=0.1, outlier_fractio
     y[hit] += outlier_scale * rng.uniform(0.5, 1.5, n_out)
     return Raw("regression", 1, x, y.astype(np.float32)[:, None],
                x_test, y_test.astype(np.float32)[:, None])
+
+
+@DATASETS.register("counts", n_samples=SAMPLES, n_features=FEATURES, rate=Real(gt=0), test_fraction=TEST_FRACTION)
+def counts(seed, *, n_samples=1000, n_features=2, rate=3.0, test_fraction=0.2) -> Raw:
+    """Poisson-distributed counts whose log rate is linear in x (a Poisson regression).
+
+    x uniform in [-1, 1]^d, log lambda = log(rate) + x . w with w ~ N(0, 3/d) drawn from the
+    seed (so x . w has variance about 1), y ~ Poisson(lambda): non-negative integers as
+    float32, one target column; `rate` is the mean count at x = 0.
+    """
+    rng = loader_rng(seed)
+    w = rng.standard_normal(n_features) * np.sqrt(3.0 / n_features)
+    x = rng.uniform(-1, 1, size=(n_samples, n_features)).astype(np.float32)
+    y = rng.poisson(rate * np.exp(x @ w)).astype(np.float32)[:, None]
+    x, y, x_test, y_test = carve_test(x, y, test_fraction, rng)
+    return Raw("regression", 1, x, y, x_test, y_test)
+
+
+def heteroscedastic_std(x: np.ndarray, noise: float, slope: float) -> np.ndarray:
+    """The noise's standard deviation at x: noise + slope * mean|x| over the features."""
+    return noise + slope * np.abs(x).mean(axis=1)
+
+
+@DATASETS.register("heteroscedastic", n_samples=SAMPLES, n_features=FEATURES, noise=NONNEG, slope=NONNEG,
+                   test_fraction=TEST_FRACTION)
+def heteroscedastic(seed, *, n_samples=1000, n_features=1, noise=0.1, slope=0.5, test_fraction=0.2) -> Raw:
+    """A regression target whose noise grows with |x|, for losses that predict a spread.
+
+    y = f(x) + (noise + slope * mean|x|) * N(0, 1), with x uniform in [-2, 2]^d and f the
+    `regression` dataset's noiseless target (no outliers), one target column: at the
+    edges of the box the noise's std is noise + 2 slope.
+    """
+    rng = loader_rng(seed)
+    x = rng.uniform(-2, 2, size=(n_samples, n_features)).astype(np.float32)
+    y = regression_target(x) + heteroscedastic_std(x, noise, slope) * rng.standard_normal(n_samples)
+    x, y, x_test, y_test = carve_test(x, y.astype(np.float32)[:, None], test_fraction, rng)
+    return Raw("regression", 1, x, y, x_test, y_test)

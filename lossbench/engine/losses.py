@@ -3,16 +3,21 @@
 Each follows its torch.nn.functional namesake (formula, defaults, 'mean' reduction) in
 float32. `target` says what the loss trains against:
   "index"  class indices (cross_entropy, hinge, squared_hinge)
-  "binary" {0,1} labels of the same shape as the logits (bce)
-  "real"   real values of the same shape as the output (regression losses; a
-           classification dataset is trained against one-hot targets)
+  "binary" {0,1} labels of the same shape as the logits (bce, focal); the margin
+           losses on ±1 labels (soft_margin, binary_hinge) map them as y = 2t - 1
+           themselves, so the model keeps one output for two classes
+  "real"   real values of the same shape as the target (regression losses; a
+           classification dataset is trained against one-hot targets); a loss with
+           `outputs_per_target` 2 (gaussian_nll) takes twice as many outputs
+A loss's `predict(out)` maps the model's outputs to the target's units for the
+metrics (poisson_nll: the rate exp(out); gaussian_nll: the mean half).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lossbench.registry import Real, Registry
+from lossbench.registry import Bool, Real, Registry
 
 LOSSES = Registry("loss")
 
@@ -31,6 +36,11 @@ class Loss:
     """
 
     target = "real"
+    outputs_per_target = 1  # model outputs per target column ("real" targets only)
+
+    def predict(self, out: np.ndarray) -> np.ndarray:
+        """The model's outputs in the target's units, for metrics (identity by default)."""
+        return out
 
     def value(self, pred: np.ndarray, target: np.ndarray) -> float:
         return self.value_and_grad(pred, target)[0]
@@ -132,6 +142,100 @@ class LogCosh(Loss):
         a = np.abs(d)
         v = a + np.log1p(np.exp(-2.0 * a)) - np.float32(np.log(2.0))
         return _mean(v), np.tanh(d) * _per_run(d)
+
+
+def _softplus(z: np.ndarray) -> np.ndarray:
+    """log(1 + exp(z)) without overflow."""
+    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def _sigmoid(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sigmoid(z), 1 - sigmoid(z)), each without overflow or cancellation."""
+    e = np.exp(-np.abs(z))
+    big, small = 1.0 / (1.0 + e), e / (1.0 + e)
+    return np.where(z >= 0, big, small), np.where(z >= 0, small, big)
+
+
+@LOSSES.register("poisson_nll", full=Bool())
+class PoissonNLL(Loss):
+    """Poisson negative log-likelihood with the output as the log rate, F.poisson_nll_loss.
+
+    loss = mean(exp(x) - t x), x = log(rate): torch's log_input=True, so every output is a
+    valid rate and eps (used only with log_input=False) never enters; the metrics see exp(x).
+    full adds Stirling's log(t!) ~ t log t - t + 0.5 log(2 pi t) where t > 1 (no gradient).
+    grad = (exp(x) - t) / numel
+    """
+
+    def __init__(self, full: bool = False):
+        self.full = bool(full)
+
+    def predict(self, out):
+        return np.exp(out)
+
+    def value_and_grad(self, pred, target):
+        r = np.exp(pred)
+        v = r - target * pred
+        if self.full:
+            big = target > 1
+            t = np.where(big, target, 1.0)  # log only where the term counts
+            v = v + np.where(big, t * np.log(t) - t + 0.5 * np.log(2 * np.pi * t), 0.0)
+        return _mean(v), ((r - target) * _per_run(pred)).astype(np.float32)
+
+
+@LOSSES.register("gaussian_nll", full=Bool(), eps=Real(gt=0))
+class GaussianNLL(Loss):
+    """Gaussian negative log-likelihood of a predicted mean and variance, F.gaussian_nll_loss.
+
+    The model gives two outputs per target, [mu | s] (n means, then n raw variances), and
+    var = softplus(s) keeps the variance positive, as torch requires (softplus, not exp:
+    it grows linearly, so a large s cannot overflow the variance).
+    v = max(var, eps): torch clamps under no_grad, so where the clamp acts the gradient is
+    still 0.5 (1/v - d^2/v^2) at v (not the flat value's 0), and so is ours
+    loss = mean(0.5 (log v + (mu - t)^2 / v)) (+ 0.5 log(2 pi) if full), over the n targets
+    grad_mu = (mu - t) / v / numel;  grad_s = 0.5 (1/v - (mu - t)^2 / v^2) sigmoid(s) / numel
+    """
+
+    outputs_per_target = 2
+
+    def __init__(self, full: bool = False, eps: float = 1e-6):
+        self.full, self.eps = bool(full), float(eps)
+
+    def predict(self, out):
+        return out[..., : out.shape[-1] // 2]
+
+    def value_and_grad(self, pred, target):
+        n = pred.shape[-1] // 2
+        mu, s = pred[..., :n], pred[..., n:]
+        v = np.maximum(_softplus(s), np.float32(self.eps))
+        d = mu - target
+        r = d / v
+        loss = 0.5 * (np.log(v) + d * r)
+        if self.full:
+            loss = loss + np.float32(0.5 * np.log(2 * np.pi))
+        k = _per_run(d)
+        g = np.empty(pred.shape, np.float32)
+        g[..., :n] = r * k
+        g[..., n:] = (0.5 * (1.0 / v - r * r)) * _sigmoid(s)[0] * k
+        return _mean(loss), g
+
+
+@LOSSES.register("quantile", quantile=Real(gt=0, lt=1))
+class Quantile(Loss):
+    """Pinball loss, whose minimizer is the `quantile`-th conditional quantile of the target.
+
+    loss = mean(max(q d, (q - 1) d)), d = target - pred, q = quantile (0.5: half of mae)
+    grad = -q where d > 0, 1 - q where d < 0, 0 at d = 0 (as mae), over numel
+    """
+
+    def __init__(self, quantile: float = 0.5):
+        self.q = float(quantile)
+
+    def value_and_grad(self, pred, target):
+        d = target - pred
+        q = np.float32(self.q)
+        v = np.maximum(q * d, (q - 1) * d)
+        g = np.where(d > 0, -q, np.where(d < 0, 1 - q, np.float32(0.0)))
+        return _mean(v), (g * _per_run(d)).astype(np.float32)
 
 
 # ---- classification losses ----
@@ -240,6 +344,108 @@ class SquaredMultiMargin(MultiMargin):
     """
 
     p = 2
+
+
+@LOSSES.register("focal", alpha=Real(le=1), gamma=Real(ge=0))
+class SigmoidFocal(Loss):
+    """Sigmoid focal loss on logits, torchvision.ops.sigmoid_focal_loss (RetinaNet's).
+
+    bce down-weighted where it is already small: p = sigmoid(x), q = 1 - p_t = p (1-t) + (1-p) t,
+    loss = mean(alpha_t q^gamma bce(x, t)), alpha_t = alpha t + (1 - alpha)(1 - t); alpha < 0:
+    no weighting (alpha_t = 1), as torchvision. gamma = 0 and alpha < 0 is bce.
+    grad = alpha_t (q^gamma (p - t) + gamma q^(gamma-1) p (1-p) (1 - 2t) bce) / numel
+    """
+
+    target = "binary"
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0):
+        self.alpha, self.gamma = float(alpha), float(gamma)
+
+    def value_and_grad(self, pred, target):
+        x, t = pred, target
+        ce = _softplus(x) - x * t
+        p, pm = _sigmoid(x)  # pm = 1 - p, without cancellation
+        q = p * (1 - t) + pm * t
+        gm = np.float32(self.gamma)
+        w = q**gm
+        g = w * (p - t)
+        if self.gamma:
+            with np.errstate(divide="ignore", invalid="ignore"):  # q = 0: the term's limit is 0
+                dw = np.where(q > 0, gm * q ** (gm - 1), 0.0)
+            g += dw * p * pm * (1 - 2 * t) * ce
+        v = w * ce
+        if self.alpha >= 0:
+            a = np.float32(self.alpha)
+            at = a * t + (1 - a) * (1 - t)
+            v, g = at * v, at * g
+        return _mean(v), (g * _per_run(x)).astype(np.float32)
+
+
+@LOSSES.register("focal_softmax", gamma=Real(ge=0))
+class SoftmaxFocal(Loss):
+    """Softmax focal loss on logits and class indices: cross-entropy down-weighted by (1 - p_y)^gamma.
+
+    The multiclass form of the focal loss paper (Lin et al. 2017), without class weights
+    (torchvision has only the sigmoid form, `focal`); gamma = 0 is cross_entropy.
+    loss = mean_i -(1 - p_iy)^gamma log p_iy, p = softmax(x)
+    grad = ((1-p_y)^gamma - gamma (1-p_y)^(gamma-1) p_y log p_y) (p - onehot) / N
+    """
+
+    target = "index"
+
+    def __init__(self, gamma: float = 2.0):
+        self.gamma = float(gamma)
+
+    def value_and_grad(self, pred, target):
+        n = pred.shape[-2]
+        logp = _log_softmax(pred)
+        ly = _at(logp, target)
+        py = np.exp(ly)
+        qy = -np.expm1(ly)  # 1 - p_y without cancellation
+        gm = np.float32(self.gamma)
+        w = qy**gm
+        scale = w
+        if self.gamma:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dw = np.where(qy > 0, gm * qy ** (gm - 1), 0.0)
+            scale = w - dw * py * ly
+        g = np.exp(logp)
+        _add_at(g, target, -1.0)
+        g *= (scale * np.float32(1.0 / n))[..., None]
+        return _mean(-w * ly, -1), g.astype(np.float32)
+
+
+@LOSSES.register("soft_margin")
+class SoftMargin(Loss):
+    """Two-class logistic loss on ±1 labels, F.soft_margin_loss.
+
+    loss = mean(log(1 + exp(-y x))), y = 2t - 1 from the {0,1} labels (so one output for
+    two classes, as bce, whose value it equals on {0,1} labels)
+    grad = -y sigmoid(-y x) / numel
+    """
+
+    target = "binary"
+
+    def value_and_grad(self, pred, target):
+        y = 2 * target - 1
+        z = -y * pred
+        return _mean(_softplus(z)), (-y * _sigmoid(z)[0] * _per_run(pred)).astype(np.float32)
+
+
+@LOSSES.register("binary_hinge")
+class BinaryHinge(Loss):
+    """The SVM hinge loss on one output and ±1 labels, scikit-learn's hinge_loss.
+
+    loss = mean(max(0, 1 - y x)), y = 2t - 1 from the {0,1} labels (torch has no namesake)
+    grad = -y / numel where 1 - y x > 0, else 0 (0 at the kink, as relu)
+    """
+
+    target = "binary"
+
+    def value_and_grad(self, pred, target):
+        y = 2 * target - 1
+        m = 1 - y * pred
+        return _mean(np.maximum(m, 0.0)), (np.where(m > 0, -y, 0.0) * _per_run(pred)).astype(np.float32)
 
 
 def build(name: str, /, **hyperparams) -> Loss:

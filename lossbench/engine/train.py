@@ -88,16 +88,20 @@ class RunResult:
 def model_outputs(loss: losses.Loss, loss_name: str, task: str, n_outputs: int, dataset: str) -> int:
     """How many outputs the model needs for `loss` on a dataset of this task and size.
 
-    Index losses take class indices; bce takes {0,1}: one logit for two classes, one per
-    class (one-vs-rest) otherwise; regression losses take real values (one-hot on a
-    classification dataset). A classification loss on regression data is a ConfigError.
+    Index losses take class indices; binary losses (bce, focal, soft_margin, binary_hinge)
+    take {0,1}: one logit for two classes, one per class (one-vs-rest) otherwise;
+    regression losses take real values (one-hot on a classification dataset), with
+    `outputs_per_target` outputs per target column (gaussian_nll: a mean and a variance).
+    A classification loss on regression data is a ConfigError.
     """
     if task != "classification":
         if loss.target != "real":
             real = sorted(n for n in losses.LOSSES.names() if losses.LOSSES.get(n).target == "real")
             raise fail("loss.name", f"must be a regression loss on the regression dataset {dataset!r} "
                                     f"(one of {real})", loss_name)
-        return n_outputs
+        return n_outputs * loss.outputs_per_target
+    if loss.target == "real":
+        return n_outputs * loss.outputs_per_target
     return 1 if loss.target == "binary" and n_outputs == 2 else n_outputs
 
 
@@ -106,15 +110,16 @@ def encode_targets(loss: losses.Loss, loss_name: str, data) -> tuple[int, Callab
     n_out = model_outputs(loss, loss_name, data.task, data.n_outputs, data.name)
     if data.task != "classification" or loss.target == "index":
         return n_out, lambda y: y
-    if n_out == 1:  # bce on two classes: one logit
+    if n_out == 1:  # a binary loss on two classes: one logit
         return 1, lambda y: y.astype(np.float32)[:, None]
-    eye = np.eye(n_out, dtype=np.float32)
+    eye = np.eye(data.n_outputs, dtype=np.float32)
     return n_out, lambda y: eye[y]
 
 
 def _metrics(loss, out, t, y, task) -> dict[str, float]:
     """Loss and task metrics of one run's outputs on a split."""
     res = {"loss": loss.value(out, t)}
+    out = loss.predict(out)  # in the target's units (poisson_nll: the rate; gaussian_nll: the mean)
     if task == "classification":
         pred = (out[:, 0] > 0).astype(np.int64) if out.shape[1] == 1 else out.argmax(axis=1)
         res["accuracy"] = float(np.mean(pred == y))
