@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -74,7 +76,13 @@ def main(
 def _console():
     from rich.console import Console  # rich only for commands that print tables: --version/--help stay quick
 
-    console = Console()
+    class Quiet(Console):
+        def on_broken_pipe(self) -> None:
+            # Rich's default exits; a sweep must keep recording what its workers finish
+            self.quiet = True
+            _silence_stdout()
+
+    console = Quiet()
     if not console.is_terminal:  # piped or captured: tables at full width, never squeezed into 80 columns
         console.width = 100_000
     return console
@@ -176,6 +184,14 @@ def _stack_option(value: str) -> str | int:
     return stack
 
 
+def _silence_stdout() -> None:
+    """Send the rest of stdout to /dev/null: its reader is gone (a closed pipe), and
+    nothing the sweep finishes may be lost for want of somewhere to print it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -189,6 +205,12 @@ def _train(exp, out_dir: Path, console, quiet: bool, **options):
 
     with Progress(console, enabled=not quiet and console.is_terminal, lines=not quiet) as progress:
         def on_event(kind: str, **info) -> None:
+            try:
+                show(kind, **info)
+            except BrokenPipeError:  # `lossbench run ... | head`: the reader left, the sweep goes on
+                _silence_stdout()
+
+        def show(kind: str, **info) -> None:
             if kind == "set_aside":  # even with --quiet: the user's file was renamed
                 typer.echo(f"warning: {info['path']}: damaged record ({info['what']}); set aside as "
                            f"{info['renamed'].name}, and its run trains again", err=True)

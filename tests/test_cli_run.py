@@ -35,7 +35,7 @@ def test_run_writes_the_four_files_with_the_contract_columns(quickstart):
         "time_to_target_s", "wall_time_s", "n_params", "error", "stack_size"]
     assert len(runs) == 18 and (runs.status == "ok").all() and runs.run_id.is_unique
     # one small model: auto stacks its runs, spread over the workers (one per core)
-    assert runs.stack_size.sum() == 18 * runs.stack_size.max() and runs.stack_size.min() > 1
+    assert runs.stack_size.min() > 1
     hist = pd.read_csv(out / "history.csv")
     assert list(hist.columns) == ["run_id", "epoch", "step", "train_loss", "val_loss", "val_accuracy", "lr",
                                   "grad_norm", "elapsed_s"]

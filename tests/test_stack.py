@@ -123,6 +123,13 @@ def test_stacked_runs_must_share_the_model_and_batches(moons):
     with pytest.raises(ValueError, match="stacked runs must share"):
         train_stack(moons, [dict(model=MLP, loss="cross_entropy", optimizer="sgd"),
                             dict(model=MLP, loss="cross_entropy", optimizer="gd")])
+    # the same shapes but another model: refused, never trained as the first run's model
+    for other in ({**MLP, "activation": "tanh"}, {**MLP, "dropout": 0.5}):
+        with pytest.raises(ValueError, match="stacked runs must share the model"):
+            train_stack(moons, [dict(model=MLP, loss="cross_entropy", optimizer="sgd"),
+                                dict(model=other, loss="cross_entropy", optimizer="sgd")])
+    with pytest.raises(ValueError, match="at least one run"):
+        train_stack(moons, [])
 
 
 def test_a_stacked_runs_time_is_its_share(moons):

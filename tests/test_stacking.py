@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from lossbench.sweep.config import load_experiment
 from lossbench.sweep.stacking import plan_stacks
 
 runner = CliRunner()
+CONFIGS = Path(__file__).parent.parent / "configs"
 
 
 def experiment(model="{name: mlp, hidden: [8]}", grid="{optimizer.lr: [0.1, 0.05, 0.02, 0.01]}", seeds="[0, 1]"):
@@ -54,6 +56,14 @@ def test_runs_stack_only_with_the_same_data_model_and_batches():
     # full batch (gd) is other batches than mini-batch sgd
     exp = experiment(grid="{optimizer.name: [sgd, gd], optimizer.lr: [0.1, 0.05]}", seeds="[0]")
     assert sorted(sizes(plan_stacks(exp.runs, "auto", 1, exp.datasets))) == [2, 2]
+
+
+def test_losses_with_other_output_counts_stack_apart():
+    # bce on two classes has one output, cross_entropy two: one stack would fail and fall back
+    exp = experiment(grid="{loss.name: [cross_entropy, bce, mse], optimizer.lr: [0.1, 0.05]}", seeds="[0]")
+    stacks = plan_stacks(exp.runs, "auto", 1, exp.datasets)
+    assert sorted(sizes(stacks)) == [2, 2, 2]
+    assert all(len({s.config["loss"]["name"] for s in st}) == 1 for st in stacks)
 
 
 def test_auto_leaves_a_large_model_alone_and_n_stacks_it(monkeypatch):
@@ -131,3 +141,19 @@ def test_the_progress_line_of_a_stack_names_its_first_run_and_how_many_more():
         assert progress.bar.tasks[0].description == "lr=0.1, seed 0 and 2 more, stacked · epoch 1/2 · val_loss 0.5"
         progress.on_event("run_start", spec=exp.runs[3])  # alone
         assert progress.bar.tasks[0].description == "lr=0.05, seed 1 · starting"
+
+
+def test_a_reader_that_leaves_costs_no_run(tmp_path):
+    # `lossbench run ... | head -1`: the pipe closes after the first line; every run is still
+    # recorded (Rich's default is to exit, which lost the finished runs of a stack not yet stored)
+    import subprocess
+    import sys
+
+    out = tmp_path / "o"
+    p = subprocess.Popen([sys.executable, "-m", "lossbench", "run", str(CONFIGS / "quickstart.yaml"), "--out", str(out),
+                          "-j", "2", "--stack", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "training 18" in p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait() == 0, err
+    assert len(list((out / "records").glob("*.json"))) == 18 and len(pd.read_csv(out / "runs.csv")) == 18

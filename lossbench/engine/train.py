@@ -181,6 +181,7 @@ class _Run:
     order_rng: np.random.Generator
     on_epoch: Callable[[dict], Any] | None = None
     loss_key: str = ""  # runs with equal keys share one loss call per batch (and their targets)
+    model_key: str = ""  # the model's name and options: runs of one stack share them
     opt: optimizers.Optimizer | None = None  # its group's optimizer (stacked runs share one)
     row: int = 0  # the run's row in that optimizer
     status: str = "ok"
@@ -213,18 +214,19 @@ def _setup(data, model, loss, optimizer, train=None, seed=0, on_epoch=None) -> _
     stopper = EarlyStopping(metrics, **cfg.early_stopping) if cfg.early_stopping else None
     full = cfg.batch_size == "full" or opt_name == "gd"  # gd is full-batch by definition
     return _Run(cfg, loss_fn, targets, net, (opt_name, opt_kw), sched, stopper, full,
-                np.random.default_rng(order_seed), on_epoch, json.dumps([loss_name, loss_kw], sort_keys=True))
+                np.random.default_rng(order_seed), on_epoch, json.dumps([loss_name, loss_kw], sort_keys=True),
+                json.dumps([model_name, model_kw], sort_keys=True, default=str))
 
 
 def _stack(data, runs: list[_Run]):
     """(the runs' models as one stacked model, its optimizer groups): one optimizer for each
     run of consecutive runs with one optimizer key, over their rows."""
-    first = runs[0]
-    for r in runs[1:]:
-        if (r.full_batch, r.cfg.batch_size, r.cfg.epochs, r.cfg.shuffle) != \
-                (first.full_batch, first.cfg.batch_size, first.cfg.epochs, first.cfg.shuffle) \
-                or r.net.params.shape != first.net.params.shape:
-            raise ValueError("stacked runs must share the model, batch size, epochs and shuffling")
+    def shared(r: _Run) -> tuple:
+        return r.model_key, r.net.params.shape, r.full_batch, r.cfg.batch_size, r.cfg.epochs, r.cfg.shuffle
+
+    if any(shared(r) != shared(runs[0]) for r in runs[1:]):
+        raise ValueError("stacked runs must share the model (its options and its number of outputs, which the "
+                         "loss decides), batch size, epochs and shuffling")
     net = nn.Sequential.stack([r.net for r in runs])
     groups = []  # (optimizer, first row, end row): consecutive runs with one optimizer key
     keys = [optimizers.group_key(*r.opt_spec) for r in runs]
@@ -241,6 +243,8 @@ def _stack(data, runs: list[_Run]):
 
 
 def _train(data, specs: list[dict]) -> list[RunResult]:
+    if not specs:
+        raise ValueError("train_stack needs at least one run")
     # runs sharing an optimizer's settings sit next to each other: one optimizer per group
     # (a run's row in the stack changes nothing in its numbers)
     order = sorted(range(len(specs)), key=lambda i: _opt_key(specs[i]))

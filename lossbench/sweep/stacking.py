@@ -62,7 +62,15 @@ def _batches(cfg: dict) -> tuple:
 
 def _key(spec: RunSpec) -> str:
     cfg = spec.config
-    return json.dumps([cfg["dataset"], cfg["model"], _batches(cfg)], sort_keys=True, default=str)
+    return json.dumps([cfg["dataset"], cfg["model"], _batches(cfg), _outputs(cfg)], sort_keys=True, default=str)
+
+
+def _outputs(cfg: dict) -> tuple:
+    """What, besides the data, decides the model's number of outputs: the loss's kind of
+    target (bce on two classes has one output, cross_entropy two) and outputs per target."""
+    name = split_named("loss", cfg["loss"], "loss")[0]
+    loss = losses.LOSSES.get(name) if name in losses.LOSSES.names() else None
+    return (loss.target, loss.outputs_per_target) if loss is not None else (name,)
 
 
 def _cap(spec: RunSpec, stack, datasets: dict) -> int:
