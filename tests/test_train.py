@@ -219,3 +219,17 @@ def test_cosine_to_zero_with_adam_does_not_crash(moons):
 def test_silently_wrong_values_are_refused(moons, model, train_cfg, pattern):
     with pytest.raises(ConfigError, match=pattern):
         train(moons, model=model, loss="cross_entropy", optimizer="sgd", train=train_cfg)
+
+
+def test_poisson_nll_is_refused_on_negative_targets(tmp_path):
+    # a negative count has no likelihood: exp(x) - t x falls without bound as x does
+    with pytest.raises(ConfigError, match=r"^loss\.name: needs targets >= 0 \(counts or rates\), and 'regression' "
+                                          r"has targets down to -\d.*, got 'poisson_nll'$"):
+        train(data.load("regression", seed=0), model="linear", loss="poisson_nll", optimizer="sgd")
+    counts = train(data.load("counts", seed=0), model="linear", loss="poisson_nll", optimizer="sgd",
+                   train={"epochs": 1})
+    assert counts.status == "ok"
+    from lossbench.sweep.config import load_experiment
+    cfg = {"name": "p", "dataset": "regression", "model": "linear", "loss": "poisson_nll", "optimizer": "sgd"}
+    with pytest.raises(ConfigError, match=r"loss\.name: needs targets >= 0"):
+        load_experiment(cfg)

@@ -37,6 +37,7 @@ class Loss:
 
     target = "real"
     outputs_per_target = 1  # model outputs per target column ("real" targets only)
+    nonnegative_targets = False  # True: refused on data with a negative target (counts, rates)
 
     def predict(self, out: np.ndarray) -> np.ndarray:
         """The model's outputs in the target's units, for metrics (identity by default)."""
@@ -165,6 +166,8 @@ class PoissonNLL(Loss):
     full adds Stirling's log(t!) ~ t log t - t + 0.5 log(2 pi t) where t > 1 (no gradient).
     grad = (exp(x) - t) / numel
     """
+
+    nonnegative_targets = True  # a negative count has no likelihood: the loss has no minimum
 
     def __init__(self, full: bool = False):
         self.full = bool(full)

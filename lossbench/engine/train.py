@@ -105,6 +105,14 @@ def model_outputs(loss: losses.Loss, loss_name: str, task: str, n_outputs: int, 
     return 1 if loss.target == "binary" and n_outputs == 2 else n_outputs
 
 
+def check_targets(loss: losses.Loss, loss_name: str, data) -> None:
+    """Refuse a loss on targets it has no minimum for (poisson_nll on negative values)."""
+    if loss.nonnegative_targets and data.task != "classification" and len(data.y_train) \
+            and float(np.min(data.y_train)) < 0:
+        raise fail("loss.name", f"needs targets >= 0 (counts or rates), and {data.name!r} has targets down to "
+                                f"{float(np.min(data.y_train)):.4g}", loss_name)
+
+
 def encode_targets(loss: losses.Loss, loss_name: str, data) -> tuple[int, Callable[[np.ndarray], np.ndarray]]:
     """(model outputs, how the dataset's labels become the loss's targets)."""
     n_out = model_outputs(loss, loss_name, data.task, data.n_outputs, data.name)
@@ -194,6 +202,7 @@ def _setup(data, model, loss, optimizer, train=None, seed=0, on_epoch=None) -> _
     cfg = train if isinstance(train, TrainConfig) else TrainConfig.of(train or {})
     loss_name, loss_kw = split_named("loss", loss, "loss")
     loss_fn = losses.build(loss_name, **loss_kw)
+    check_targets(loss_fn, loss_name, data)
     n_out, encode = encode_targets(loss_fn, loss_name, data)
     targets = (encode(data.y_train), encode(data.y_val), encode(data.y_test))
     init_seed, order_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))

@@ -20,7 +20,7 @@ import numpy as np
 from lossbench import data
 from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.metrics import TASK_METRICS, value_range
-from lossbench.engine.train import EarlyStopping, TrainConfig, model_outputs
+from lossbench.engine.train import EarlyStopping, TrainConfig, check_targets, model_outputs
 from lossbench.errors import ConfigError, LossbenchError
 from lossbench.registry import Check, Int, Real, Schema, Seq, Text, did_you_mean, fail, show, split_named
 from lossbench.sweep.spec import RunSpec, run_id
@@ -110,6 +110,8 @@ def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
     loss_name, loss_options = split_named("loss", cfg["loss"], "loss")
     loss = losses.build(loss_name, **loss_options)
     n_out = model_outputs(loss, loss_name, task, n_outputs, name)
+    if loss.nonnegative_targets:  # only then the targets' values matter here: load them
+        check_targets(loss, loss_name, data.load_spec(ds, data_cache))
     model_name, model_options = split_named("model", cfg["model"], "model")
     net = nn.plan(model_name, n_features, n_out, 0, image_shape, **model_options)
     opt_name, opt_options = split_named("optimizer", cfg["optimizer"], "optimizer")
