@@ -254,3 +254,16 @@ def test_docstring_starts_with_a_one_sentence_summary(kind, name):
     assert first, f"{kind} {name!r} has no docstring"
     assert first.endswith("."), f"{kind} {name!r}: the first docstring line is not a sentence ending in '.': {first!r}"
     assert not re.search(r"\.\s+[A-Z]", first), f"{kind} {name!r}: two sentences on the first line: {first!r}"
+
+
+def test_every_optimizer_names_its_reference_where_list_shows_it():
+    # `lossbench list optimizers` shows each item's summary: what to check it against (an
+    # alias names the optimizer it is, whose summary names the reference)
+    from lossbench import api
+
+    references = ("torch.optim.", "lion-pytorch", "facebookresearch/schedule_free", "pytorch-lamb")
+    shown = {name: summary for name, _, summary in api.catalog("optimizers")}
+    for name, summary in shown.items():
+        assert any(r in summary for r in references) or any(f"{other} " in summary.lower() for other in shown
+                                                             if any(r in shown[other] for r in references)), \
+            f"{name}: {summary!r}"
