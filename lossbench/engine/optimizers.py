@@ -199,6 +199,15 @@ class Optimizer:
             self._view(lo, hi).step([g[lo:hi] for g in grads])
         self.t += 1
 
+    def _keep(self, **values) -> None:
+        """Set per-row values kept between steps (outside `state`): in place when stacked,
+        so row views (a masked step) write through to this optimizer."""
+        for name, v in values.items():
+            if self.stacked:
+                getattr(self, name)[...] = v
+            else:
+                setattr(self, name, np.float64(v))
+
     def _view(self, lo: int, hi: int) -> Optimizer:
         """This optimizer over rows lo:hi: its parameters, state, scratch and per-row
         attributes ((K, 1) arrays) are views, so the view's step writes them here."""
@@ -663,11 +672,7 @@ class ASGD(Optimizer):
     def advance(self) -> None:
         """eta and mu for the next step, from this step's count (in place for stacked rows)."""
         eta = np.float32(self._lr / np.power(1.0 + self.lambd * self._lr * self.t, self.alpha)).astype(np.float64)
-        mu = np.float32(1.0 / np.maximum(1.0, self.t - self.t0)).astype(np.float64)
-        if self.stacked:
-            self.eta[...], self.mu[...] = eta, mu
-        else:
-            self.eta, self.mu = np.float64(eta), np.float64(mu)
+        self._keep(eta=eta, mu=np.float32(1.0 / np.maximum(1.0, self.t - self.t0)).astype(np.float64))
 
     def update(self, p, g, s, w):
         p *= np.float32(1.0 - self.lambd * self.eta)
@@ -705,11 +710,8 @@ class LAMB(Optimizer):
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
         self.beta1, self.beta2, self.eps, self.wd = _hp(betas[0]), _hp(betas[1]), _hp(eps), _hp(weight_decay)
+        self.wd_on = bool(np.any(self.wd > 0))  # structural: the base class's branches
         super().__init__(params, lr, 0.0)  # the decay is inside the trust ratio
-
-    @classmethod
-    def branches(cls, hp):
-        return (hp["weight_decay"] > 0,)
 
     def init_state(self, p):
         return {"m": np.zeros_like(p), "v": np.zeros_like(p)}
@@ -723,7 +725,7 @@ class LAMB(Optimizer):
         np.sqrt(v, out=u)
         u += np.float32(self.eps)
         np.divide(m, u, out=u)
-        if np.any(self.wd > 0):
+        if self.wd_on:
             u += _scale(p, self.wd, w.tmp)
         for t in tensors(self.layout, p.shape[-1]):
             pt, ut = p[..., t], u[..., t]
@@ -747,13 +749,10 @@ class _ScheduleFree(Optimizer):
 
     def __init__(self, params, lr, beta, weight_decay, warmup_steps, r, weight_lr_power):
         self.beta, self.wd = _hp(beta), _hp(weight_decay)
+        self.wd_on = bool(np.any(self.wd > 0))  # structural: the base class's branches
         self.warmup, self.r, self.power = _hp(warmup_steps), _hp(r), _hp(weight_lr_power)
         super().__init__(params, lr, 0.0)  # the decay is at y, in update
         self.lr_max, self.weight_sum = _hp(np.full_like(self._lr, -1.0)), _hp(np.zeros_like(self._lr))
-
-    @classmethod
-    def branches(cls, hp):
-        return (hp["weight_decay"] > 0,)
 
     def init_state(self, p):
         return {"z": p.copy()}  # the reference clones p at the first step: p has not moved before it
@@ -768,14 +767,6 @@ class _ScheduleFree(Optimizer):
         self.c = np.where(total != 0, weight / np.where(total != 0, total, 1.0), 0.0)
         self._keep(lr_max=lr_max, weight_sum=total)
 
-    def _keep(self, **values) -> None:
-        """Per-row values kept between steps: in place when stacked (row views see it)."""
-        for name, v in values.items():
-            if self.stacked:
-                getattr(self, name)[...] = v
-            else:
-                setattr(self, name, np.float64(v))
-
     def descend(self, p, z, d, w) -> None:
         """The y and z updates for direction d (scratch w.tmp, w.tmp2 free)."""
         if self.wd_on:
@@ -783,10 +774,6 @@ class _ScheduleFree(Optimizer):
         _lerp_to(p, z, self.c, w.tmp, w.tmp2)
         p += _scale(d, self.lr_t * (self.beta * (1.0 - self.c) - 1.0), w.tmp)
         z -= _scale(d, self.lr_t, w.tmp)
-
-    @property
-    def wd_on(self) -> bool:
-        return bool(np.any(self.wd > 0))
 
     def eval(self, rows=None) -> None:
         """p from y to x, in the rows given (all by default): lerp towards z by 1 - 1/beta."""
