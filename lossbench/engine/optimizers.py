@@ -887,6 +887,13 @@ def group_key(name: str, hyperparams: dict) -> tuple:
     return name, flags, OPTIMIZERS.get(name).branches(hp)
 
 
+def check(name: str, hyperparams: dict) -> Optimizer:
+    """The optimizer over a one-value stand-in: checks every setting and the relations
+    between them (ConfigError) without allocating state the size of a model; its `lr` is
+    the one the run will use (a schedule's base)."""
+    return OPTIMIZERS.build(name, [np.zeros(1, np.float32)], **hyperparams)
+
+
 def build_stacked(name: str, params2d: np.ndarray, rows: Sequence[dict]) -> Optimizer:
     """One optimizer over a (K, P) block of a stack's parameters (a view: updated in
     place), row i stepping as `build(name, [params2d[i]], **rows[i])` would, bit for bit.
@@ -898,7 +905,7 @@ def build_stacked(name: str, params2d: np.ndarray, rows: Sequence[dict]) -> Opti
         raise ValueError("build_stacked takes a (K, P) parameter array and K >= 1 hyperparameter mappings")
     checked = [OPTIMIZERS.check(name, dict(r)) for r in rows]
     for hp in checked:  # relations between options (nesterov needs momentum), as alone
-        OPTIMIZERS.build(name, [np.zeros(1, np.float32)], **hp)
+        check(name, hp)
     if len({group_key(name, hp) for hp in checked}) > 1:
         raise ValueError(f"runs with different optimizer code paths cannot share one {name} optimizer: "
                          "group them by optimizers.group_key")

@@ -210,8 +210,9 @@ def _setup(data, model, loss, optimizer, train=None, seed=0, on_epoch=None) -> _
     net = nn.build(model_name, data.n_features, n_out, init_seed, data.image_shape, **model_kw)
     opt_name, opt_kw = split_named("optimizer", optimizer, "optimizer")
     # the optimizer and its schedule are made over the run's row of the stack (_stack);
-    # a scratch optimizer over the run's own buffer checks their settings now
-    opt = optimizers.build(opt_name, [net.params], **opt_kw)
+    # checked now, and the schedule's base lr (a stand-in: one over the model's buffer
+    # allocated its state, up to 6 model-sized arrays, for nothing)
+    opt = optimizers.check(opt_name, opt_kw)
     sched = None
     if cfg.schedule is not None:
         s_name, s_kw = split_named("train.schedule", cfg.schedule, "schedule")

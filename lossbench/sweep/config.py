@@ -15,8 +15,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from lossbench import data
 from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.metrics import TASK_METRICS, value_range
@@ -115,7 +113,7 @@ def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
     model_name, model_options = split_named("model", cfg["model"], "model")
     net = nn.plan(model_name, n_features, n_out, 0, image_shape, **model_options)
     opt_name, opt_options = split_named("optimizer", cfg["optimizer"], "optimizer")
-    opt = optimizers.build(opt_name, [np.zeros(1, np.float32)], **opt_options)  # relations between options
+    opt = optimizers.check(opt_name, opt_options)
     nn.check_fits(net.n_params, show(cfg["model"]), opt.copies(), opt_name)
     tc = TrainConfig.of(cfg["train"])
     if tc.schedule is not None:
