@@ -1,0 +1,80 @@
+"""Optimizers with torch.optim's names, defaults and update rules, in float32.
+
+`base` holds the Optimizer class (its docstring is the design); each other module one
+family. Importing the package registers them all. The functions below are the API:
+build, check, group_key, build_stacked, clip_grad_norm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from lossbench.engine.optimizers import adam, classic, layerwise, schedule_free  # noqa: F401  (registers them)
+from lossbench.engine.optimizers.base import OPTIMIZERS, Optimizer, Scratch
+
+__all__ = ["OPTIMIZERS", "Optimizer", "Scratch", "build", "build_stacked", "check", "clip_grad_norm", "group_key"]
+
+
+def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
+    """Scale the gradients in place so their global L2 norm is at most max_norm;
+    returns the norm before clipping. torch.nn.utils.clip_grad_norm_."""
+    total = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads))
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            g *= np.float32(coef)
+    return total
+
+
+def build(name: str, params: Sequence[np.ndarray], /, **hyperparams) -> Optimizer:
+    """`optimizers.build("adam", [w, b], lr=1e-3)`: an optimizer by its registered name."""
+    return OPTIMIZERS.build(name, params, **hyperparams)
+
+
+def group_key(name: str, hyperparams: dict) -> tuple:
+    """What runs must share to be updated by one stacked optimizer: the registered name
+    (an alias has its own defaults: `build_stacked` fills every row's from its one name),
+    the boolean options and the values that select a code path (momentum > 0, weight
+    decay > 0). Runs with equal keys may form a group; numeric hyperparameters may
+    differ. Checks the hyperparameters (ConfigError in the usual form)."""
+    hp = OPTIMIZERS.check(name, hyperparams)
+    flags = tuple(sorted((k, v) for k, v in hp.items() if isinstance(v, bool)))
+    return name, flags, OPTIMIZERS.get(name).branches(hp)
+
+
+def check(name: str, hyperparams: dict) -> Optimizer:
+    """The optimizer over a one-value stand-in: checks every setting and the relations
+    between them (ConfigError) without allocating state the size of a model; its `lr` is
+    the one the run will use (a schedule's base)."""
+    return OPTIMIZERS.build(name, [np.zeros(1, np.float32)], **hyperparams)
+
+
+def build_stacked(name: str, params2d: np.ndarray, rows: Sequence[dict]) -> Optimizer:
+    """One optimizer over a (K, P) block of a stack's parameters (a view: updated in
+    place), row i stepping as `build(name, [params2d[i]], **rows[i])` would, bit for bit.
+
+    Every row is checked as it would be alone (same messages); the rows must share
+    `group_key`. Its `lr` is the (K, 1) column of the rows' rates; `step([grads2d], rows=mask)`.
+    """
+    if not isinstance(params2d, np.ndarray) or params2d.ndim != 2 or len(rows) != len(params2d) or not rows:
+        raise ValueError("build_stacked takes a (K, P) parameter array and K >= 1 hyperparameter mappings")
+    checked = [OPTIMIZERS.check(name, dict(r)) for r in rows]
+    for hp in checked:  # relations between options (nesterov needs momentum), as alone
+        check(name, hp)
+    if len({group_key(name, hp) for hp in checked}) > 1:
+        raise ValueError(f"runs with different optimizer code paths cannot share one {name} optimizer: "
+                         "group them by optimizers.group_key")
+    return OPTIMIZERS.get(name)([params2d], **{k: _column([hp[k] for hp in checked]) for k in checked[0]})
+
+
+def _column(values: list):
+    """One option's row values as a stacked constructor takes them: numbers a (K, 1)
+    float64 column, pairs (betas) a pair of columns, flags the group's one value."""
+    if isinstance(values[0], bool):
+        return values[0]
+    if isinstance(values[0], (list, tuple)):
+        return tuple(_column(list(col)) for col in zip(*values))
+    return np.array(values, dtype=np.float64).reshape(-1, 1)
