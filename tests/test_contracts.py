@@ -167,11 +167,18 @@ def test_model_builds_shapes_agree_and_gradient_matches_finite_differences(name)
 
 # ---------------------------------------------------------------- optimizers
 
+def shaped(name, values):
+    """Parameters as the optimizer takes them: a vector, or a 2 x n matrix for optimizers
+    of matrices only (muon)."""
+    p = np.array(values, np.float32)
+    return p.reshape(2, -1) if getattr(optimizers.OPTIMIZERS.get(name), "matrices", False) else p
+
+
 @pytest.mark.parametrize("name", optimizers.OPTIMIZERS.names())
 def test_every_optimizer_reduces_a_quadratic(name):
     # f(p) = 0.5 * sum(a * p^2): an ill-conditioned bowl with minimum at 0
-    a = np.array([1.0, 10.0, 0.1, 3.0], np.float32)
-    p = np.array([1.0, -1.0, 2.0, 0.5], np.float32)
+    a = shaped(name, [1.0, 10.0, 0.1, 3.0])
+    p = shaped(name, [1.0, -1.0, 2.0, 0.5])
     f0 = float(0.5 * np.sum(a * p * p))
     lr = {"adadelta": 1.0, "adagrad": 0.1, "sgd": 0.05, "gd": 0.05, "momentum": 0.02}.get(name, 0.01)
     opt = optimizers.build(name, [p], lr=lr)
@@ -191,12 +198,12 @@ LR_SEEDS_STATE = {"rprop", "asgd"}
 @pytest.mark.parametrize("name", sorted(set(optimizers.OPTIMIZERS.names()) - LR_SEEDS_STATE))
 def test_lr_zero_is_a_no_op_step(name):
     # a cosine schedule ends at lr = 0; torch then leaves the parameters alone
-    p = np.array([1.0, -2.0], np.float32)
+    p = shaped(name, [1.0, -2.0, 3.0, 0.5])
     wd = {"weight_decay": 0.0} if "weight_decay" in optimizers.OPTIMIZERS.schema(name).params else {}
     opt = optimizers.build(name, [p], **wd)
     opt.lr = 0.0
-    opt.step([np.array([0.5, 0.5], np.float32)])
-    np.testing.assert_array_equal(p, [1.0, -2.0])
+    opt.step([np.full_like(p, 0.5)])
+    np.testing.assert_array_equal(p.ravel(), [1.0, -2.0, 3.0, 0.5])
 
 
 # ---------------------------------------------------------------- schedules

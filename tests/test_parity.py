@@ -27,7 +27,9 @@ NO_TORCH = {
     "optimizers": {"lion": "lucidrains/lion-pytorch's update, in test_optimizers.py::test_lion_is_its_recurrence",
                    "lamb": "cybertronai/pytorch-lamb's update, in test_optimizers.py::test_lamb_is_its_recurrence",
                    "schedule_free_adamw": "facebookresearch/schedule_free's: test_schedule_free_matches_the_reference",
-                   "schedule_free_sgd": "facebookresearch/schedule_free's: test_schedule_free_matches_the_reference"},
+                   "schedule_free_sgd": "facebookresearch/schedule_free's: test_schedule_free_matches_the_reference",
+                   # torch.optim.Muon takes only matrices, which the vector cases here are not
+                   "muon": "compared with torch.optim.Muon on matrices: test_matrix_optimizers_match_torch"},
 }
 
 # ---------------------------------------------------------------- losses
@@ -112,6 +114,7 @@ TORCH_OPTIM = {
     "radam": ("RAdam", {}),
     "rprop": ("Rprop", {}),
     "asgd": ("ASGD", {}),
+    "adafactor": ("Adafactor", {}),  # vectors here; matrices in test_matrix_optimizers_match_torch
 }
 
 # name -> hyperparameter sets; {} compares the defaults. Together the sets of an item move
@@ -158,6 +161,7 @@ OPTIM_CASES = {
     ],
     "rprop": [{}, {"lr": 0.05, "etas": (0.3, 1.5), "step_sizes": (1e-3, 0.2)}],
     "asgd": [{}, {"lr": 0.05, "lambd": 0.01, "alpha": 0.5, "t0": 10, "weight_decay": 0.1}],
+    "adafactor": [{}, {"lr": 0.05, "beta2_decay": -0.5, "eps": (1e-20, 1e-2), "d": 2.0, "weight_decay": 0.1}],
 }
 
 OPTIM_PARAMS = [(n, hp) for n, hps in OPTIM_CASES.items() for hp in hps]
@@ -217,6 +221,62 @@ def test_clip_grad_norm_matches_torch():
         assert optimizers.clip_grad_norm(grads, max_norm) == pytest.approx(ref.item(), rel=1e-5)
         for g, t in zip(grads, tensors):
             np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+# Optimizers of matrices, on tensors as a model hands them (torch's orientation): name ->
+# (torch.optim class, [(shapes, hyperparameter sets, relative tolerance)]). Muon's
+# Newton-Schulz runs in bfloat16, emulated: on small matrices every float32 sum has one
+# order and the trajectories agree to float32 rounding, except that torch fuses the
+# weight update (p + alpha u) where NumPy rounds twice; now and then that flips one
+# bfloat16 rounding of a later step: one bfloat16 step of one update, lr * 2^-8 (measured
+# 2e-6 of the largest weight), so the bound is 1e-4. On large matrices the GEMMs sum in
+# other orders, which bfloat16 rounding and the iteration amplify to ~2e-4 of the
+# largest weight after 30 steps (measured), so the bound there is 1e-3.
+MUON_HP = {"lr": 0.02, "nesterov": False, "momentum": 0.9, "weight_decay": 0.01, "adjust_lr_fn": "match_rms_adamw",
+           "ns_steps": 3, "eps": 1e-5, "ns_coefficients": (3.0, -3.2, 1.2)}
+MATRIX_CASES = {
+    "muon": ("Muon", [([(6, 4), (4, 9)], {}, 1e-4), ([(6, 4), (4, 9)], MUON_HP, 1e-4),
+                      ([(5, 5)], {"adjust_lr_fn": "original", "lr": 0.1}, 1e-4),
+                      ([(64, 32), (256, 784)], {"lr": 0.02}, 1e-3)]),
+    "adafactor": ("Adafactor", [([(6, 4), (9,), (3, 2, 4, 5)], {}, 1e-6),
+                                ([(6, 4), (9,), (3, 2, 4, 5)], OPTIM_CASES["adafactor"][1], 1e-6)]),
+}
+MATRIX_PARAMS = [(n, i) for n, (_, cases) in MATRIX_CASES.items() for i in range(len(cases))]
+
+
+@pytest.mark.parametrize("name,i", MATRIX_PARAMS)
+def test_matrix_optimizers_match_torch(name, i):
+    """30 steps on parameter-dependent gradients; the error bound is relative to the
+    largest weight (see MATRIX_CASES)."""
+    torch = pytest.importorskip("torch")
+    tname, cases = MATRIX_CASES[name]
+    shapes, hp, tol = cases[i]
+    rng = np.random.default_rng(i)
+    ps = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    ours = [p.copy() for p in ps]
+    opt = optimizers.build(name, ours, **hp)
+    tps = [torch.tensor(p, requires_grad=True) for p in ps]
+    ref = getattr(torch.optim, tname)(tps, **hp)
+    for step in range(1, 31):
+        noise = [rng.normal(size=s).astype(np.float32) for s in shapes]
+        opt.step([g + np.float32(0.1) * p for g, p in zip(noise, ours)])
+        for t, g in zip(tps, noise):
+            t.grad = torch.tensor(g) + 0.1 * t.detach()
+        ref.step()
+        for p, t in zip(ours, tps):
+            err = np.abs(p - t.detach().numpy()).max() / np.abs(p).max()
+            assert err <= tol, f"{name} {hp} {p.shape}: step {step}, error {err:.2e} of the largest weight"
+
+
+def test_matrix_optimizer_cases_cover_every_hyperparameter_and_torch_defaults():
+    torch = pytest.importorskip("torch")
+    for name, (tname, cases) in MATRIX_CASES.items():
+        ours = {k: p.default for k, p in optimizers.OPTIMIZERS.schema(name).params.items()}
+        ours.pop("fallback", None)  # lossbench's: where a model's other tensors go (torch refuses them)
+        theirs = {k: v.default for k, v in inspect.signature(getattr(torch.optim, tname)).parameters.items()}
+        assert {k: v for k, v in ours.items() if v != theirs[k]} == {}, f"{name}: defaults differ from torch's"
+        untested = [k for k, d in ours.items() if not any(k in hp and hp[k] != d for _, hp, _ in cases)]
+        assert not untested, f"{name}: no case sets {untested} off the default"
 
 
 # ---------------------------------------------------------------- coverage (no torch needed)

@@ -243,8 +243,8 @@ def _stack(data, runs: list[_Run]):
     lo = 0
     while lo < len(runs):
         hi = next((i for i in range(lo + 1, len(runs)) if keys[i] != keys[lo]), len(runs))
-        opt = optimizers.build_stacked(runs[lo].opt_spec[0], net.params[lo:hi], [r.opt_spec[1] for r in runs[lo:hi]])
-        opt.layout = runs[lo].net.layout  # its tensors, for optimizers that work layer by layer
+        opt = optimizers.build_for_model(runs[lo].opt_spec[0], net.params[lo:hi], [r.opt_spec[1] for r in runs[lo:hi]],
+                                         runs[lo].net.layout)
         for k in range(lo, hi):
             runs[k].opt, runs[k].row = opt, k - lo
         groups.append((opt, lo, hi))

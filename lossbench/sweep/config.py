@@ -114,6 +114,7 @@ def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
     net = nn.plan(model_name, n_features, n_out, 0, image_shape, **model_options)
     opt_name, opt_options = split_named("optimizer", cfg["optimizer"], "optimizer")
     opt = optimizers.check(opt_name, opt_options)
+    optimizers.plan(opt_name, opt_options, net.layout)  # param groups select tensors of this model
     nn.check_fits(net.n_params, show(cfg["model"]), opt.copies(), opt_name)
     tc = TrainConfig.of(cfg["train"])
     if tc.schedule is not None:

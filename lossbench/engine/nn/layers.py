@@ -10,6 +10,7 @@ derivatives reuse forward outputs where they can (scikit-learn's).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +35,9 @@ class Layer:
     """
 
     shapes: tuple[tuple[int, ...], ...] = ()
+    # per parameter: stored as the transpose of torch's layout (Linear's (n_in, n_out)
+    # weight); optimizers that work on matrices (Muon, Adafactor) see torch's orientation
+    transposed: tuple[bool, ...] = ()
 
     def bind(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         self.params, self.grads = params, grads
@@ -43,6 +47,20 @@ class Layer:
 
     def forward(self, x: np.ndarray, train: bool):
         raise NotImplementedError
+
+
+class Tensor(NamedTuple):
+    """One tensor of a model's flat parameter buffer, as optimizers see it (`layout`)."""
+
+    name: str  # "2.Linear.weight": the layer's index and class, then weight or bias
+    shape: tuple  # as stored in the buffer
+    transposed: bool = False  # stored as the transpose of torch's layout (Linear's weight)
+    layer: int = 0  # the index of its layer among the layers with parameters (0: the input layer)
+    last: bool = False  # a tensor of the last layer with parameters (the output layer)
+
+    @property
+    def torch_shape(self) -> tuple:
+        return self.shape[::-1] if self.transposed else self.shape
 
 
 def init_affine(params, rng, scheme: str, fan_in: int, fan_out: int) -> None:
@@ -77,6 +95,8 @@ class Linear(Layer):
     Stacked (K runs trained as one, see Sequential.stack): x is (K, B, n_in), W (K, n_in,
     n_out) and b (K, n_out); every product is then one batched matmul, one GEMM per run.
     """
+
+    transposed = (True, False)
 
     def __init__(self, n_in: int, n_out: int):
         self.shapes = ((n_in, n_out), (n_out,))

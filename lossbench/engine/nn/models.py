@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from lossbench.engine.nn import layers as _layers
-from lossbench.engine.nn.layers import ACTIVATIONS, INITS, LAYERS, Dropout, Layer, Linear, StackedDropout
+from lossbench.engine.nn.layers import ACTIVATIONS, INITS, LAYERS, Dropout, Layer, Linear, StackedDropout, Tensor
 from lossbench.errors import ConfigError
 from lossbench.registry import Choice, Int, Real, Registry, Seq, fail
 
@@ -58,10 +58,12 @@ class Sequential:
             layer.bind(views, gviews)
 
     @property
-    def layout(self) -> list[tuple[str, tuple]]:
-        """The tensors of the flat parameter buffer in order, as (name, shape): each
-        layer's weight then bias ("2.Linear.weight"), for optimizers that work per layer."""
-        return [(f"{i}.{type(layer).__name__}.{('weight', 'bias')[j] if j < 2 else j}", tuple(shape))
+    def layout(self) -> list[Tensor]:
+        """The tensors of the flat parameter buffer in order: each layer's weight then bias
+        ("2.Linear.weight"), for optimizers that work per tensor and parameter groups."""
+        owners = [i for i, layer in enumerate(self.layers) if layer.shapes]
+        return [Tensor(f"{i}.{type(layer).__name__}.{('weight', 'bias')[j] if j < 2 else j}", tuple(shape),
+                       j < len(layer.transposed) and layer.transposed[j], owners.index(i), i == owners[-1])
                 for i, layer in enumerate(self.layers) for j, shape in enumerate(layer.shapes)]
 
     @property

@@ -54,11 +54,53 @@ def _all(x) -> bool:
     return np.count_nonzero(x) == x.size if type(x) is np.ndarray else bool(x)
 
 
+def _per(x, p: np.ndarray):
+    """A hyperparameter to broadcast against the parameter p: a scalar as it is, a stacked
+    (K, 1) column as (K, 1, ..., 1) with p's number of axes (p a (K, A, B) matrix)."""
+    return x if np.ndim(x) == 0 else np.reshape(x, (-1,) + (1,) * (p.ndim - 1))
+
+
+def views(a: np.ndarray, layout, torch_order: bool = False) -> list[np.ndarray]:
+    """Each tensor of a flat (..., P) buffer as a view shaped (..., *shape), in the order
+    of `layout` (a model's: entries with a name and a shape). `torch_order`: in torch's
+    orientation (Linear's weight as (out, in): the transpose of how it is stored). Views,
+    never copies: updating one updates the buffer."""
+    lead, out, offset = a.shape[:-1], [], 0
+    for t in layout:
+        n = int(np.prod(t[1]))
+        v = np.reshape(a[..., offset : offset + n], lead + tuple(t[1]), copy=False)
+        out.append(v.swapaxes(-1, -2) if torch_order and getattr(t, "transposed", False) else v)
+        offset += n
+    if offset != a.shape[-1]:
+        raise ValueError(f"a layout of {offset} values for a buffer of {a.shape[-1]}")
+    return out
+
+
 def _lerp(m: np.ndarray, g: np.ndarray, w: float, tmp: np.ndarray) -> None:
     """m += w (g - m), torch's lerp_: the moving average of the Adam family."""
     np.subtract(g, m, out=tmp)
     tmp *= np.float32(w)
     m += tmp
+
+
+def _lerp_to(p, z, weight, tmp, tmp2) -> None:
+    """p = torch.lerp(p, z, weight) in float32: p + w (z - p) where |w| < 0.5, else
+    z - (z - p)(1 - w), per row when weight is a column."""
+    w32 = np.float32(weight)
+    np.subtract(z, p, out=tmp)
+    np.multiply(tmp, np.float32(1) - w32, out=tmp2)
+    tmp *= w32
+    small = np.abs(w32) < 0.5
+    if np.ndim(small) == 0:
+        if small:
+            p += tmp
+        else:
+            np.subtract(z, tmp2, out=p)
+        return
+    tmp += p
+    tmp2 -= z
+    np.negative(tmp2, out=tmp2)
+    np.copyto(p, np.where(small, tmp, tmp2))
 
 
 def _axpy(a: float, x: np.ndarray, y: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -116,8 +158,8 @@ class Optimizer:
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
                 raise TypeError("optimizer params must be float NumPy arrays (updated in place)")
         self._lr = _hp(lr)  # a schedule may change it between steps (the `lr` property)
-        if self._lr.ndim and (len(self.params) != 1 or self.params[0].shape[:1] != self._lr.shape[:1]):
-            raise ValueError("a stacked optimizer takes one (K, P) parameter block and (K, 1) hyperparameters")
+        if self._lr.ndim and any(p.ndim < 2 or p.shape[:1] != self._lr.shape[:1] for p in self.params):
+            raise ValueError("a stacked optimizer takes (K, ...) parameter blocks and (K, 1) hyperparameters")
         self.weight_decay = _hp(weight_decay)
         self.decays = bool(np.any(self.weight_decay > 0))  # structural: see group_key
         self.decoupled = bool(decoupled_weight_decay)

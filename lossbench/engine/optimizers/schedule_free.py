@@ -12,6 +12,7 @@ from lossbench.engine.optimizers.base import (
     Optimizer,
     _all,
     _hp,
+    _lerp_to,
     _scale,
 )
 from lossbench.registry import Int, Real
@@ -74,26 +75,6 @@ class _ScheduleFree(Optimizer):
             else:
                 for k in np.flatnonzero(rows):
                     _lerp_to(p[k], s["z"][k], weight[k] if np.ndim(weight) else weight, w.tmp[k], w.tmp2[k])
-
-
-def _lerp_to(p, z, weight, tmp, tmp2) -> None:
-    """p = torch.lerp(p, z, weight) in float32: p + w (z - p) where |w| < 0.5, else
-    z - (z - p)(1 - w), per row when weight is a column."""
-    w32 = np.float32(weight)
-    np.subtract(z, p, out=tmp)
-    np.multiply(tmp, np.float32(1) - w32, out=tmp2)
-    tmp *= w32
-    small = np.abs(w32) < 0.5
-    if np.ndim(small) == 0:
-        if small:
-            p += tmp
-        else:
-            np.subtract(z, tmp2, out=p)
-        return
-    tmp += p
-    tmp2 -= z
-    np.negative(tmp2, out=tmp2)
-    np.copyto(p, np.where(small, tmp, tmp2))
 
 
 @OPTIMIZERS.register("schedule_free_adamw", lr=LR, betas=BETAS, eps=NONNEG, weight_decay=NONNEG,
