@@ -17,8 +17,8 @@ from lossbench.analysis.compare import Comparison, Problem, aggregate, compare_p
 from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
-from lossbench.registry import Choice
-from lossbench.sweep.config import TARGET, default_out, load_experiment
+from lossbench.registry import Choice, show
+from lossbench.sweep.config import TARGET, default_out, load_experiment, optimizer_parts
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.job import run_one
 from lossbench.sweep.spec import RunSpec
@@ -67,6 +67,7 @@ class Plan:
     workers: int
     seconds: float | None  # estimated wall time of the runs to train; None if there are none
     basis: str  # where the estimate comes from
+    parts: list[str]  # for runs with param groups or Muon: "model: which optimizer steps which tensors"
 
 
 def plan(exp, out: str | Path, workers: int | None = None, fresh: bool = False, retry_failed: bool = False,
@@ -94,7 +95,17 @@ def plan(exp, out: str | Path, workers: int | None = None, fresh: bool = False, 
         if rec["status"] != "failed":
             seconds = (time.perf_counter() - start) * epochs * len(todo) / n_workers
             basis = "from one epoch of one run"
-    return Plan(len(ids), len(ids) - len(todo), len(todo), n_workers, seconds, basis)
+    return Plan(len(ids), len(ids) - len(todo), len(todo), n_workers, seconds, basis, _parts(exp))
+
+
+def _parts(exp) -> list[str]:
+    """The distinct ways the runs split their models between optimizers, if any does."""
+    lines: dict[str, None] = {}
+    for spec in exp.runs:
+        parts = optimizer_parts(spec.config, exp.datasets)
+        if parts is not None:
+            lines[f"{show(spec.config['model'])}: {parts}"] = None
+    return list(lines)
 
 
 def load(directory: str | Path) -> Results:

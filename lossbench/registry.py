@@ -288,8 +288,8 @@ class Named(Constraint):
 
     def __init__(self, registry: Registry):
         self.registry = registry
-        self.what = f"a {registry.kind} name or a mapping with a name"
-        self.short = f"a {registry.kind}"
+        self.what = f"{'an' if registry.kind[0] in 'aeiou' else 'a'} {registry.kind} name or a mapping with a name"
+        self.short = f"{'an' if registry.kind[0] in 'aeiou' else 'a'} {registry.kind}"
 
     def check(self, key, value):
         name, options = split_named(key, value, self.registry.kind)

@@ -155,3 +155,15 @@ def test_stacked_muon_runs_share_one_partitioned_optimizer():
     assert len(made) == 1 and isinstance(made[0], Partitioned) and made[0].parts[0][0].params[0].shape[0] == 2
     alone = [train(d, **r) for r in runs]
     assert [s.history[-1]["train_loss"] for s in stacked] == [a.history[-1]["train_loss"] for a in alone]
+
+
+def test_dry_run_shows_which_optimizer_steps_which_tensor(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dataset: {name: moons, n_samples: 100}\nmodel: {name: mlp, hidden: [4]}\nloss: cross_entropy\n"
+                   "optimizer: {name: muon, param_groups: [{params: output, name: sgd}]}\n"
+                   "grid: {optimizer.lr: [0.01, 0.02]}\n")
+    r = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "--dry-run"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.output.splitlines() if line.startswith("tensors by optimizer")]
+    assert lines == ['tensors by optimizer in {"name": "mlp", "hidden": [4]}: muon: 0.Linear.weight; '
+                     'adamw: 0.Linear.bias; sgd: 2.Linear.weight, 2.Linear.bias']

@@ -314,6 +314,8 @@ def print_preview(console: Console, exp, out_dir, plan=None) -> None:
                 line += (f", about {_clock(plan.seconds)} on {_count(plan.workers, 'worker')} "
                          f"(estimated {plan.basis})")
         console.print(line, highlight=False)
+        for parts in plan.parts:
+            console.print(f"tensors by optimizer in {parts}", highlight=False, markup=False)
     table = Table(title_justify="left")
     table.add_column("run_id")
     for k in exp.swept:

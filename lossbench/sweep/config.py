@@ -97,13 +97,11 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple = ()) -> dict:
 # ---------- validation of one resolved run ----------
 
 
-def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
-    """Check one resolved run config against every constraint, without allocating its
-    model; returns (task, n_outputs). Datasets loaded for the check stay in `data_cache`
-    for the runs to reuse."""
+def _planned_model(cfg: dict, data_cache: dict):
+    """(task, the dataset's n_outputs, the run's model laid out but not allocated)."""
     ds = cfg["dataset"]
     name, options = split_named("dataset", ds, "dataset")
-    split = data.DATASETS.check(name, options)
+    data.DATASETS.check(name, options)
     task, n_features, n_outputs, image_shape = data.describe(ds, data_cache)
     loss_name, loss_options = split_named("loss", cfg["loss"], "loss")
     loss = losses.build(loss_name, **loss_options)
@@ -111,7 +109,25 @@ def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
     if loss.nonnegative_targets:  # only then the targets' values matter here: load them
         check_targets(loss, loss_name, data.load_spec(ds, data_cache))
     model_name, model_options = split_named("model", cfg["model"], "model")
-    net = nn.plan(model_name, n_features, n_out, 0, image_shape, **model_options)
+    return task, n_outputs, nn.plan(model_name, n_features, n_out, 0, image_shape, **model_options)
+
+
+def optimizer_parts(cfg: dict, data_cache: dict) -> str | None:
+    """Which optimizer steps which tensors of a valid run's model, when it is not one
+    optimizer over all of them (param groups, Muon): 'muon: 0.Linear.weight, ...; adamw: ...'."""
+    opt_name, opt_options = split_named("optimizer", cfg["optimizer"], "optimizer")
+    if not optimizers.groups.needs_parts(opt_name, opt_options):
+        return None
+    layout = _planned_model(cfg, data_cache)[2].layout
+    return optimizers.groups.describe(optimizers.plan(opt_name, opt_options, layout), layout)
+
+
+def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
+    """Check one resolved run config against every constraint, without allocating its
+    model; returns (task, n_outputs). Datasets loaded for the check stay in `data_cache`
+    for the runs to reuse."""
+    task, n_outputs, net = _planned_model(cfg, data_cache)
+    split = data.DATASETS.check(*split_named("dataset", cfg["dataset"], "dataset"))
     opt_name, opt_options = split_named("optimizer", cfg["optimizer"], "optimizer")
     opt = optimizers.check(opt_name, opt_options)
     optimizers.plan(opt_name, opt_options, net.layout)  # param groups select tensors of this model
