@@ -1,14 +1,16 @@
 """Training throughput: lossbench (NumPy) against PyTorch on the CPU.
 
 Trains an MLP 784-256-128-10 and logistic regression (784-10) on Fashion-MNIST with
-Adam (or `--optimizer sgd`: SGD momentum 0.9), batch 128, cross-entropy, evaluating on
+Adam (or `--optimizer sgd`: SGD momentum 0.9; `adamw`; `muon`: Muon lr 0.02 on the weight
+matrices and AdamW lr 1e-3 on the biases, torch.optim.Muon and torch.optim.AdamW on the
+torch side, whose Newton-Schulz runs in real bfloat16), batch 128, cross-entropy, evaluating on
 the validation split every epoch, and reports samples/s and GFLOP/s. When torch is
 importable the same models and loop run with torch. Every run is its own process
 (torch's and OpenBLAS's thread pools would fight over the cores in one), and lossbench
 and torch runs alternate, so a shared machine's drifting load hits both sides alike; the
 ratio is the median over the pairs.
 
-    python benchmarks/bench_speed.py [--epochs 2] [--repeats 5] [--limit N] [--optimizer adam|sgd]
+    python benchmarks/bench_speed.py [--epochs 2] [--repeats 5] [--limit N] [--optimizer adam|sgd|adamw|muon]
 """
 
 from __future__ import annotations
@@ -21,7 +23,20 @@ import sys
 import time
 
 MODELS = {"mlp": [256, 128], "logreg": []}
-OPTIMIZERS = {"adam": {"name": "adam", "lr": 1e-3}, "sgd": {"name": "sgd", "lr": 0.05, "momentum": 0.9}}
+OPTIMIZERS = {"adam": {"name": "adam", "lr": 1e-3}, "sgd": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+              "adamw": {"name": "adamw", "lr": 1e-3},
+              "muon": {"name": "muon", "lr": 0.02, "fallback": {"name": "adamw", "lr": 1e-3}}}
+
+
+def torch_optimizers(torch, net, o: dict) -> list:
+    """The torch.optim optimizers lossbench's `o` is: Muon takes only matrices, so its
+    fallback (AdamW) takes the biases, as lossbench's muon does."""
+    if o["name"] == "muon":
+        weights = [p for p in net.parameters() if p.ndim == 2]
+        biases = [p for p in net.parameters() if p.ndim != 2]
+        return [torch.optim.Muon(weights, lr=o["lr"]), torch.optim.AdamW(biases, lr=o["fallback"]["lr"])]
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[o["name"]]
+    return [cls(net.parameters(), **{k: v for k, v in o.items() if k != "name"})]
 
 
 def flops_per_sample(sizes: list[int]) -> int:
@@ -65,8 +80,7 @@ def worker_torch(model: str, args) -> dict:
         layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     net = torch.nn.Sequential(*layers[:-1])
     o = OPTIMIZERS[args.optimizer]
-    opt = (torch.optim.Adam(net.parameters(), lr=o["lr"]) if o["name"] == "adam"
-           else torch.optim.SGD(net.parameters(), lr=o["lr"], momentum=o["momentum"]))
+    opts = torch_optimizers(torch, net, o)
     epochs = []
     for _ in range(args.epochs):
         start = time.perf_counter()
@@ -74,10 +88,11 @@ def worker_torch(model: str, args) -> dict:
         perm = torch.randperm(n)
         for lo in range(0, n, 128):
             idx = perm[lo : lo + 128]
-            opt.zero_grad(set_to_none=True)
+            net.zero_grad(set_to_none=True)
             loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
             loss.backward()
-            opt.step()
+            for opt in opts:
+                opt.step()
         net.eval()
         with torch.no_grad():
             out = net(xv)
@@ -107,7 +122,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5, help="runs per side and model")
     p.add_argument("--limit", type=int, default=None, help="train on a subset (quick check)")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="adam, or sgd (momentum 0.9)")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam",
+                   help="adam; sgd (momentum 0.9); adamw; muon")
     p.add_argument("--worker", choices=["lossbench", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--model", choices=list(MODELS), help=argparse.SUPPRESS)
     args = p.parse_args()

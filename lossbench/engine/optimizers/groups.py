@@ -69,6 +69,16 @@ def group_specs(name: str, hyperparams: dict) -> list[tuple[list[str], str, dict
             g_hp = {**hp, **g_hp}
         OPTIMIZERS.check(g_name, g_hp, key)
         out.append((sel, g_name, g_hp))
+    for i, (_, g_name, g_hp) in enumerate(out):
+        key = "optimizer" if i == 0 else f"{KEY}[{i - 1}]"
+        if len(out) > 1 and getattr(OPTIMIZERS.get(g_name), "needs_closure", False):
+            raise fail(f"{key}.name", "cannot be in param groups: it steps the whole model with its own evaluations",
+                       g_name)
+        if g_name == "muon":
+            f_name = split_named(f"{key}.fallback", g_hp.get("fallback", "adamw"), "optimizer")[0]
+            if f_name == "muon" or getattr(OPTIMIZERS.get(f_name), "needs_closure", False):
+                raise fail(f"{key}.fallback", "must be an optimizer for any tensor (not muon, not one that steps "
+                                              "the whole model)", f_name)
     return out
 
 
@@ -125,8 +135,6 @@ def build_parts(name: str, params2d: np.ndarray, rows: list[dict], layout, build
     parts = []
     for j, (p_name, _, idx) in enumerate(plans[0]):
         cls = OPTIMIZERS.get(p_name)
-        if getattr(cls, "needs_closure", False):
-            raise fail(KEY, f"cannot hold {p_name}: it steps the whole model with its own evaluations", p_name)
         parts.append((build_rows(p_name, blocks(cls, params2d, layout, idx), [p[j][1] for p in plans]), idx))
     base = np.array([[OPTIMIZERS.check(name, split(r)[0])["lr"]] for r in rows], dtype=np.float64)
     return Partitioned(parts, layout, base)
@@ -169,10 +177,6 @@ class Partitioned:
         self.parts, self.layout = parts, layout
         self.base, self.lr = base_lr, base_lr.copy()
         self.bases = [np.array(opt.lr, dtype=np.float64) for opt, _ in parts]
-
-    @property
-    def t(self) -> int:
-        return self.parts[0][0].t
 
     def step(self, grads, rows=None) -> None:
         (g,) = grads
