@@ -169,3 +169,13 @@ def test_dry_run_shows_which_optimizer_steps_which_tensor(tmp_path):
     lines = [line for line in r.output.splitlines() if line.startswith("tensors by optimizer")]
     assert lines == ['tensors by optimizer in {"name": "mlp", "hidden": [4]}: muon: 0.Linear.weight; '
                      'adamw: 0.Linear.bias; sgd: 2.Linear.weight, 2.Linear.bias']
+
+
+def test_muon_sees_convolution_weights_as_out_by_in_times_kernel_matrices():
+    cnn = nn.build("cnn", 64, 3, 0, (2, 8, 8), channels=[4, 6], kernel_size=3, hidden=[5])
+    block = cnn.params[None]
+    opt = optimizers.build_for_model("muon", block, [{}], cnn.layout)
+    muon = opt.parts[0][0]
+    assert [p.shape for p in muon.params] == [(1, 4, 18), (1, 6, 36), (1, 5, 6 * 2 * 2), (1, 3, 5)]
+    assert all(np.shares_memory(p, block) for p in muon.params)
+    np.testing.assert_array_equal(muon.params[1][0], cnn.layers[4].params[0].reshape(6, 36))
