@@ -343,3 +343,15 @@ def test_a_bug_is_not_swallowed_into_an_error_line(problem, monkeypatch):
     monkeypatch.setattr(cmp, "compare_problems", broken)
     r = runner.invoke(app, ["compare", str(problem)])
     assert isinstance(r.exception, KeyError) and "error:" not in r.output
+
+
+def test_cell_labels_name_nested_keys_by_their_path_and_param_groups_compactly():
+    from lossbench.analysis.compare import cell_label
+
+    keys = ["optimizer.name", "optimizer.lr", "optimizer.fallback.name", "optimizer.fallback.lr",
+            "optimizer.param_groups", "model.hidden", "seed"]
+    values = ("muon", 0.02, "adamw", 0.001, [{"params": "output", "name": "adamw", "lr": 0.001},
+                                             {"params": ["*.bias"], "weight_decay": 0.0}], [256, 256], "-")
+    assert cell_label(keys, values) == ("muon, lr=0.02, fallback=adamw, fallback.lr=0.001, "
+                                        "param_groups=[output: adamw, lr=0.001; ['*.bias']: weight_decay=0], "
+                                        "hidden=[256, 256]")

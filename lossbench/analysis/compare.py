@@ -122,14 +122,34 @@ def cell_label(keys: list[str], values: tuple) -> str:
     for k, v in zip(keys, values):
         if v == "-":
             continue
-        parts.append(_fmt(v) if k.endswith(".name") or "." not in k else f"{k.rsplit('.', 1)[-1]}={_fmt(v)}")
+        parts.append(_part(k, v))
     return ", ".join(parts) or "all"
+
+
+def _part(key: str, v) -> str:
+    """'sgd' for optimizer.name, 'lr=0.1' for optimizer.lr; a deeper key keeps its path
+    below the section: 'fallback=adamw', 'fallback.lr=0.001' (not a second 'lr=')."""
+    if "." not in key:
+        return _fmt(v)
+    path = key.split(".", 1)[1]
+    if path == "name":
+        return _fmt(v)
+    return f"{path.removesuffix('.name')}={_fmt(v)}"
 
 
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:g}"
+    if isinstance(v, list) and v and all(isinstance(g, dict) and "params" in g for g in v):  # param_groups
+        return "[" + "; ".join(_group(g) for g in v) + "]"
     return str(v)
+
+
+def _group(g: dict) -> str:
+    """A param group as 'output: adamw, lr=0.001'."""
+    rest = [_fmt(g["name"])] if "name" in g else []
+    rest += [f"{k}={_fmt(x)}" for k, x in g.items() if k not in ("params", "name")]
+    return f"{_fmt(g['params'])}: {', '.join(rest)}"
 
 
 def _groups(frame: pd.DataFrame, by: list[str]):
