@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lossbench.engine.optimizers import adam, classic, layerwise, schedule_free  # noqa: F401  (registers them)
+from lossbench.engine.optimizers import adam, classic, layerwise, lbfgs, schedule_free  # noqa: F401  (registers them)
 from lossbench.engine.optimizers.base import OPTIMIZERS, Optimizer, Scratch
 
-__all__ = ["OPTIMIZERS", "Optimizer", "Scratch", "build", "build_stacked", "check", "clip_grad_norm", "group_key"]
+__all__ = ["OPTIMIZERS", "Optimizer", "Scratch", "build", "build_stacked", "check", "clip_grad_norm", "group_key",
+           "needs_closure"]
 
 
 def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
@@ -32,6 +33,12 @@ def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
 def build(name: str, params: Sequence[np.ndarray], /, **hyperparams) -> Optimizer:
     """`optimizers.build("adam", [w, b], lr=1e-3)`: an optimizer by its registered name."""
     return OPTIMIZERS.build(name, params, **hyperparams)
+
+
+def needs_closure(name: str) -> bool:
+    """The optimizer steps through a closure that re-evaluates the loss (lbfgs): the
+    training loop calls its `step_closure`, and its run is never stacked with others."""
+    return OPTIMIZERS.get(name).needs_closure
 
 
 def group_key(name: str, hyperparams: dict) -> tuple:
@@ -72,8 +79,9 @@ def build_stacked(name: str, params2d: np.ndarray, rows: Sequence[dict]) -> Opti
 
 def _column(values: list):
     """One option's row values as a stacked constructor takes them: numbers a (K, 1)
-    float64 column, pairs (betas) a pair of columns, flags the group's one value."""
-    if isinstance(values[0], bool):
+    float64 column, pairs (betas) a pair of columns, flags and choices (a string or
+    null, which `branches` keeps equal across a group) the group's one value."""
+    if isinstance(values[0], (bool, str)) or values[0] is None:
         return values[0]
     if isinstance(values[0], (list, tuple)):
         return tuple(_column(list(col)) for col in zip(*values))
