@@ -299,6 +299,11 @@ def test_lbfgs_refuses_gradient_clipping(moons):
     with pytest.raises(ConfigError, match=r"^train\.clip_grad_norm: must be null with lbfgs \(its line search and "
                                           r"curvature pairs need the true gradient\), got 1\.0$"):
         train(moons, model="linear", loss="cross_entropy", optimizer="lbfgs", train={"clip_grad_norm": 1.0})
+    from lossbench.sweep.config import load_experiment
+    cfg = {"name": "c", "dataset": "moons", "model": "linear", "loss": "cross_entropy", "optimizer": "lbfgs",
+           "train": {"clip_grad_norm": 1.0}}
+    with pytest.raises(ConfigError, match=r"^config: train\.clip_grad_norm: must be null with lbfgs .*, got 1\.0$"):
+        load_experiment(cfg)  # before any run starts
 
 
 def test_lbfgs_runs_alone_in_train_stack(moons):

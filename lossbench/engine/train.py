@@ -79,6 +79,13 @@ def full_batch(cfg: TrainConfig, opt_name: str) -> bool:
     return cfg.batch_size == "full" or opt_name in FULL_BATCH
 
 
+def check_clipping(cfg: TrainConfig, opt_name: str) -> None:
+    """Refuse gradient clipping for an optimizer that steps through a closure (lbfgs)."""
+    if cfg.clip_grad_norm is not None and optimizers.needs_closure(opt_name):
+        raise fail("train.clip_grad_norm", f"must be null with {opt_name} (its line search and curvature pairs need "
+                                           "the true gradient)", cfg.clip_grad_norm)
+
+
 TRAIN = Schema.of(TrainConfig, owner="train", epochs=Int(ge=1), batch_size=AnyOf(Int(ge=1), Choice("full")),
                   shuffle=Bool(), schedule=Optional(Named(schedules.SCHEDULES)), clip_grad_norm=Optional(Real(gt=0)),
                   early_stopping=Optional(Nested(EARLY_STOPPING, "a mapping {monitor, patience, min_delta}")))
@@ -231,9 +238,7 @@ def _setup(data, model, loss, optimizer, train=None, seed=0, on_epoch=None) -> _
                                            "the validation split", 0)
     metrics = TASK_METRICS[data.task]
     stopper = EarlyStopping(metrics, **cfg.early_stopping) if cfg.early_stopping else None
-    if cfg.clip_grad_norm is not None and optimizers.needs_closure(opt_name):
-        raise fail("train.clip_grad_norm", f"must be null with {opt_name} (its line search and curvature pairs need "
-                                           "the true gradient)", cfg.clip_grad_norm)
+    check_clipping(cfg, opt_name)
     full = full_batch(cfg, opt_name)
     return _Run(cfg, loss_fn, targets, net, (opt_name, opt_kw), sched, stopper, full,
                 np.random.default_rng(order_seed), on_epoch, json.dumps([loss_name, loss_kw], sort_keys=True),
