@@ -316,10 +316,25 @@ def test_lbfgs_runs_alone_in_train_stack(moons):
 
 
 def test_lbfgs_diverges_cleanly_when_a_closure_loss_is_not_finite(moons):
-    # lr 100 without a line search: epoch 2's step overflows within. The run ends diverged
-    # in that epoch, with the epochs before recorded (torch would step on with NaN)
-    r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "lbfgs", "lr": 100.0, "max_iter": 5},
+    # lr 300 without a line search: epoch 1 is fine, and in epoch 2 the step's own
+    # evaluations overflow (its first loss, the loop's, is finite). The run ends diverged
+    # in that epoch, unrecorded as any run's diverging epoch is, the epoch before kept
+    # (torch would step on with NaN, and the loop would record NaN weights' val_loss)
+    r = train(moons, model=MLP, loss="cross_entropy", optimizer={"name": "lbfgs", "lr": 300.0, "max_iter": 5},
               train={"epochs": 10}, seed=0)
-    assert r.status == "diverged" and 1 <= r.epochs < 10
-    assert all(math.isfinite(h["train_loss"]) for h in r.history)
+    assert r.status == "diverged" and r.epochs == 1
+    assert all(math.isfinite(h["train_loss"]) and math.isfinite(h["val_loss"]) for h in r.history)
     assert math.isnan(r.summary["test_accuracy"])
+
+
+def test_lbfgs_first_evaluation_is_the_loops_own(moons, monkeypatch):
+    # the step's first closure call returns the loss and gradient the loop computed for
+    # the batch: with dropout a second forward pass would draw other masks, and the
+    # loss recorded would not be the one the step started from
+    from lossbench.engine.optimizers.lbfgs import LBFGS as Opt
+
+    real, started = Opt.step_closure, []
+    monkeypatch.setattr(Opt, "step_closure", lambda self, closure: started.append(real(self, closure)) or started[-1])
+    r = train(moons, model={"name": "mlp", "hidden": [16], "dropout": 0.5}, loss="cross_entropy",
+              optimizer={"name": "lbfgs", "max_iter": 3}, train={"epochs": 3}, seed=0)
+    assert r.status == "ok" and started == [h["train_loss"] for h in r.history]
