@@ -62,6 +62,10 @@ def test_param_groups_select_by_name_set_and_glob_first_group_wins():
     ([{"lr": 0.1}], "optimizer.param_groups[0]: must be a mapping with params (which tensors) and settings"),
     ([{"params": []}], "optimizer.param_groups[0].params: must be a selector or a list of them"),
     ("biases", "optimizer.param_groups: must be a non-empty list of mappings"),
+    ([{"params": "biases", "name": "lbfgs"}], "optimizer.param_groups[0].name: cannot be in param groups: it steps "
+                                              "the whole model with its own evaluations, got 'lbfgs'"),
+    ([{"params": "biases", "name": "muon", "fallback": "lbfgs"}],
+     "optimizer.param_groups[0].fallback: must be an optimizer for any tensor"),
     ([{"params": "biases", "name": "muon", "fallback": "muon"}],
      "optimizer.param_groups[0].fallback: must be an optimizer for any tensor (not muon"),
 ])

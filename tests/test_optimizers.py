@@ -270,3 +270,21 @@ def test_lamb_is_its_recurrence():
                 ref[a:b] -= lr * (wn / un if wn and un else 1.0) * u[a:b]
             np.testing.assert_allclose(p, ref, rtol=2e-5, atol=1e-6)
         assert np.all(p[20:25] != 0.0)
+
+
+def test_lbfgs_ends_its_step_at_a_non_finite_loss():
+    # f(p) = sum(p^2) until the third evaluation, which is NaN: torch would go on with NaN
+    # to max_iter; lbfgs stops there, marks itself diverged and returns NaN
+    p = np.array([1.0, -2.0], np.float32)
+    opt = optimizers.build("lbfgs", [p], max_iter=20)
+    calls = []
+
+    def closure():
+        calls.append(p.copy())
+        return (float(np.sum(p * p)) if len(calls) < 3 else math.nan), 2 * p
+
+    assert math.isnan(opt.step_closure(closure)) and opt.diverged
+    assert len(calls) == 3
+    np.testing.assert_array_equal(p, calls[-1])  # where the NaN was evaluated
+    fine = optimizers.build("lbfgs", [np.array([1.0, -2.0], np.float32)])
+    assert not fine.diverged

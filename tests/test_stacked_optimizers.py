@@ -92,6 +92,10 @@ GROUPS = {
     ],
 }
 
+# Optimizers that never share a stack (exempt from GROUPS), and why; test_lbfgs_runs_alone
+# covers what applies to them: build_stacked over one row, as alone bit for bit.
+ALONE = {"lbfgs": "steps through a closure that re-evaluates its run's loss several times a step: one run only"}
+
 CASES = [(n, i) for n, groups in GROUPS.items() for i in range(len(groups))]
 IDS = [f"{n}-{i}" for n, i in CASES]
 P, STEPS = 23, 24
@@ -186,7 +190,8 @@ MATRICES_ONLY = {"muon"}
 
 
 def test_every_optimizer_has_groups():
-    assert sorted(GROUPS) == sorted(set(optimizers.OPTIMIZERS.names()) - MATRICES_ONLY)
+    assert sorted(GROUPS | ALONE) == sorted(set(optimizers.OPTIMIZERS.names()) - MATRICES_ONLY)
+    assert not set(GROUPS) & set(ALONE)
     for name, groups in GROUPS.items():
         for rows in groups:
             lrs = {optimizers.OPTIMIZERS.check(name, r)["lr"] for r in rows}
@@ -209,11 +214,43 @@ def test_every_optimizer_has_groups():
     ("adam", {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("adamw", {}, {"weight_decay": 0.0}),
     ("nadam", {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("lbfgs", {}, {"line_search_fn": "strong_wolfe"}),
 ])
 def test_group_key_separates_code_paths(name, a, b):
     assert optimizers.group_key(name, a) != optimizers.group_key(name, b)
     with pytest.raises(ValueError, match="group them by optimizers.group_key"):
         optimizers.build_stacked(name, np.zeros((2, 3), np.float32), [a, b])
+
+
+LBFGS_ROWS = [{}, {"lr": 0.5, "max_iter": 4, "max_eval": 6, "tolerance_grad": 1e-4, "tolerance_change": 1e-6,
+                  "history_size": 3}, {"line_search_fn": "strong_wolfe", "max_iter": 5, "history_size": 2}]
+
+
+@pytest.mark.parametrize("row", LBFGS_ROWS)
+def test_lbfgs_runs_alone(row):
+    """build_stacked over one (1, P) row (as the training loop builds it) steps bit for bit
+    as the plain optimizer over a flat array, a schedule's lr writes included; K = 2 and
+    the plain `step` are refused."""
+    a = np.linspace(0.1, 3.0, P).astype(np.float32)  # f(p) = sum(a p^2 / 2 + cos p)
+
+    def closure(p):
+        return lambda: (float(np.sum(a * p * p / 2 + np.cos(p))), (a * p - np.sin(p)).reshape(p.shape))
+
+    p0 = np.random.default_rng(0).normal(size=P).astype(np.float32)
+    flat, block = p0.copy(), p0[None].copy()
+    plain, stacked = optimizers.build("lbfgs", [flat], **row), optimizers.build_stacked("lbfgs", block, [row])
+    assert stacked.lr.shape == (1, 1) and type(plain.lr) is float
+    for step in range(4):
+        if step == 2:
+            plain.lr, stacked.lr[0] = 0.3, 0.3
+        assert plain.step_closure(closure(flat)) == stacked.step_closure(closure(block))
+        assert np.array_equal(flat, block[0]), f"step {step}"
+    assert plain.state[0]["func_evals"] == stacked.state[0]["func_evals"] > 4
+    assert float(closure(flat)()[0]) < float(closure(p0)()[0])
+    with pytest.raises(ValueError, match="lbfgs runs alone"):
+        optimizers.build_stacked("lbfgs", np.zeros((2, P), np.float32), [row, row])
+    with pytest.raises(TypeError, match=r"lbfgs needs a closure: call step_closure"):
+        plain.step([np.zeros(P, np.float32)])
 
 
 def test_group_key_joins_what_differs_only_in_numbers():

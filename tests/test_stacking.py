@@ -20,7 +20,11 @@ CONFIGS = Path(__file__).parent.parent / "configs"
 
 
 def experiment(model="{name: mlp, hidden: [8]}", grid="{optimizer.lr: [0.1, 0.05, 0.02, 0.01]}", seeds="[0, 1]"):
-    return load_experiment(yaml.safe_load(f"""
+    return load_experiment(yaml.safe_load(experiment_yaml(model, grid, seeds)))
+
+
+def experiment_yaml(model, grid, seeds):
+    return f"""
 name: s
 dataset: {{name: moons, n_samples: 200}}
 model: {model}
@@ -29,7 +33,7 @@ optimizer: {{name: sgd, lr: 0.1}}
 train: {{epochs: 2, batch_size: 16}}
 seeds: {seeds}
 grid: {grid}
-"""))
+"""
 
 
 def sizes(stacks):
@@ -157,3 +161,25 @@ def test_a_reader_that_leaves_costs_no_run(tmp_path):
     err = p.stderr.read()
     assert p.wait() == 0, err
     assert len(list((out / "records").glob("*.json"))) == 18 and len(pd.read_csv(out / "runs.csv")) == 18
+
+
+def test_lbfgs_runs_never_share_a_stack(tmp_path):
+    # lbfgs is full-batch like gd, yet stacks with neither gd nor another lbfgs run
+    grid = "{optimizer.name: [sgd, adam, gd, lbfgs]}"
+    exp = experiment(grid=grid)
+    stacks = plan_stacks(exp.runs, "auto", 1, exp.datasets)
+    by_name = {}
+    for st in stacks:
+        by_name.setdefault(st[0].config["optimizer"]["name"], []).append(len(st))
+        assert len({s.config["optimizer"]["name"] == "lbfgs" for s in st}) == 1
+    assert by_name == {"sgd": [4], "gd": [2], "lbfgs": [1, 1]}  # sgd's stack: sgd and adam, batch 16
+    cfg = tmp_path / "c.yaml"  # the same sweep without adam, through the CLI
+    cfg.write_text(experiment_yaml("{name: mlp, hidden: [8]}", grid.replace("adam, ", ""), "[0, 1]"))
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "-q", "-j", "1", "--stack", "auto"])
+    assert r.exit_code == 0, r.output
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv")
+    assert set(runs.status) == {"ok"} and len(runs) == 6
+    assert runs.groupby("optimizer.name")["stack_size"].agg(set).to_dict() == {"sgd": {2}, "gd": {2}, "lbfgs": {1}}
+    history = pd.read_csv(tmp_path / "o" / "history.csv").merge(runs[["run_id", "optimizer.name"]], on="run_id")
+    steps = history.groupby("optimizer.name")["step"].max().to_dict()
+    assert steps["lbfgs"] == steps["gd"] == 2 and steps["sgd"] == 2 * 9  # 140 training samples, batch 16

@@ -70,6 +70,22 @@ class TrainConfig:
         return self.early_stopping is not None or plateau
 
 
+# optimizers that take the whole training set as each step's batch, whatever batch_size says
+FULL_BATCH = ("gd", "lbfgs")
+
+
+def full_batch(cfg: TrainConfig, opt_name: str) -> bool:
+    """Each step sees the whole training set: batch_size "full", or a full-batch optimizer."""
+    return cfg.batch_size == "full" or opt_name in FULL_BATCH
+
+
+def check_clipping(cfg: TrainConfig, opt_name: str) -> None:
+    """Refuse gradient clipping for an optimizer that steps through a closure (lbfgs)."""
+    if cfg.clip_grad_norm is not None and optimizers.needs_closure(opt_name):
+        raise fail("train.clip_grad_norm", f"must be null with {opt_name} (its line search and curvature pairs need "
+                                           "the true gradient)", cfg.clip_grad_norm)
+
+
 TRAIN = Schema.of(TrainConfig, owner="train", epochs=Int(ge=1), batch_size=AnyOf(Int(ge=1), Choice("full")),
                   shuffle=Bool(), schedule=Optional(Named(schedules.SCHEDULES)), clip_grad_norm=Optional(Real(gt=0)),
                   early_stopping=Optional(Nested(EARLY_STOPPING, "a mapping {monitor, patience, min_delta}")))
@@ -222,7 +238,8 @@ def _setup(data, model, loss, optimizer, train=None, seed=0, on_epoch=None) -> _
                                            "the validation split", 0)
     metrics = TASK_METRICS[data.task]
     stopper = EarlyStopping(metrics, **cfg.early_stopping) if cfg.early_stopping else None
-    full = cfg.batch_size == "full" or opt_name == "gd"  # gd is full-batch by definition
+    check_clipping(cfg, opt_name)
+    full = full_batch(cfg, opt_name)
     return _Run(cfg, loss_fn, targets, net, (opt_name, opt_kw), sched, stopper, full,
                 np.random.default_rng(order_seed), on_epoch, json.dumps([loss_name, loss_kw], sort_keys=True),
                 json.dumps([model_name, model_kw], sort_keys=True, default=str))
@@ -237,6 +254,10 @@ def _stack(data, runs: list[_Run]):
     if any(shared(r) != shared(runs[0]) for r in runs[1:]):
         raise ValueError("stacked runs must share the model (its options and its number of outputs, which the "
                          "loss decides), batch size, epochs and shuffling")
+    alone = [r.opt_spec[0] for r in runs if optimizers.needs_closure(r.opt_spec[0])]
+    if alone and len(runs) > 1:
+        raise ValueError(f"{alone[0]} runs alone (its steps re-evaluate its own loss): train it in a stack of one, "
+                         f"not with {len(runs) - 1} other runs")
     net = nn.Sequential.stack([r.net for r in runs])
     groups = []  # (optimizer, first row, end row): consecutive runs with one optimizer key
     keys = [optimizers.group_key(*r.opt_spec) for r in runs]
@@ -353,10 +374,12 @@ def _fit_epoch(net, groups, runs: list[_Run], live: list[int], x: np.ndarray, bs
             xb = np.broadcast_to(x[lo:hi], (len(runs), hi - lo, x.shape[1]))
         out = net.forward(xb, train=True)
         grad = np.zeros_like(out)
+        values_of = {}
         for rows in _loss_groups(runs):
             # one call for the runs sharing a loss: their rows of the outputs and targets
             values, grad[rows] = runs[rows[0]].loss.value_and_grad(out[rows], runs[rows[0]].targets[0][idx[rows]])
             for k, value in zip(rows, values.tolist()):  # Python floats: sums in float64
+                values_of[k] = value
                 if not math.isfinite(value):
                     runs[k].status, runs[k].live = "diverged", False
                 loss_sum[k] += value * (hi - lo)  # weight the short last batch by its size
@@ -366,10 +389,34 @@ def _fit_epoch(net, groups, runs: list[_Run], live: list[int], x: np.ndarray, bs
                 norm_sum[k] += _clip_or_norm(grads[k], runs[k].cfg.clip_grad_norm)
         for opt, lo_row, hi_row in groups:  # one step per group; stopped runs keep their bits
             mask = [runs[k].live for k in range(lo_row, hi_row)]
-            if any(mask):
+            if not any(mask):
+                continue
+            if opt.needs_closure:  # runs alone: its group is its one row
+                k = lo_row
+                opt.step_closure(_closure(net, runs[k], k, xb, idx, (values_of[k], grads[k])))
+                if opt.diverged:  # a loss it evaluated within the step was not finite
+                    runs[k].status, runs[k].live = "diverged", False
+            else:
                 opt.step([grads[lo_row:hi_row]], rows=None if all(mask) else mask)
         steps += 1
     return loss_sum, norm_sum, steps
+
+
+def _closure(net, run: _Run, k: int, xb: np.ndarray, idx: np.ndarray, first: tuple[float, np.ndarray]):
+    """What an optimizer that needs a closure (lbfgs) steps through: () -> (loss, gradient
+    row) of run k on this batch at its current parameters. Its first call, at the
+    parameters before the step, returns `first`, what the loop computed already (and
+    recorded as the batch's loss); later calls run forward, loss and backward again."""
+    pending = [first]
+
+    def closure():
+        if pending:
+            return pending.pop()
+        out = net.forward(xb, train=True)
+        grad = np.zeros_like(out)
+        values, grad[k:k + 1] = run.loss.value_and_grad(out[k:k + 1], run.targets[0][idx[k:k + 1]])
+        return float(values[0]), net.backward(grad)[k]
+    return closure
 
 
 def _loss_groups(runs: list[_Run]) -> list[list[int]]:

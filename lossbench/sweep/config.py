@@ -18,7 +18,7 @@ from pathlib import Path
 from lossbench import data
 from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.metrics import TASK_METRICS, value_range
-from lossbench.engine.train import EarlyStopping, TrainConfig, check_targets, model_outputs
+from lossbench.engine.train import EarlyStopping, TrainConfig, check_clipping, check_targets, model_outputs
 from lossbench.errors import ConfigError, LossbenchError
 from lossbench.registry import Check, Int, Real, Schema, Seq, Text, did_you_mean, fail, show, split_named
 from lossbench.sweep.spec import RunSpec, run_id
@@ -133,6 +133,7 @@ def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
     optimizers.plan(opt_name, opt_options, net.layout)  # param groups select tensors of this model
     nn.check_fits(net.n_params, show(cfg["model"]), opt.copies(), opt_name)
     tc = TrainConfig.of(cfg["train"])
+    check_clipping(tc, opt_name)
     if tc.schedule is not None:
         s_name, s_options = split_named("train.schedule", tc.schedule, "schedule")
         schedules.build(s_name, opt.lr, tc.epochs, **s_options)

@@ -3,7 +3,8 @@
 Runs stack when they share the dataset (the same mapping: content and split), the model
 (architecture and options; the seed may differ), the batches (batch size, full batch or
 not, shuffling) and the number of epochs; loss, optimizer, schedule and early stopping
-may differ. Image models never stack (their layers take no run axis).
+may differ. Image models never stack (their layers take no run axis), nor do runs whose
+optimizer runs alone (lbfgs).
 
 `auto` stacks where it is faster: a small model's step is NumPy's per-call overhead, which
 a stack pays once for K runs; a large one is BLAS-bound, and stacking it would only delay
@@ -16,8 +17,8 @@ import json
 import math
 
 from lossbench import data
-from lossbench.engine import losses, nn
-from lossbench.engine.train import TrainConfig, model_outputs
+from lossbench.engine import losses, nn, optimizers
+from lossbench.engine.train import TrainConfig, full_batch, model_outputs
 from lossbench.registry import AnyOf, Choice, Int, split_named
 from lossbench.sweep.spec import RunSpec
 
@@ -56,13 +57,21 @@ def plan_stacks(todo: list[RunSpec], stack, workers: int, datasets: dict) -> lis
 
 def _batches(cfg: dict) -> tuple:
     train = TrainConfig.of(cfg.get("train") or {})
-    full = train.batch_size == "full" or split_named("optimizer", cfg["optimizer"], "optimizer")[0] == "gd"
+    full = full_batch(train, split_named("optimizer", cfg["optimizer"], "optimizer")[0])
     return "full" if full else train.batch_size, train.epochs, train.shuffle
 
 
 def _key(spec: RunSpec) -> str:
     cfg = spec.config
-    return json.dumps([cfg["dataset"], cfg["model"], _batches(cfg), _outputs(cfg)], sort_keys=True, default=str)
+    return json.dumps([cfg["dataset"], cfg["model"], _batches(cfg), _outputs(cfg), _alone(spec)], sort_keys=True,
+                      default=str)
+
+
+def _alone(spec: RunSpec) -> str | None:
+    """A run whose optimizer runs alone (lbfgs: its steps re-evaluate its own loss) is a
+    group of its own, keyed by its run id; None for the others."""
+    name = split_named("optimizer", spec.config["optimizer"], "optimizer")[0]
+    return spec.run_id if name in optimizers.OPTIMIZERS and optimizers.needs_closure(name) else None
 
 
 def _outputs(cfg: dict) -> tuple:

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lossbench.engine.optimizers import adam, classic, groups, layerwise, schedule_free  # noqa: F401  (registers them)
+from lossbench.engine.optimizers import adam, classic, groups, layerwise, lbfgs, schedule_free  # noqa: F401
 from lossbench.engine.optimizers.base import OPTIMIZERS, Optimizer, Scratch
 
 __all__ = ["OPTIMIZERS", "Optimizer", "Scratch", "build", "build_for_model", "build_stacked", "check", "clip_grad_norm",
-           "group_key", "plan"]
+           "group_key", "needs_closure", "plan"]
 
 
 def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
@@ -34,6 +34,12 @@ def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
 def build(name: str, params: Sequence[np.ndarray], /, **hyperparams) -> Optimizer:
     """`optimizers.build("adam", [w, b], lr=1e-3)`: an optimizer by its registered name."""
     return OPTIMIZERS.build(name, params, **hyperparams)
+
+
+def needs_closure(name: str) -> bool:
+    """The optimizer steps through a closure that re-evaluates the loss (lbfgs): the
+    training loop calls its `step_closure`, and its run is never stacked with others."""
+    return OPTIMIZERS.get(name).needs_closure
 
 
 def group_key(name: str, hyperparams: dict) -> tuple:
@@ -116,8 +122,8 @@ def _build_rows(name: str, blocks: list[np.ndarray], rows: Sequence[dict]) -> Op
 
 def _column(values: list):
     """One option's row values as a stacked constructor takes them: numbers a (K, 1)
-    float64 column, pairs (betas) a pair of columns, flags, names and None the group's
-    one value (group_key keeps them equal)."""
+    float64 column, pairs (betas) a pair of columns, flags, choices and names (a string,
+    a mapping or null, which group_key keeps equal across a group) the group's one value."""
     if isinstance(values[0], (bool, str, dict)) or values[0] is None:
         return values[0]
     if isinstance(values[0], (list, tuple)):

@@ -143,11 +143,16 @@ class Optimizer:
     registry line's constraints; relations between them are checked in the constructor,
     in the message form of lossbench.registry.
 
+    An optimizer with `needs_closure` (lbfgs) re-evaluates the loss within a step: it
+    steps by `step_closure(closure)`, not `step`, and runs alone (never stacked).
+
     Numeric hyperparameters are float64 (`_hp`): scalars, or (K, 1) arrays for a stacked
     optimizer over one (K, P) parameter block. Per-row values an optimizer keeps between
     steps outside `state` are (K, 1) attributes updated in place (a masked step steps
     row views of them). Structural options are plain bools, equal across the rows.
     """
+
+    needs_closure = False
 
     def __init__(self, params: Sequence[np.ndarray], lr: float, weight_decay: float = 0.0,
                  decoupled_weight_decay: bool = False):

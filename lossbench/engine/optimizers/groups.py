@@ -71,12 +71,12 @@ def group_specs(name: str, hyperparams: dict) -> list[tuple[list[str], str, dict
         out.append((sel, g_name, g_hp))
     for i, (_, g_name, g_hp) in enumerate(out):
         key = "optimizer" if i == 0 else f"{KEY}[{i - 1}]"
-        if len(out) > 1 and getattr(OPTIMIZERS.get(g_name), "needs_closure", False):
+        if len(out) > 1 and OPTIMIZERS.get(g_name).needs_closure:
             raise fail(f"{key}.name", "cannot be in param groups: it steps the whole model with its own evaluations",
                        g_name)
         if g_name == "muon":
             f_name = split_named(f"{key}.fallback", g_hp.get("fallback", "adamw"), "optimizer")[0]
-            if f_name == "muon" or getattr(OPTIMIZERS.get(f_name), "needs_closure", False):
+            if f_name == "muon" or OPTIMIZERS.get(f_name).needs_closure:
                 raise fail(f"{key}.fallback", "must be an optimizer for any tensor (not muon, not one that steps "
                                               "the whole model)", f_name)
     return out
@@ -172,6 +172,8 @@ class Partitioned:
     part's rate follows it in proportion (a part at 3e-4 under a section at 1e-3 keeps
     that ratio), as torch's schedulers scale every group's base rate by one factor.
     """
+
+    needs_closure = False  # param groups refuse optimizers that do (group_specs)
 
     def __init__(self, parts: list[tuple[Optimizer, list[int]]], layout, base_lr: np.ndarray):
         self.parts, self.layout = parts, layout
