@@ -288,8 +288,8 @@ class Named(Constraint):
 
     def __init__(self, registry: Registry):
         self.registry = registry
-        self.what = f"{'an' if registry.kind[0] in 'aeiou' else 'a'} {registry.kind} name or a mapping with a name"
-        self.short = f"{'an' if registry.kind[0] in 'aeiou' else 'a'} {registry.kind}"
+        self.what = f"{_a(registry.kind)} name or a mapping with a name"
+        self.short = _a(registry.kind)
 
     def check(self, key, value):
         name, options = split_named(key, value, self.registry.kind)
@@ -299,15 +299,20 @@ class Named(Constraint):
         return isinstance(v, (str, dict))
 
 
+def _a(noun: str) -> str:
+    """'an optimizer', 'a loss'."""
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 def split_named(key: str, value: Any, kind: str) -> tuple[str, dict]:
     """`adam` or {name: adam, lr: 0.1} -> ("adam", {"lr": 0.1})."""
     if isinstance(value, str):
         return value, {}
     if not isinstance(value, dict):
-        raise fail(key, f"must be a {kind} name or a mapping with a name", value)
+        raise fail(key, f"must be {_a(kind)} name or a mapping with a name", value)
     name = value.get("name")
     if not isinstance(name, str):
-        raise fail(f"{key}.name", f"must name a {kind}", name)
+        raise fail(f"{key}.name", f"must name {_a(kind)}", name)
     return name, {k: v for k, v in value.items() if k != "name"}
 
 

@@ -47,6 +47,12 @@ def test_list_shows_defaults():
     assert "delta=1.0 (> 0)" in r.output
 
 
+def test_list_optimizers_says_every_section_takes_param_groups():
+    r = runner.invoke(app, ["list", "optimizers"], env={"COLUMNS": "200"})
+    assert "Every optimizer section also takes param_groups" in r.output
+    assert "param_groups" not in runner.invoke(app, ["list", "losses"], env={"COLUMNS": "200"}).output
+
+
 def test_list_unknown_kind_exits_2():
     r = runner.invoke(app, ["list", "lossses"])
     assert r.exit_code == 2

@@ -355,3 +355,11 @@ def test_cell_labels_name_nested_keys_by_their_path_and_param_groups_compactly()
     assert cell_label(keys, values) == ("muon, lr=0.02, fallback=adamw, fallback.lr=0.001, "
                                         "param_groups=[output: adamw, lr=0.001; ['*.bias']: weight_decay=0], "
                                         "hidden=[256, 256]")
+
+
+def test_param_groups_read_back_from_runs_csv_label_as_when_swept():
+    from lossbench.analysis.compare import cell_label
+
+    as_csv = '[{"params": "output", "name": "adamw", "lr": 0.001}]'
+    assert cell_label(["optimizer.param_groups"], (as_csv,)) == "param_groups=[output: adamw, lr=0.001]"
+    assert cell_label(["model.hidden"], ("[{not json",)) == "hidden=[{not json"

@@ -59,7 +59,9 @@ def test_param_groups_select_by_name_set_and_glob_first_group_wins():
     ([{"params": "biases", "momentum": 0.9}],
      "optimizer.param_groups[0].momentum: unknown option (optimizer 'adam' takes lr, betas, "),
     ([{"params": "biases", "name": "adamw", "lr": -1}], "optimizer.param_groups[0].lr: must be a number > 0, got -1"),
-    ([{"lr": 0.1}], "optimizer.param_groups[0]: must be a mapping with params (which tensors) and settings"),
+    ([{"lr": 0.1}], "optimizer.param_groups[0].params: missing: say which tensors, e.g. params: biases"),
+    ([3], "optimizer.param_groups[0]: must be a mapping with params (which tensors) and settings"),
+    ([{"params": "output", "name": "gd"}], "optimizer.param_groups[0].name: must not be gd in a group"),
     ([{"params": []}], "optimizer.param_groups[0].params: must be a selector or a list of them"),
     ("biases", "optimizer.param_groups: must be a non-empty list of mappings"),
     ([{"params": "biases", "name": "lbfgs"}], "optimizer.param_groups[0].name: cannot be in param groups: it steps "
@@ -74,6 +76,18 @@ def test_bad_groups_are_one_line_naming_the_key(groups, message):
         optimizers.check("adam", {"param_groups": groups})
         optimizers.plan("adam", {"param_groups": groups}, mlp().layout)
     assert str(e.value).startswith(message), str(e.value)
+
+
+def test_the_sections_own_mistakes_are_the_sections_not_a_groups():
+    with pytest.raises(ConfigError, match=r"^optimizer\.momentum: unknown option \(optimizer 'adam' takes"):
+        optimizers.check("adam", {"momentum": 0.9, "param_groups": [{"params": "output", "lr": 0.1}]})
+
+
+def test_a_selector_typo_gets_a_hint_and_a_muon_group_needs_a_matrix():
+    with pytest.raises(ConfigError, match=r"selects no tensor .*got 'bias' \(did you mean 'biases'\?\)$"):
+        optimizers.plan("adam", {"param_groups": [{"params": "bias", "weight_decay": 0}]}, mlp().layout)
+    with pytest.raises(ConfigError, match=r"^optimizer.param_groups\[0\].params: selects no matrix, and muon"):
+        optimizers.plan("adamw", {"param_groups": [{"params": "biases", "name": "muon"}]}, mlp().layout)
 
 
 def test_a_bad_selector_in_a_config_exits_2_with_one_line(tmp_path):
@@ -171,8 +185,10 @@ def test_dry_run_shows_which_optimizer_steps_which_tensor(tmp_path):
     r = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "o"), "--dry-run"], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     lines = [line for line in r.output.splitlines() if line.startswith("tensors by optimizer")]
-    assert lines == ['tensors by optimizer in {"name": "mlp", "hidden": [4]}: muon: 0.Linear.weight; '
-                     'adamw: 0.Linear.bias; sgd: 2.Linear.weight, 2.Linear.bias']
+    assert lines == ['tensors by optimizer in {"name": "mlp", "hidden": [4]}: muon (lr=0.01): 0.Linear.weight; '
+                     'adamw (defaults): 0.Linear.bias; sgd (defaults): 2.Linear.weight, 2.Linear.bias',
+                     'tensors by optimizer in {"name": "mlp", "hidden": [4]}: muon (lr=0.02): 0.Linear.weight; '
+                     'adamw (defaults): 0.Linear.bias; sgd (defaults): 2.Linear.weight, 2.Linear.bias']
 
 
 def test_muon_sees_convolution_weights_as_out_by_in_times_kernel_matrices():
@@ -183,3 +199,24 @@ def test_muon_sees_convolution_weights_as_out_by_in_times_kernel_matrices():
     assert [p.shape for p in muon.params] == [(1, 4, 18), (1, 6, 36), (1, 5, 6 * 2 * 2), (1, 3, 5)]
     assert all(np.shares_memory(p, block) for p in muon.params)
     np.testing.assert_array_equal(muon.params[1][0], cnn.layers[4].params[0].reshape(6, 36))
+
+
+def test_muon_built_directly_flattens_a_convolution_weight_as_in_a_model():
+    """optimizers.build("muon", [w]) on a 4-D weight steps it as the (out, in*kh*kw) matrix
+    a model's Muon sees: the same numbers."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 2, 3, 3)).astype(np.float32)
+    flat = w.reshape(4, 18).copy()
+    a, b = optimizers.build("muon", [w], lr=0.05), optimizers.build("muon", [flat], lr=0.05)
+    for _ in range(3):
+        g = rng.normal(size=w.shape).astype(np.float32)
+        a.step([g])
+        b.step([g.reshape(4, 18)])
+    np.testing.assert_array_equal(w.reshape(4, 18), flat)
+    assert not np.array_equal(flat, rng.normal(size=1))
+
+
+def test_an_lbfgs_closure_that_returns_the_loss_alone_is_told_what_to_return():
+    opt = optimizers.build("lbfgs", [np.ones(3, np.float32)])
+    with pytest.raises(TypeError, match=r"an lbfgs closure returns \(loss, gradient\)"):
+        opt.step_closure(lambda: 1.0)

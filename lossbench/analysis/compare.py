@@ -138,11 +138,21 @@ def _part(key: str, v) -> str:
 
 
 def _fmt(v) -> str:
+    """A swept value as labels show it: numbers short, param groups compact; runs.csv
+    holds lists and mappings as JSON, read back here alike."""
     if isinstance(v, float):
         return f"{v:g}"
+    if isinstance(v, str) and v.startswith("[{"):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return v
     if isinstance(v, list) and v and all(isinstance(g, dict) and "params" in g for g in v):  # param_groups
         return "[" + "; ".join(_group(g) for g in v) + "]"
     return str(v)
+
+
+format_value = _fmt
 
 
 def _group(g: dict) -> str:

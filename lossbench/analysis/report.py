@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from lossbench.analysis.compare import Comparison, cell_label
+from lossbench.analysis.compare import Comparison, cell_label, format_value
 from lossbench.engine.metrics import higher_is_better
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -322,7 +322,8 @@ def print_preview(console: Console, exp, out_dir, plan=None) -> None:
         table.add_column(k)
     table.add_column("seed", justify="right")
     for spec in exp.runs[:12]:
-        table.add_row(spec.run_id, *[str(spec.cell.get(k, "")) for k in exp.swept], str(spec.seed))
+        table.add_row(spec.run_id, *[format_value(spec.cell[k]) if k in spec.cell else "" for k in exp.swept],
+                      str(spec.seed))
     console.print(table)
     if len(exp.runs) > 12:
         console.print(f"… and {len(exp.runs) - 12} more")
@@ -418,7 +419,11 @@ class Progress:
 
 def catalog_table(kind: str, rows: list[tuple[str, dict, str]]) -> Table:
     """`lossbench list`: one registry's items, their options and summaries."""
-    table = Table(title=kind, title_justify="left")
+    caption = None
+    if kind == "optimizers":  # an option of the config section, not of any one optimizer
+        caption = ("Every optimizer section also takes param_groups: parts of the model with other settings or "
+                   "another optimizer (not gd or lbfgs), as torch's param groups; see the README.")
+    table = Table(title=kind, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("name", style="bold cyan")
     table.add_column("options: default (allowed)")
     table.add_column("what it is")

@@ -52,11 +52,15 @@ def group_specs(name: str, hyperparams: dict) -> list[tuple[list[str], str, dict
     a model (names, settings, selector syntax); the section's own settings come first
     with selectors [] (everything left)."""
     hp, groups = split(hyperparams)
+    if groups:
+        OPTIMIZERS.check(name, hp)  # the section's own settings first: their errors are the section's
     out = [([], name, hp)]
     for i, g in enumerate(groups):
         key = f"{KEY}[{i}]"
-        if not isinstance(g, dict) or "params" not in g:
+        if not isinstance(g, dict):
             raise fail(key, "must be a mapping with params (which tensors) and settings", g)
+        if "params" not in g:
+            raise fail(f"{key}.params", "missing: say which tensors, e.g. params: biases", g)
         sel = g["params"] if isinstance(g["params"], list) else [g["params"]]
         if not sel or not all(isinstance(s, str) and s for s in sel):
             raise fail(f"{key}.params", f"must be a selector or a list of them: one of {list(SELECTORS)} "
@@ -74,6 +78,9 @@ def group_specs(name: str, hyperparams: dict) -> list[tuple[list[str], str, dict
         if len(out) > 1 and OPTIMIZERS.get(g_name).needs_closure:
             raise fail(f"{key}.name", "cannot be in param groups: it steps the whole model with its own evaluations",
                        g_name)
+        if i > 0 and g_name == "gd":  # its one difference from sgd is the run's batch, not a group's
+            raise fail(f"{key}.name", "must not be gd in a group: gd differs from sgd only by the full batch, which "
+                                      "is the whole run's (train.batch_size: full); use sgd", g_name)
         if g_name == "muon":
             f_name = split_named(f"{key}.fallback", g_hp.get("fallback", "adamw"), "optimizer")[0]
             if f_name == "muon" or OPTIMIZERS.get(f_name).needs_closure:
@@ -100,7 +107,8 @@ def plan(name: str, hyperparams: dict, layout) -> list[tuple[str, dict, list[int
             if not hits:
                 names = [t.name for t in layout]
                 raise fail(f"{KEY}[{j - 1}].params", f"selects no tensor of this model: use one of "
-                                                     f"{list(SELECTORS)} or a glob on its tensors {names}", s)
+                                                     f"{list(SELECTORS)} or a glob on its tensors {names}", s,
+                           list(SELECTORS) + names)
             for i in hits:
                 if owner.get(i, j) != j:
                     raise fail(f"{KEY}[{j - 1}].params", f"selects {layout[i].name}, which group "
@@ -109,6 +117,9 @@ def plan(name: str, hyperparams: dict, layout) -> list[tuple[str, dict, list[int
     parts = []
     for j, (_, g_name, g_hp) in enumerate(specs):
         idx = [i for i in range(len(layout)) if owner.get(i, 0) == j]
+        if j and g_name == "muon" and not any(len(layout[i].shape) >= 2 for i in idx):
+            raise fail(f"{KEY}[{j - 1}].params", "selects no matrix, and muon updates only matrices (its "
+                                                 "fallback would step them all): select weights", specs[j][0])
         parts += _matrices_apart(g_name, g_hp, idx, layout)
     return [p for p in parts if p[2]]
 
@@ -210,6 +221,11 @@ def key(name: str, hyperparams: dict, one_key) -> tuple:
 
 
 def describe(parts: list[tuple[str, dict, list[int]]], layout) -> str:
-    """`muon: 1.Linear.weight, ...; adamw: ...` for messages and `lossbench run --dry-run`."""
-    return "; ".join(f"{n}: {', '.join(layout[i].name for i in idx)}" for n, _, idx in parts)
+    """`muon (lr=0.02): 1.Linear.weight, ...; adamw (defaults): ...` for `--dry-run`: each
+    part's optimizer, the settings it was given (the rest are its defaults), its tensors."""
+    def settings(hp: dict) -> str:
+        given = ", ".join(f"{k}={v}" for k, v in hp.items() if k != "fallback")
+        return given or "defaults"
+
+    return "; ".join(f"{n} ({settings(hp)}): {', '.join(layout[i].name for i in idx)}" for n, hp, idx in parts)
 

@@ -152,16 +152,22 @@ class Muon(Optimizer):
         self.coefficients = tuple(_hp(v) for v in ns_coefficients)
         self.ns_steps = int(np.max(ns_steps))  # one value in a group (see branches)
         self.adjust, self.fallback = adjust_lr_fn, fallback
-        super().__init__(params, lr, 0.0)  # decay is decoupled, in update
+        super().__init__(_matrices(params, np.ndim(lr) > 0), lr, 0.0)  # decay is decoupled, in update
         self.wd = _hp(weight_decay)
         for p in self.params:
             if p.ndim - self.stacked != 2:
-                raise ValueError(f"muon updates matrices, got a parameter of shape {p.shape[self.stacked:]}: give "
-                                 "other tensors to its fallback (a model's training does)")
+                raise ValueError(f"muon updates matrices, got a parameter of shape {p.shape[self.stacked:]}: in a "
+                                 "model its fallback steps the others; with optimizers.build, give muon the "
+                                 "matrices and another optimizer the rest")
 
     @classmethod
     def branches(cls, hp):
         return (hp["ns_steps"],)
+
+    def step(self, grads, rows=None):
+        if len(grads) == len(self.params):  # gradients shaped as the tensors given (a convolution's 4-D)
+            grads = [np.reshape(g, p.shape) if np.size(g) == p.size else g for g, p in zip(grads, self.params)]
+        super().step(grads, rows)
 
     def init_state(self, p):
         return {"buf": np.zeros_like(p)}
@@ -185,6 +191,15 @@ class Muon(Optimizer):
         p *= np.float32(1.0 - lr * _per(self.wd, p))
         np.multiply(o, np.float32(lr * self.ratio(p)), out=w.tmp)
         p -= w.tmp
+
+
+def _matrices(params, stacked: bool) -> list:
+    """Muon's parameters as matrices: a convolution weight (out, in, kh, kw) as the view
+    (out, in * kh * kw), as Keller Jordan's reference flattens it (after a leading run
+    axis when stacked)."""
+    lead = 1 + int(stacked)
+    return [np.reshape(p, p.shape[:lead] + (-1,), copy=False) if isinstance(p, np.ndarray) and p.ndim > lead + 1
+            else p for p in params]
 
 
 @OPTIMIZERS.register("adafactor", lr=LR, beta2_decay=Real(le=0), eps=Seq(Optional(Real(ge=0)), length=2),

@@ -82,7 +82,11 @@ class LBFGS(Optimizer):
                         "at the current parameters (L-BFGS evaluates several points per step)")
 
     def _evaluate(self, closure) -> tuple[float, np.ndarray]:
-        loss, grad = closure()
+        out = closure()
+        if not (isinstance(out, tuple) and len(out) == 2):  # torch's closures return the loss alone
+            raise TypeError("an lbfgs closure returns (loss, gradient): NumPy has no autograd to find the "
+                            f"gradient, got {type(out).__name__}")
+        loss, grad = out
         loss = float(loss)
         if not math.isfinite(loss):
             raise _NonFinite
