@@ -273,3 +273,22 @@ def test_a_set_value_that_is_not_yaml_is_refused_as_the_set(tmp_path):
     r = CliRunner().invoke(app, ["validate", str(write(tmp_path, BASE)), "--set", "optimizer.lr=[0.1"])
     assert r.exit_code == 2
     assert r.output.startswith("error: --set optimizer.lr=[0.1: invalid YAML at line 1, column 5: ")
+
+
+@pytest.mark.parametrize("grid,key", [
+    ({"optimizer.lr": [0.1, 0.2]}, "optimizer.lr"),
+    ({"optimizer": [{"name": "sgd"}, {"name": "adam"}]}, "optimizer.lr"),
+    ([{"optimizer.lr": [0.1]}], "optimizer"),
+])
+def test_a_set_the_grid_would_overwrite_is_refused_not_ignored(grid, key):
+    raw = {"dataset": "moons", "model": "linear", "loss": "cross_entropy", "optimizer": "sgd", "grid": grid}
+    with pytest.raises(ConfigError, match=rf"--set {key}: the grid sets optimizer[.a-z]*, which replaces it in every"):
+        load_experiment(raw, [f"{key}=0.5" if key.endswith("lr") else f"{key}=adam"])
+    assert load_experiment(raw, ["train.epochs=2"]).config["train"]["epochs"] == 2  # what the grid leaves alone
+
+
+def test_a_set_into_a_list_item_says_to_set_the_whole_list():
+    raw = {"dataset": "moons", "model": "linear", "loss": "cross_entropy", "optimizer": "sgd"}
+    with pytest.raises(ConfigError, match=r"--set optimizer.param_groups\[0\].lr: a list item cannot be set alone; "
+                                          r"set the whole list, e.g. --set optimizer.param_groups=\[...\]"):
+        load_experiment(raw, ["optimizer.param_groups[0].lr=0.1"])

@@ -77,6 +77,9 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple = ()) -> dict:
         key, text = (s.strip() for s in item.split("=", 1))
         value = parse_yaml(text, f"--set {item}") if text else None
         parts = key.split(".")
+        if "[" in key and parts[0] != "grid":
+            raise _Fail(f"--set {key}: a list item cannot be set alone; set the whole list, e.g. "
+                        f"--set {key.split('[')[0]}=[...]")
         if parts[0] == "grid" and len(parts) > 2:  # grid keys are dotted paths themselves
             parts = ["grid", ".".join(parts[1:])]
         node = raw
@@ -91,7 +94,23 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple = ()) -> dict:
             node[part] = child
             node = child
         node[parts[-1]] = value
+        _not_shadowed(raw, key)
     return raw
+
+
+def _not_shadowed(raw: dict, key: str) -> None:
+    """A --set the grid would overwrite in every cell it sweeps is refused, not ignored:
+    `--set optimizer.lr=0.5` does nothing when the grid sets `optimizer` or `optimizer.lr`."""
+    if key.split(".")[0] == "grid":
+        return
+    grids = raw.get("grid")
+    for grid in grids if isinstance(grids, list) else [grids]:
+        for g_key in grid if isinstance(grid, dict) else ():
+            g_key = str(g_key)
+            if g_key == key or key.startswith(g_key + ".") or g_key.startswith(key + "."):
+                how = f"--set grid.{g_key}=[...]" if isinstance(grids, dict) else "its list in the config"
+                raise _Fail(f"--set {key}: the grid sets {g_key}, which replaces it in every cell it sweeps; "
+                            f"change the grid instead ({how})")
 
 
 # ---------- validation of one resolved run ----------
