@@ -64,6 +64,7 @@ def test_param_groups_select_by_name_set_and_glob_first_group_wins():
     ([{"params": "output", "name": "gd"}], "optimizer.param_groups[0].name: must not be gd in a group"),
     ([{"params": []}], "optimizer.param_groups[0].params: must be a selector or a list of them"),
     ("biases", "optimizer.param_groups: must be a non-empty list of mappings"),
+    ({"params": "biases"}, "optimizer.param_groups: must be a list of groups, got one mapping: write [{...}]"),
     ([{"params": "biases", "name": "lbfgs"}], "optimizer.param_groups[0].name: cannot be in param groups: it steps "
                                               "the whole model with its own evaluations, got 'lbfgs'"),
     ([{"params": "biases", "name": "muon", "fallback": "lbfgs"}],

@@ -42,6 +42,9 @@ def split(hyperparams: dict) -> tuple[dict, list]:
     groups = hp.pop("param_groups", None)
     if groups is None:
         return hp, []
+    if isinstance(groups, dict):  # one group written without its list (a grid value is one whole list)
+        raise fail(KEY, "must be a list of groups, got one mapping: write [{...}] (in a grid, each value is one "
+                        "such list: [[{...}], [{...}]])", groups)
     if not isinstance(groups, list) or not groups:
         raise fail(KEY, "must be a non-empty list of mappings {params: ..., name?: ..., settings}", groups)
     return hp, groups
