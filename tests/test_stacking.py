@@ -122,8 +122,8 @@ grid:
     from lossbench import api
     shared = [w for w in api.compare([tmp_path / "4"]).warnings if "stacked" in w]
     assert shared == ["some runs trained stacked (2, 4 runs per stack; stack_size in runs.csv): their times are "
-                      "shares of their stack's time, not times alone; compare --cost epochs or steps for figures "
-                      "that do not depend on how runs were executed"]
+                      "shares of their stack's time, not times alone; the epochs and steps to target "
+                      "(and compare --profile --cost epochs or steps) do not depend on how runs were executed"]
     assert not [w for w in api.compare([tmp_path / "off"]).warnings if "stacked" in w]
 
 

@@ -286,8 +286,8 @@ def shared_time_warnings(problems: list[Problem]) -> list[str]:
     if not sizes or sizes == [1]:
         return []
     return [f"some runs trained stacked ({', '.join(map(str, sizes))} runs per stack; stack_size in runs.csv): "
-            "their times are shares of their stack's time, not times alone; compare --cost epochs or steps "
-            "for figures that do not depend on how runs were executed"]
+            "their times are shares of their stack's time, not times alone; the epochs and steps to target "
+            "(and compare --profile --cost epochs or steps) do not depend on how runs were executed"]
 
 
 def is_loss(metric: str) -> bool:
