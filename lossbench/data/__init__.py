@@ -11,12 +11,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from lossbench.data import csv, idx, synthetic  # noqa: F401  (importing registers the loaders)
+from lossbench.data import csv, functions, idx, synthetic  # noqa: F401  (importing registers the loaders)
 from lossbench.data.base import DATASETS, Raw
-from lossbench.registry import split_named
+from lossbench.registry import fail, split_named
 
 __all__ = ["DATASETS", "Dataset", "describe", "identity", "load", "load_spec", "prepare", "status"]
 
@@ -37,6 +38,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     image_shape: tuple[int, int, int] | None = None  # (channels, height, width); None for tabular data
+    function: Any = None  # a test function (task "function": the parameters are its point), else None
 
     @property
     def n_features(self) -> int:
@@ -147,6 +149,8 @@ def load(name: str, /, **options) -> Dataset:
     full = DATASETS.check(name, options)
     seed, val_fraction, normalize, limit = (full.pop(k) for k in DATASETS.common.params)
     raw: Raw = DATASETS.get(name)(seed, **full)
+    if raw.task == "function":
+        return _function_problem(name, raw, val_fraction, normalize, limit)
     rng = np.random.default_rng(seed)
     x, y, x_test, y_test = raw.x, raw.y, raw.x_test, raw.y_test
     if limit is not None:
@@ -174,6 +178,17 @@ def load(name: str, /, **options) -> Dataset:
         x_test=x_test, y_test=_target(y_test, raw),
         image_shape=raw.image_shape,
     )
+
+
+def _function_problem(name: str, raw: Raw, val_fraction, normalize, limit) -> Dataset:
+    """A test function as a dataset of one row (one step an epoch), in every split: the
+    validation loss is the function's value at the point, without the gradient's noise."""
+    defaults = {k: p.default for k, p in DATASETS.common.params.items()}
+    for key, value in (("val_fraction", val_fraction), ("normalize", normalize), ("limit", limit)):
+        if value != defaults[key]:
+            raise fail(f"dataset.{key}", f"does not apply to the test function {name!r}: it has no data", value)
+    x, y = np.zeros((1, 1), np.float32), np.zeros((1, raw.n_outputs), np.float32)
+    return Dataset(name, "function", raw.n_outputs, x, y, x, y, x, y, function=raw.function)
 
 
 def _subset(x, y, limit, rng):

@@ -12,7 +12,7 @@ import numpy as np
 from lossbench.errors import DataError
 from lossbench.registry import Choice, Int, Optional, Real, Registry, Schema, fail
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "function")
 NORMALIZE = ("none", "standard", "minmax")
 
 
@@ -48,6 +48,7 @@ class Raw:
     y_test: np.ndarray
     x_divisor: float = 1.0
     image_shape: tuple[int, int, int] | None = None  # (channels, height, width) of image data; None: tabular
+    function: object = None  # task "function": the test function (data/functions.py); the arrays are None
 
 
 def loader_rng(seed: int) -> np.random.Generator:

@@ -9,10 +9,13 @@ import math
 from lossbench.errors import ConfigError
 
 # Whether a bigger value of a metric is better; decides "best", early stopping and ranks.
-HIGHER_IS_BETTER = {"loss": False, "accuracy": True, "mae": False, "r2": True}
-TASK_METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "mae", "r2")}
+HIGHER_IS_BETTER = {"loss": False, "accuracy": True, "mae": False, "r2": True, "distance": False}
+# "function": a test function's value at the point, and the point's distance to the nearest minimum
+TASK_METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "mae", "r2"),
+                "function": ("loss", "distance")}
 # The values each metric can take (every loss here is >= 0): a target outside is never reached.
-RANGES = {"loss": (0.0, math.inf), "accuracy": (0.0, 1.0), "mae": (0.0, math.inf), "r2": (-math.inf, 1.0)}
+RANGES = {"loss": (0.0, math.inf), "accuracy": (0.0, 1.0), "mae": (0.0, math.inf), "r2": (-math.inf, 1.0),
+          "distance": (0.0, math.inf)}
 
 
 def higher_is_better(metric: str) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from lossbench.engine import losses, nn, optimizers, schedules
+from lossbench.engine.functions import FunctionLoss, Point
 from lossbench.engine.metrics import HIGHER_IS_BETTER, TASK_METRICS
 from lossbench.registry import AnyOf, Bool, Choice, Int, Named, Nested, Optional, Real, Schema, Text, fail, split_named
 
@@ -144,7 +145,9 @@ def _metrics(loss, out, t, y, task) -> dict[str, float]:
     """Loss and task metrics of one run's outputs on a split."""
     res = {"loss": loss.value(out, t)}
     out = loss.predict(out)  # in the target's units (poisson_nll: the rate; gaussian_nll: the mean)
-    if task == "classification":
+    if task == "function":  # every row is the point
+        res["distance"] = loss.function.distance(out[0])
+    elif task == "classification":
         pred = (out[:, 0] > 0).astype(np.int64) if out.shape[1] == 1 else out.argmax(axis=1)
         res["accuracy"] = float(np.mean(pred == y))
     else:
@@ -214,16 +217,21 @@ class _Run:
     prev_val: float | None = None
 
 
-def _setup(data, model, loss, optimizer, train=None, seed=0, on_epoch=None) -> _Run:
+def _setup(data, model=None, loss=None, optimizer="sgd", train=None, seed=0, on_epoch=None) -> _Run:
     cfg = train if isinstance(train, TrainConfig) else TrainConfig.of(train or {})
-    loss_name, loss_kw = split_named("loss", loss, "loss")
-    loss_fn = losses.build(loss_name, **loss_kw)
-    check_targets(loss_fn, loss_name, data)
-    n_out, encode = encode_targets(loss_fn, loss_name, data)
-    targets = (encode(data.y_train), encode(data.y_val), encode(data.y_test))
     init_seed, order_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
-    model_name, model_kw = split_named("model", model, "model")
-    net = nn.build(model_name, data.n_features, n_out, init_seed, data.image_shape, **model_kw)
+    if data.task == "function":  # the parameters are the point, the loss is the function
+        loss_name, loss_kw, model_name, model_kw = POINT_LOSS, {}, POINT_MODEL, {}
+        loss_fn, net = point_problem(data.function, init_seed)
+        targets = (data.y_train, data.y_val, data.y_test)
+    else:
+        loss_name, loss_kw = split_named("loss", loss, "loss")
+        loss_fn = losses.build(loss_name, **loss_kw)
+        check_targets(loss_fn, loss_name, data)
+        n_out, encode = encode_targets(loss_fn, loss_name, data)
+        targets = (encode(data.y_train), encode(data.y_val), encode(data.y_test))
+        model_name, model_kw = split_named("model", model, "model")
+        net = nn.build(model_name, data.n_features, n_out, init_seed, data.image_shape, **model_kw)
     opt_name, opt_kw = split_named("optimizer", optimizer, "optimizer")
     # the optimizer and its schedule are made over the run's row of the stack (_stack);
     # checked now, and the schedule's base lr (a stand-in: one over the model's buffer
@@ -243,6 +251,17 @@ def _setup(data, model, loss, optimizer, train=None, seed=0, on_epoch=None) -> _
     return _Run(cfg, loss_fn, targets, net, (opt_name, opt_kw), sched, stopper, full,
                 np.random.default_rng(order_seed), on_epoch, json.dumps([loss_name, loss_kw], sort_keys=True),
                 json.dumps([model_name, model_kw], sort_keys=True, default=str))
+
+
+POINT_MODEL, POINT_LOSS = "point", "function"  # what a test function's config says for model and loss
+
+
+def point_problem(function, seed: int) -> tuple[losses.Loss, nn.Sequential]:
+    """(the loss, the model) of a test function: its value at the model's one output row,
+    the point, which starts at the function's start; gradient noise from the seed."""
+    rng = np.random.default_rng(seed)
+    net = nn.Sequential([Point(function.dims, function.start, function.noise, rng)], rng).allocate()
+    return FunctionLoss(function), net
 
 
 def _stack(data, runs: list[_Run]):
@@ -314,7 +333,7 @@ def _train_ordered(data, specs: list[dict]) -> list[RunResult]:
         elapsed = (time.perf_counter() - start) / k_runs  # each run's share of the stack's time
         for k, v in val.items():
             _end_epoch(runs[k], epoch, step, sums[0][k] / n, sums[1][k] / max(sums[2], 1), v, elapsed,
-                       len(data.x_val) > 0)
+                       len(data.x_val) > 0, _point(data, net.params[k]))
     ok = [k for k, r in enumerate(runs) if r.status == "ok"]
     _to_evaluation_point(groups, ok, "eval")  # and the runs' models keep it, as the reference's checkpoints
     test = _evaluate(net, runs, ok, data.x_test, 2, data.y_test, data.task)
@@ -342,11 +361,23 @@ def _to_evaluation_point(groups, rows: list[int], mode: str) -> None:
             getattr(opt, mode)(rows=mask)
 
 
-def _end_epoch(run: _Run, epoch, step, train_loss, grad_norm, val, elapsed, has_val) -> None:
-    """Record one epoch of a run that is still training; decide whether it goes on."""
+PATH_DIMS = 10  # a test function's history records its point up to this many coordinates
+
+
+def _point(data, params: np.ndarray) -> dict[str, float]:
+    """A test function's point (its training point) as history columns x0, x1, ...: the path."""
+    if data.task != "function" or len(params) > PATH_DIMS:
+        return {}
+    return {f"x{i}": float(v) for i, v in enumerate(params)}
+
+
+def _end_epoch(run: _Run, epoch, step, train_loss, grad_norm, val, elapsed, has_val, point=()) -> None:
+    """Record one epoch of a run that is still training; decide whether it goes on.
+    `point`: a test function's coordinates after the epoch (x0, x1, ...), its path."""
     row = {"epoch": epoch, "step": step, "train_loss": train_loss}
     row.update({f"val_{k}": v for k, v in val.items()})
     row.update(lr=float(run.opt.lr[run.row, 0]), grad_norm=grad_norm, elapsed_s=elapsed)
+    row.update(point)
     run.history.append(row)
     if run.on_epoch is not None:
         run.on_epoch(row)

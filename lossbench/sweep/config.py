@@ -17,8 +17,18 @@ from pathlib import Path
 
 from lossbench import data
 from lossbench.engine import losses, nn, optimizers, schedules
+from lossbench.engine.functions import FUNCTIONS
 from lossbench.engine.metrics import TASK_METRICS, value_range
-from lossbench.engine.train import EarlyStopping, TrainConfig, check_clipping, check_targets, model_outputs
+from lossbench.engine.train import (
+    POINT_LOSS,
+    POINT_MODEL,
+    EarlyStopping,
+    TrainConfig,
+    check_clipping,
+    check_targets,
+    model_outputs,
+    point_problem,
+)
 from lossbench.errors import ConfigError, LossbenchError
 from lossbench.registry import Check, Int, Real, Schema, Seq, Text, did_you_mean, fail, show, split_named
 from lossbench.sweep.spec import RunSpec, run_id
@@ -121,6 +131,9 @@ def _planned_model(cfg: dict, data_cache: dict):
     ds = cfg["dataset"]
     name, options = split_named("dataset", ds, "dataset")
     data.DATASETS.check(name, options)
+    if _is_function(ds) or any(_named(k, cfg[k]) == {"name": p} for k, p in (("model", POINT_MODEL),
+                                                                                ("loss", POINT_LOSS))):
+        return _point_model(cfg, data_cache)
     task, n_features, n_outputs, image_shape = data.describe(ds, data_cache)
     loss_name, loss_options = split_named("loss", cfg["loss"], "loss")
     loss = losses.build(loss_name, **loss_options)
@@ -129,6 +142,22 @@ def _planned_model(cfg: dict, data_cache: dict):
         check_targets(loss, loss_name, data.load_spec(ds, data_cache))
     model_name, model_options = split_named("model", cfg["model"], "model")
     return task, n_outputs, nn.plan(model_name, n_features, n_out, 0, image_shape, **model_options)
+
+
+def _point_model(cfg: dict, data_cache: dict):
+    """A test function's (task, n_outputs, model): the point; its config says model point
+    and loss function, which no other dataset takes."""
+    ds = cfg["dataset"]
+    if not _is_function(ds):
+        key = "model" if _named("model", cfg["model"]) == {"name": POINT_MODEL} else "loss"
+        raise fail(f"{key}.name", f"must be one of {(nn.MODELS if key == 'model' else losses.LOSSES).names()}: "
+                                  f"{cfg[key]} is a test function's", cfg[key])
+    for key, placeholder in (("model", POINT_MODEL), ("loss", POINT_LOSS)):
+        if _named(key, cfg[key]) != {"name": placeholder}:
+            raise fail(key, f"must be left out for the test function {ds['name']!r} (its parameters are the "
+                            "point, its loss the function)", cfg[key])
+    problem = data.load_spec(ds, data_cache)
+    return "function", problem.n_outputs, point_problem(problem.function, 0)[1]
 
 
 def optimizer_parts(cfg: dict, data_cache: dict) -> str | None:
@@ -231,12 +260,34 @@ def build_experiment(raw: dict, source: str, default_name: str = "experiment") -
         raise ConfigError(f"{source}: {e}") from None
 
 
+def _is_function(dataset) -> bool:
+    """Whether a dataset section names a test function (rosenbrock, quadratic, ...)."""
+    name = dataset.get("name") if isinstance(dataset, dict) else dataset
+    return isinstance(name, str) and name in FUNCTIONS
+
+
+def _point_sections(raw: dict) -> dict:
+    """A test function's config leaves model and loss out (its parameters are the point,
+    its loss the function): they resolve to `point` and `function`."""
+    if not _is_function(raw.get("dataset")):
+        return raw
+    raw = dict(raw)
+    for key, placeholder in (("model", POINT_MODEL), ("loss", POINT_LOSS)):
+        value = raw.get(key)
+        if value is not None and _named(key, value) != {"name": placeholder}:
+            raise _Fail(f"{key}: a test function has no {key} (its parameters are the point, its loss is the "
+                        f"function): leave {key} out, got {show(value)}")
+        raw[key] = placeholder
+    return raw
+
+
 def _sections(raw: dict, default_name: str) -> tuple[str, dict, list[int]]:
     """The checked top level: (name, base run config, seeds)."""
     for key in raw:
         if key not in SECTIONS:
             raise _Fail(f"{key}: unknown section (sections are {', '.join(SECTIONS)}), got {show(raw[key])}"
                         f"{did_you_mean(key, SECTIONS)}")
+    raw = _point_sections(raw)
     for key in REQUIRED:
         if raw.get(key) is None:
             raise _Fail(f"{key}: missing section: every config needs dataset, model, loss and optimizer, got nothing")

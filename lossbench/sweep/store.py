@@ -330,10 +330,16 @@ def _cell_value(v):
     return json.dumps(v) if isinstance(v, (list, dict)) else v
 
 
+_PATH = re.compile(r"x\d+")
+
+
 def history_frame(records: list[dict], metrics: tuple) -> pd.DataFrame:
+    """history.csv: a row per run per epoch; a test function's rows end with its point
+    (x0, x1, ...: the path)."""
     cols = ["run_id", "epoch", "step", "train_loss", *metrics, "lr", "grad_norm", "elapsed_s"]
     rows = [{"run_id": r["run_id"], **h} for r in records for h in r.get("history") or []]
-    return pd.DataFrame(rows, columns=cols)
+    dims = max((sum(1 for k in row if _PATH.fullmatch(k)) for row in rows), default=0)
+    return pd.DataFrame(rows, columns=cols + [f"x{i}" for i in range(dims)])
 
 
 def write_tables(out: Path, exp: Experiment, records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
