@@ -12,18 +12,19 @@ from pathlib import Path
 import pandas as pd
 
 from lossbench import data
-from lossbench.analysis import plots
+from lossbench.analysis import paths, plots
 from lossbench.analysis.compare import Comparison, Problem, aggregate, compare_problems, default_metric
 from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
-from lossbench.registry import Choice, show
+from lossbench.registry import Choice, show, split_named
 from lossbench.sweep.config import TARGET, default_out, load_experiment, optimizer_parts
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.job import run_one
 from lossbench.sweep.spec import RunSpec
-from lossbench.sweep.store import read_results, recorded
+from lossbench.sweep.store import CONFIG, read_results, recorded
 from lossbench.sweep.workers import cpu_count
+from lossbench.sweep.yamlfile import read_yaml
 
 
 @dataclass
@@ -157,10 +158,34 @@ def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | N
 
 def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, by: list[str] | None = None,
          out: str | Path | None = None, log: bool = False, cost: str = "time_to_target",
-         tolerance: float = 0.05, target: float | None = None) -> Path:
-    """Draw `kind` (see analysis.plots.plot) for the results in `dirs`; returns the file written."""
+         tolerance: float = 0.05, target: float | None = None, animate: str | Path | None = None) -> Path:
+    """Draw `kind` (see analysis.plots.plot; `path`: analysis.paths, and `animate` a GIF
+    or MP4 of it) for the results in `dirs`; returns the file written."""
     plots.check_kind(kind, len(dirs))  # before reading anything
+    if kind == "path":
+        return _plot_path(dirs[0], out, animate)
+    if animate is not None:
+        raise LossbenchError("--animate: draws --kind path only")
     return plots.plot(load_problems(dirs), kind, metric, by, out, log, cost, tolerance, target)
+
+
+def _plot_path(directory: str | Path, out, animate) -> Path:
+    """The paths over the test function's contours (analysis.paths); a GIF or MP4 too
+    with `animate` (its file)."""
+    p = load_problem(directory)
+    if any(k.startswith("dataset") for k in p.swept):
+        raise LossbenchError(f"--kind path: {directory} sweeps the dataset; a path plot draws one function")
+    config = read_yaml(Path(directory) / CONFIG)
+    name, options = split_named("dataset", config["dataset"], "dataset")
+    problem = data.load(name, **options)
+    if problem.function is None:
+        raise LossbenchError(f"--kind path: {directory} trained on {problem.name}, not a test function (rosenbrock, "
+                             "beale, branin, saddle, quadratic): there is no path to draw")
+    path = Path(out) if out is not None else p.dir / "plot-path.png"
+    plots.save(paths.figure(p, problem.function)[0], path)
+    if animate is not None:
+        paths.animate(p, problem.function, Path(animate))
+    return path
 
 
 # What can be named in a config: `lossbench list` shows each registry's items, their

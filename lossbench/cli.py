@@ -413,7 +413,8 @@ def plot(
     results_dirs: Annotated[list[Path], typer.Argument(help="A results directory (several for --kind profile).")],
     kind: Annotated[
         str,
-        typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr or profile."),
+        typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr, profile, or path (test "
+                                    "functions: the paths over the contour map)."),
     ] = "all",
     metric: Annotated[
         str | None,
@@ -437,13 +438,17 @@ def plot(
         float,
         typer.Option("--tolerance", min=0.0, help="For the lr panel: the range within this fraction of the best."),
     ] = 0.05,
+    animate: Annotated[
+        Path | None,
+        typer.Option("--animate", help="For --kind path: also FILE.gif (or .mp4, with ffmpeg): the paths growing."),
+    ] = None,
 ) -> None:
     """Draw convergence curves (mean ± std band over seeds), training vs validation loss,
     final metric with error bars, lr sensitivity, or a performance profile."""
     from lossbench import api
 
-    path = api.plot(results_dirs, kind, metric, _keys(by), out, log, _cost(cost), tolerance, target)
-    typer.echo(f"wrote {path}")
+    path = api.plot(results_dirs, kind, metric, _keys(by), out, log, _cost(cost), tolerance, target, animate)
+    typer.echo(f"wrote {path}" + (f" and {animate}" if animate is not None else ""))
 
 
 @command("list")

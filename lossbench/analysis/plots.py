@@ -17,7 +17,7 @@ import numpy as np
 from lossbench.analysis import compare as cmp
 from lossbench.errors import LossbenchError, install_hint
 
-KINDS = ("all", "curves", "train-val", "bars", "lr", "profile")
+KINDS = ("all", "curves", "train-val", "bars", "lr", "profile", "path")  # path: analysis/paths.py
 
 
 def _figure(rows: int, cols: int, size=(6.4, 4.2)):
@@ -204,7 +204,11 @@ def plot(problems: list[cmp.Problem], kind: str = "all", metric: str | None = No
     else:
         fig = _figure(1, 1)
         _panel(fig.add_subplot(), kind, p, comparison, log, tolerance)
-    path = Path(out) if out is not None else p.dir / f"plot-{kind}.png"
+    return save(fig, Path(out) if out is not None else p.dir / f"plot-{kind}.png")
+
+
+def save(fig, path: Path) -> Path:
+    """Write a figure where --out says (PNG, SVG or PDF); errors are one line."""
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise LossbenchError(f"--out: {path}: the file must end in .png, .svg or .pdf")
     try:
