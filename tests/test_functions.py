@@ -95,3 +95,74 @@ def test_test_function_mistakes_are_one_line(extra, message):
     with pytest.raises(ConfigError) as e:
         load_experiment({**BASE, **extra})
     assert message in str(e.value), str(e.value)
+
+
+# ---------------------------------------------------------------- plot --kind path
+
+from typer.testing import CliRunner  # noqa: E402
+
+from lossbench.cli import app  # noqa: E402
+
+MOUNTAIN = """
+name: m
+dataset: {name: rosenbrock}
+optimizer: sgd
+train: {epochs: 30}
+grid:
+  optimizer: [{name: sgd, lr: 0.001}, {name: momentum, lr: 0.001}, {name: adam, lr: 0.05}, {name: adam, lr: 0.1}]
+"""
+
+
+@pytest.fixture(scope="module")
+def mountain(tmp_path_factory):
+    d = tmp_path_factory.mktemp("m")
+    (d / "m.yaml").write_text(MOUNTAIN)
+    r = CliRunner().invoke(app, ["run", str(d / "m.yaml"), "--out", str(d / "out"), "-q"])
+    assert r.exit_code == 0, r.output
+    return d
+
+
+def test_the_paths_drawn_are_the_recorded_points_from_the_start(mountain):
+    from lossbench import api
+    from lossbench.analysis import paths
+
+    p = api.load_problem(mountain / "out")
+    drawn = paths.paths(p, 2)
+    assert [(panel, label) for panel, label, _, _ in drawn] == [
+        ("sgd", "lr=0.001"), ("momentum", "lr=0.001"), ("adam", "lr=0.05"), ("adam", "lr=0.1")]
+    fn = FUNCTIONS["rosenbrock"]()
+    fig, handles = paths.figure(p, fn, drawn)
+    assert len(fig.axes) == 3 and [ax.get_title() for ax in fig.axes] == ["sgd", "momentum", "adam"]
+    line, _, xy = handles[2]
+    h = p.history[p.history.run_id == p.runs[p.runs["optimizer.lr"] == 0.05].run_id.iloc[0]]
+    np.testing.assert_array_equal(xy[0], fn.start)  # every path starts at the start
+    np.testing.assert_array_equal(xy[1:], h[["x0", "x1"]].to_numpy())
+    np.testing.assert_array_equal(line.get_xydata(), xy)
+
+
+def test_plot_path_and_its_animation(mountain, tmp_path):
+    r = CliRunner().invoke(app, ["plot", str(mountain / "out"), "--kind", "path", "--out", str(tmp_path / "p.png"),
+                                 "--animate", str(tmp_path / "p.gif")])
+    assert r.exit_code == 0, r.output
+    from PIL import Image
+
+    assert Image.open(tmp_path / "p.png").size[0] > 1000
+    gif = Image.open(tmp_path / "p.gif")
+    assert gif.n_frames == 30  # one per step when there are fewer steps than 40 frames
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--animate", "x.avi"], "--animate: x.avi: the file must end in .gif or .mp4"),
+    (["--kind", "curves", "--animate", "x.gif"], "--animate: draws --kind path only"),
+])
+def test_plot_path_mistakes_are_one_line(mountain, args, message):
+    r = CliRunner().invoke(app, ["plot", str(mountain / "out"), "--kind", "path", *args])
+    assert r.exit_code == 2 and message in r.output and r.output.count("\n") == 1, r.output
+
+
+def test_a_path_plot_of_data_says_there_is_no_path(tmp_path):
+    (tmp_path / "c.yaml").write_text("dataset: {name: moons, n_samples: 100}\nmodel: linear\nloss: cross_entropy\n"
+                                     "optimizer: sgd\ntrain: {epochs: 1}\n")
+    assert CliRunner().invoke(app, ["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "o"), "-q"]).exit_code == 0
+    r = CliRunner().invoke(app, ["plot", str(tmp_path / "o"), "--kind", "path"])
+    assert r.exit_code == 2 and "trained on moons, not a test function (rosenbrock, beale, branin" in r.output
