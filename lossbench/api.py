@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from lossbench import data
-from lossbench.analysis import paths, plots
+from lossbench.analysis import plots
 from lossbench.analysis.compare import Comparison, Problem, aggregate, compare_problems, default_metric
 from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
@@ -172,6 +172,8 @@ def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, b
 def _plot_path(directory: str | Path, out, animate) -> Path:
     """The paths over the test function's contours (analysis.paths); a GIF or MP4 too
     with `animate` (its file)."""
+    from lossbench.analysis import paths  # matplotlib, the plot extra: only when drawing
+
     p = load_problem(directory)
     if any(k.startswith("dataset") for k in p.swept):
         raise LossbenchError(f"--kind path: {directory} sweeps the dataset; a path plot draws one function")

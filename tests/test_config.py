@@ -36,8 +36,8 @@ MALFORMED = [
                                   "train, seeds, grid, target), got 'adam' (did you mean 'optimizer'?)"),
     ("dataset: moons\nmodel: mlp\nloss: mse\n", "optimizer: missing section"),
     (BASE.replace("name: moons", "name: moonz"),
-     "dataset.name: must be one of ['blobs', 'counts', 'csv', 'fashion_mnist', 'heteroscedastic', 'mnist', 'moons', "
-     "'regression', 'spirals'], "
+     "dataset.name: must be one of ['beale', 'blobs', 'branin', 'counts', 'csv', 'fashion_mnist', 'heteroscedastic', "
+     "'mnist', 'moons', 'quadratic', 'regression', 'rosenbrock', 'saddle', 'spirals'], "
      "got 'moonz' (did you mean 'moons'?)"),
     (BASE.replace("name: mlp", "name: mpl"),
      "model.name: must be one of ['2c2d', 'cnn', 'lenet5', 'linear', 'mlp'], got 'mpl' (did you mean 'mlp'?)"),

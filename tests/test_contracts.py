@@ -21,6 +21,7 @@ import pytest
 from lossbench import data
 from lossbench.data import synthetic
 from lossbench.engine import losses, nn, optimizers, schedules
+from lossbench.engine.functions import FUNCTIONS
 from lossbench.errors import ConfigError
 from lossbench.registry import REQUIRED
 
@@ -235,7 +236,9 @@ def needs_files(name: str) -> bool:
     return "path" in {k: p.default for k, p in data.DATASETS.schema(name).params.items()}
 
 
-FILE_FREE = [n for n in data.DATASETS.names() if not needs_files(n)]
+# test functions are datasets without data (tests/test_functions.py covers them)
+FUNCTION_DATASETS = set(FUNCTIONS)
+FILE_FREE = [n for n in data.DATASETS.names() if not needs_files(n) and n not in FUNCTION_DATASETS]
 PARTS = ["x_train", "y_train", "x_val", "y_val", "x_test", "y_test"]
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from lossbench.errors import DataError
 from lossbench.registry import Choice, Int, Optional, Real, Registry, Schema, fail
 
-TASKS = ("classification", "regression", "function")
+TASKS = ("classification", "regression")  # of data; a test function's problem is task "function"
 NORMALIZE = ("none", "standard", "minmax")
 
 
