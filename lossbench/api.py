@@ -18,6 +18,7 @@ from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
 from lossbench.registry import Choice, show
+from lossbench.sweep import lrfind
 from lossbench.sweep.config import TARGET, default_out, load_experiment, optimizer_parts
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.job import run_one
@@ -161,6 +162,15 @@ def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, b
     """Draw `kind` (see analysis.plots.plot) for the results in `dirs`; returns the file written."""
     plots.check_kind(kind, len(dirs))  # before reading anything
     return plots.plot(load_problems(dirs), kind, metric, by, out, log, cost, tolerance, target)
+
+
+def lr_find(config: str | Path | dict, overrides: list[str] | tuple = (), *, start: float = 1e-7, end: float = 10.0,
+            steps: int = 100, suggest: tuple[str, ...] = ("valley",)) -> lrfind.Report:
+    """The learning-rate range test of each optimizer in `config` (engine.lrfind, on the
+    config's dataset, model, loss and batch size, first seed); `.tested[i].result` holds
+    the curve and the suggestions (fastai's valley, steep, minimum), `.grid()` a grid."""
+    lrfind.check_range(start, end, steps, suggest)
+    return lrfind.run(load_experiment(config, overrides), start, end, steps, suggest)
 
 
 # What can be named in a config: `lossbench list` shows each registry's items, their
