@@ -186,19 +186,12 @@ def test_lbfgs_is_refused(moons):
 
 # ---------- the command ----------
 
-CONFIG = """\
-name: tiny
-dataset: {name: moons, n_samples: 300, noise: 0.2}
-model: {name: mlp, hidden: [16]}
-loss: cross_entropy
-optimizer: {name: adam, lr: 0.01}
-train: {epochs: 5, batch_size: 16}
-seeds: [3, 4]
-grid:
-  - optimizer.name: [sgd]
-    optimizer.lr: [0.1, 0.01]
-  - optimizer: [{name: sgd, lr: 0.05, momentum: 0.9}, {name: adam}]
-"""
+RAW = {"name": "tiny", "dataset": {"name": "moons", "n_samples": 300, "noise": 0.2},
+       "model": {"name": "mlp", "hidden": [16]}, "loss": "cross_entropy", "optimizer": {"name": "adam", "lr": 0.01},
+       "train": {"epochs": 5, "batch_size": 16}, "seeds": [3, 4],
+       "grid": [{"optimizer.name": ["sgd"], "optimizer.lr": [0.1, 0.01]},
+                {"optimizer": [{"name": "sgd", "lr": 0.05, "momentum": 0.9}, {"name": "adam"}]}]}
+CONFIG = yaml.safe_dump(RAW, sort_keys=False)
 
 
 @pytest.fixture
@@ -225,8 +218,7 @@ def test_the_command_prints_a_table_draws_the_curves_and_writes_a_grid_the_confi
     for (label, line), lr in zip(rows.items(), valley):
         assert f" {lr:.2g} " in line, (label, line)
     snippet = yaml.safe_load(r.output.split(f"wrote {png}\n", 1)[1])
-    raw = yaml.safe_load(CONFIG)
-    exp = load_experiment({**raw, "grid": snippet["grid"]})  # validates every run
+    exp = load_experiment({**RAW, "grid": snippet["grid"]})  # validates every run
     assert len(exp.runs) == 3 * 3 * 2  # optimizers x rates x seeds
     for entry, opt, lr in zip(snippet["grid"], ({"name": "sgd"}, {"name": "sgd", "momentum": 0.9},
                                                 {"name": "adam"}), valley):
@@ -236,7 +228,7 @@ def test_the_command_prints_a_table_draws_the_curves_and_writes_a_grid_the_confi
 
 def test_the_grid_keeps_the_configs_other_swept_keys(tmp_path):
     path = tmp_path / "q.yaml"
-    path.write_text(CONFIG.split("grid:")[0] + "grid:\n  loss: [cross_entropy, mse]\n  optimizer: [sgd, adam]\n")
+    path.write_text(yaml.safe_dump({**RAW, "grid": {"loss": ["cross_entropy", "mse"], "optimizer": ["sgd", "adam"]}}))
     text = api.lr_find(str(path), steps=30).grid()
     grid = yaml.safe_load(text)["grid"]
     assert [e["loss"] for e in grid] == [["cross_entropy", "mse"]] * 2
