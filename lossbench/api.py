@@ -168,9 +168,11 @@ def lr_find(config: str | Path | dict, overrides: list[str] | tuple = (), *, sta
             steps: int = 100, suggest: tuple[str, ...] = ("valley",)) -> lrfind.Report:
     """The learning-rate range test of each optimizer in `config` (engine.lrfind, on the
     config's dataset, model, loss and batch size, first seed); `.tested[i].result` holds
-    the curve and the suggestions (fastai's valley, steep, minimum), `.grid()` a grid."""
+    the curve and the suggestions (fastai's valley, steep, minimum), `.grid()` a grid.
+    An override of the optimizer section (`optimizer.name=adam`) tests that optimizer alone."""
     lrfind.check_range(start, end, steps, suggest)
-    return lrfind.run(load_experiment(config, overrides), start, end, steps, suggest)
+    named = any(o.split("=", 1)[0].strip().split(".")[0] == "optimizer" for o in overrides)
+    return lrfind.run(load_experiment(config, overrides), start, end, steps, suggest, base_only=named)
 
 
 # What can be named in a config: `lossbench list` shows each registry's items, their

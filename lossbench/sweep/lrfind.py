@@ -64,13 +64,15 @@ class Report:
         return grid(self.config_grid, self.tested, rule, factors)
 
 
-def run(exp, start: float = 1e-7, end: float = 10.0, steps: int = 100, rules=("valley",)) -> Report:
-    """Range-test every optimizer of `exp` (a validated Experiment); ConfigError (one line,
-    naming the file) for bad options or a base config an optimizer does not fit."""
+def run(exp, start: float = 1e-7, end: float = 10.0, steps: int = 100, rules=("valley",),
+        base_only: bool = False) -> Report:
+    """Range-test every optimizer of `exp` (a validated Experiment), or only its base
+    optimizer section; ConfigError (one line, naming the file) for bad options or a base
+    config an optimizer does not fit."""
     check_range(start, end, steps, rules)
     base = {k: exp.config[k] for k in ("dataset", "model", "loss", "train")}
     out = []
-    for opt in distinct_optimizers(exp):
+    for opt in [exp.config["optimizer"]] if base_only else distinct_optimizers(exp):
         name = opt["name"]
         if optimizers.needs_closure(name):
             out.append(Tested(label(opt), opt, None, f"{name} steps through a closure with its own line search and "
