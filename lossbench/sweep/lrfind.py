@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
+from fractions import Fraction
 
 import yaml
 
@@ -128,8 +129,9 @@ def grid(raw, tested: list[Tested], rule: str = "valley", factors=FACTORS) -> st
     others = [{k: v for k, v in g.items() if k.split(".")[0] != "optimizer"} for g in grids]
     keep = others[0] if others and all(o == others[0] for o in others) else {}
     dropped = sorted({k for o in others for k in o} - set(keep))
-    entries, lines = [], [f"# lossbench lr-find: optimizer.lr = {rule} suggestion x "
-                          f"{{{', '.join(f'{f:.3g}' for f in factors)}}}; replaces the config's grid"]
+    times = ", ".join(str(Fraction(f).limit_denominator(10)) for f in factors)
+    lines = [f"# lossbench lr-find: optimizer.lr = {rule} suggestion x {{{times}}}; replaces the config's grid"]
+    entries = []
     if dropped:
         lines.append(f"# left out (they differ between the config's grid entries): {', '.join(dropped)}")
     for t in tested:
