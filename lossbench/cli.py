@@ -470,13 +470,15 @@ def lr_find(
     from lossbench import api
     from lossbench.analysis import plots
     from lossbench.analysis.report import lr_find_table
+    from lossbench.sweep.lrfind import SHORT
 
     rules = tuple(_keys(suggest) or ["valley"])
     report = api.lr_find(config, set_ or (), start=start, end=end, steps=steps, suggest=rules)
     _console().print(lr_find_table(report, rules))
     for t in report.tested:
-        if t.skipped:
-            typer.echo(f"note: {t.label} skipped: {t.skipped}", err=True)
+        if t.skipped or any(lr != lr for lr, _ in t.result.suggestions.values()):  # NaN: no suggestion
+            typer.echo(f"note: {t.label} {'skipped: ' + t.skipped if t.skipped else 'has no suggestion: ' + SHORT}",
+                       err=True)
     typer.echo(f"wrote {plots.lr_find(report, out if out is not None else Path(f'lr_find-{report.name}.png'))}")
     if write_grid:
         typer.echo(report.grid(rules[0]), nl=False)

@@ -260,6 +260,13 @@ def test_bad_options_are_one_line_and_exit_2(config, args, message):
     assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("error: ") and message in r.output
 
 
+def test_a_curve_too_short_to_read_is_said_so(config, tmp_path):
+    r = runner.invoke(app, ["lr-find", str(config), "--steps", "6", "--out", str(tmp_path / "x.png"), "--write-grid",
+                            "--set", "optimizer.name=sgd"])
+    assert r.exit_code == 0, r.output
+    assert "note: sgd has no suggestion: too short a curve" in r.output and "# sgd: no suggestion" in r.output
+
+
 def test_lbfgs_among_others_is_skipped_with_a_note(config, tmp_path):
     r = runner.invoke(app, ["lr-find", str(config), "--steps", "20", "--out", str(tmp_path / "x.png"),
                             "--set", "grid={optimizer.name: [lbfgs, sgd]}"], env={"COLUMNS": "200"})

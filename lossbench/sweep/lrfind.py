@@ -23,6 +23,7 @@ from lossbench.registry import show, split_named
 from lossbench.sweep.config import validate_run
 
 FACTORS = (1 / 3, 1.0, 3.0)  # the grid's rates around a suggestion
+SHORT = "too short a curve: the rules read it without its first tenth and last 5 steps"
 
 
 @dataclass
@@ -137,7 +138,7 @@ def grid(raw, tested: list[Tested], rule: str = "valley", factors=FACTORS) -> st
     for t in tested:
         lr = t.result.suggestions.get(rule, (float('nan'),))[0] if t.result is not None else float("nan")
         if not lr == lr:  # NaN: skipped, or too short a curve to suggest
-            lines.append(f"# {t.label}: no suggestion ({t.skipped or 'too few steps before it stopped'})")
+            lines.append(f"# {t.label}: no suggestion ({t.skipped or SHORT})")
             continue
         rates = sorted({_sig2(lr * f) for f in factors})
         entries.append({"optimizer": [_scaled(t.optimizer, r) for r in rates], **copy.deepcopy(keep)})
