@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lossbench.engine import optimizers
-from lossbench.engine.train import _batches, _setup, _stack, _step
+from lossbench.engine.train import _batches, _setup, _shuffled, _stack, _step
 from lossbench.registry import fail, split_named
 
 BETA = 0.98  # fastai's smoothing of the loss
@@ -177,7 +177,7 @@ def lr_find(data, *, model, loss, optimizer, train=None, seed: int = 0, start: f
         net, groups = _stack(data, [run])
         x, n = data.x_train, len(data.x_train)
         bs = n if run.full_batch else min(run.cfg.batch_size, n)
-        xbuf = np.empty((1, bs, x.shape[1]), np.float32)
+        xbuf = np.empty((1, bs, x.shape[1]), np.float32) if _shuffled([run]) else None  # as _train_ordered
         batches = itertools.chain.from_iterable(_batches([run], n, bs) for _ in itertools.count())
         smoother, raw, smoothed, stopped = Smoother(), [], [], "end"
         for lr, batch in zip(lrs, batches):
