@@ -18,6 +18,7 @@ from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
 from lossbench.registry import Choice, show, split_named
+from lossbench.sweep import lrfind
 from lossbench.sweep.config import TARGET, default_out, load_experiment, optimizer_parts
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.job import run_one
@@ -188,6 +189,18 @@ def _plot_path(directory: str | Path, out, animate) -> Path:
     if animate is not None:
         paths.animate(p, problem.function, Path(animate))
     return path
+
+
+def lr_find(config: str | Path | dict, overrides: list[str] | tuple = (), *, start: float = 1e-7, end: float = 10.0,
+            steps: int = 100, suggest: tuple[str, ...] = ("valley",)) -> lrfind.Report:
+    """The learning-rate range test of each optimizer in `config` (engine.lrfind, on the
+    config's dataset, model, loss and batch size, first seed); `.tested[i].result` holds
+    the curve and the suggestions (fastai's valley, steep, minimum), `.grid()` a grid.
+    An override of the optimizer section (`optimizer.name=adam`) tests that optimizer alone."""
+    lrfind.check_range(start, end, steps, suggest)
+    named = any(o.split("=", 1)[0].strip().split(".")[0] == "optimizer" for o in overrides)
+    return lrfind.run(load_experiment(config, overrides, without_grid=named), start, end, steps, suggest,
+                      base_only=named)
 
 
 # What can be named in a config: `lossbench list` shows each registry's items, their

@@ -451,6 +451,44 @@ def plot(
     typer.echo(f"wrote {path}" + (f" and {animate}" if animate is not None else ""))
 
 
+@command("lr-find")
+def lr_find(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    start: Annotated[float, typer.Option("--start", help="The first step's learning rate.")] = 1e-7,
+    end: Annotated[float, typer.Option("--end", help="The last step's learning rate.")] = 10.0,
+    steps: Annotated[int, typer.Option("--steps", help="Minibatch steps (fewer if the loss diverges).")] = 100,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a key before validation: --set optimizer.name=adam (repeatable)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="The figure (default: lr_find-<name>.png here).")] = None,
+    suggest: Annotated[
+        list[str] | None,
+        typer.Option("--suggest", help="valley (default), steep, minimum; comma-separated for several."),
+    ] = None,
+    write_grid: Annotated[
+        bool, typer.Option("--write-grid", help="Print a grid around each suggestion (x 1/3, 1, 3) to paste."),
+    ] = False,
+) -> None:
+    """Learning-rate range test per optimizer: raise the rate exponentially each step from
+    the initial weights, smooth the loss, stop when it diverges, suggest a rate (fastai's rules)."""
+    from lossbench import api
+    from lossbench.analysis import plots
+    from lossbench.analysis.report import lr_find_table
+    from lossbench.sweep.lrfind import SHORT
+
+    rules = tuple(_keys(suggest) or ["valley"])
+    report = api.lr_find(config, set_ or (), start=start, end=end, steps=steps, suggest=rules)
+    _console().print(lr_find_table(report, rules))
+    for t in report.tested:
+        if t.skipped or any(lr != lr for lr, _ in t.result.suggestions.values()):  # NaN: no suggestion
+            typer.echo(f"note: {t.label} {'skipped: ' + t.skipped if t.skipped else 'has no suggestion: ' + SHORT}",
+                       err=True)
+    typer.echo(f"wrote {plots.lr_find(report, out if out is not None else Path(f'lr_find-{report.name}.png'))}")
+    if write_grid:
+        typer.echo(report.grid(rules[0]), nl=False)
+
+
 @command("list")
 def list_(
     kind: Annotated[

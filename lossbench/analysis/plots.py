@@ -218,6 +218,38 @@ def save(fig, path: Path) -> Path:
     return path
 
 
+MARKERS = {"valley": "o", "steep": "^", "minimum": "v"}  # lr-find's suggestions
+
+
+def lr_find(report, out: str | Path) -> Path:
+    """`lossbench lr-find`'s figure: each optimizer's smoothed loss against the rate (log
+    axis), its suggestions marked on its curve; saved to `out`."""
+    fig = _figure(1, 1, (7.2, 4.6))
+    ax = fig.add_subplot()
+    tested = [t for t in report.tested if t.result is not None]
+    _colors(ax, len(tested))
+    for t in tested:
+        r = t.result
+        line, = ax.plot(r.lrs, r.smoothed, lw=1.6, label=t.label)
+        for rule, (lr, _) in r.suggestions.items():
+            if math.isfinite(lr):  # on the curve at the suggested rate (minimum's is a tenth of the lowest point's)
+                y = np.interp(np.log(lr), np.log(r.lrs), r.smoothed)
+                ax.plot([lr], [y], MARKERS[rule], ms=9, color=line.get_color(), mec="black")
+    for rule in dict.fromkeys(k for t in tested for k in t.result.suggestions):
+        ax.plot([], [], MARKERS[rule], color="lightgray", mec="black", label=f"{rule} suggestion")
+    # y from the lowest point to above where the suggestions' part of the curve starts
+    # (fastai's trim drops the first tenth): the rise at the end runs off the top
+    low = min(t.result.min_loss for t in tested)
+    high = max(float(t.result.smoothed[min(t.result.steps // 10, len(t.result.lrs) - 1)]) for t in tested)
+    if math.isfinite(high) and high > low:
+        ax.set_ylim(low - 0.05 * (high - low), high + 0.5 * (high - low))
+    ax.set_xscale("log")
+    ax.set(title=f"{report.name}\nlearning-rate range test: {report.steps} steps, lr {report.start:g} to "
+                 f"{report.end:g}", xlabel="learning rate (log scale)", ylabel="training loss (smoothed)")
+    ax.legend(fontsize=8, loc="best")
+    return save(fig, Path(out))
+
+
 def _panel(ax, kind: str, p: cmp.Problem, comparison: cmp.Comparison, log: bool, tolerance: float) -> None:
     metric, keys = comparison.metric, comparison.keys
     if kind == "curves":

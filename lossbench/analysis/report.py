@@ -430,3 +430,21 @@ def catalog_table(kind: str, rows: list[tuple[str, dict, str]]) -> Table:
     for name, params, doc in rows:
         table.add_row(escape(name), escape("\n".join(f"{p}={v}" for p, v in params.items())), escape(doc))
     return table
+
+
+
+def lr_find_table(report, rules: tuple[str, ...]) -> Table:
+    """`lossbench lr-find`: per optimizer, the suggested rates, the lowest smoothed loss and
+    the rate it was at, and how many steps ran before the stop rule (or the end)."""
+    t = Table(title=f"{report.name}: learning-rate range test, lr {report.start:g} to {report.end:g} in "
+                    f"{report.steps} steps; smoothed training loss", title_justify="left")
+    for c in ("optimizer", *(f"{r} lr" for r in rules), "min loss", "at lr", "steps run"):
+        t.add_column(c, justify="left" if c == "optimizer" else "right")
+    for x in report.tested:
+        r = x.result
+        if r is None:
+            t.add_row(escape(x.label), *["—"] * (len(rules) + 2), "skipped")
+            continue
+        t.add_row(escape(x.label), *(_num(r.suggestions[k][0], 2, ".2g") for k in rules), _num(r.min_loss),
+                  _num(r.min_lr, 2, ".2g"), f"{len(r.lrs)}" + (" (diverged)" if r.stopped == "diverged" else ""))
+    return t

@@ -391,46 +391,67 @@ def _end_epoch(run: _Run, epoch, step, train_loss, grad_norm, val, elapsed, has_
 def _fit_epoch(net, groups, runs: list[_Run], live: list[int], x: np.ndarray, bs: int, xbuf):
     """One pass over the training set for the runs `live`: ({run: loss sum}, {run: grad-norm
     sum}, steps). A run whose batch loss is not finite is marked diverged and stops at once."""
-    n = len(x)
-    shuffled = runs[0].cfg.shuffle and not runs[0].full_batch
-    orders = np.stack([r.order_rng.permutation(n) if shuffled and r.live else np.arange(n) for r in runs])
     loss_sum, norm_sum = dict.fromkeys(live, 0.0), dict.fromkeys(live, 0.0)
     steps = 0
-    for lo in range(0, n, bs):
-        hi = min(lo + bs, n)
-        idx = orders[:, lo:hi]
-        if shuffled:
-            xb = np.take(x, idx, axis=0, out=xbuf[:, : hi - lo])
-        else:  # every run sees the same rows: no copy
-            xb = np.broadcast_to(x[lo:hi], (len(runs), hi - lo, x.shape[1]))
-        out = net.forward(xb, train=True)
-        grad = np.zeros_like(out)
-        values_of = {}
-        for rows in _loss_groups(runs):
-            # one call for the runs sharing a loss: their rows of the outputs and targets
-            values, grad[rows] = runs[rows[0]].loss.value_and_grad(out[rows], runs[rows[0]].targets[0][idx[rows]])
-            for k, value in zip(rows, values.tolist()):  # Python floats: sums in float64
-                values_of[k] = value
-                if not math.isfinite(value):
-                    runs[k].status, runs[k].live = "diverged", False
-                loss_sum[k] += value * (hi - lo)  # weight the short last batch by its size
-        grads = net.backward(grad)
-        for k in live:
-            if runs[k].live:
-                norm_sum[k] += _clip_or_norm(grads[k], runs[k].cfg.clip_grad_norm)
-        for opt, lo_row, hi_row in groups:  # one step per group; stopped runs keep their bits
-            mask = [runs[k].live for k in range(lo_row, hi_row)]
-            if not any(mask):
-                continue
-            if opt.needs_closure:  # runs alone: its group is its one row
-                k = lo_row
-                opt.step_closure(_closure(net, runs[k], k, xb, idx, (values_of[k], grads[k])))
-                if opt.diverged:  # a loss it evaluated within the step was not finite
-                    runs[k].status, runs[k].live = "diverged", False
-            else:
-                opt.step([grads[lo_row:hi_row]], rows=None if all(mask) else mask)
+    for lo, hi, idx in _batches(runs, len(x), bs):
+        values_of, norms = _step(net, groups, runs, x, (lo, hi, idx), xbuf)
+        for k, value in values_of.items():
+            loss_sum[k] += value * (hi - lo)  # weight the short last batch by its size
+        for k, norm in norms.items():
+            norm_sum[k] += norm
         steps += 1
     return loss_sum, norm_sum, steps
+
+
+def _shuffled(runs: list[_Run]) -> bool:
+    return runs[0].cfg.shuffle and not runs[0].full_batch
+
+
+def _batches(runs: list[_Run], n: int, bs: int):
+    """One epoch's batches, (lo, hi, (K, hi - lo) row indices): each live run's own
+    permutation of the n training rows when shuffling (drawn as the epoch starts)."""
+    shuffled = _shuffled(runs)
+    orders = np.stack([r.order_rng.permutation(n) if shuffled and r.live else np.arange(n) for r in runs])
+    for lo in range(0, n, bs):
+        hi = min(lo + bs, n)
+        yield lo, hi, orders[:, lo:hi]
+
+
+def _step(net, groups, runs: list[_Run], x: np.ndarray, batch: tuple, xbuf) -> tuple[dict, dict]:
+    """One minibatch step of the live runs on `batch` (from _batches): ({run: batch loss} for
+    the runs live before it, {run: gradient norm} for those still live after the loss).
+    A run whose batch loss is not finite is marked diverged and is not stepped."""
+    lo, hi, idx = batch
+    if _shuffled(runs):
+        xb = np.take(x, idx, axis=0, out=xbuf[:, : hi - lo])
+    else:  # every run sees the same rows: no copy
+        xb = np.broadcast_to(x[lo:hi], (len(runs), hi - lo, x.shape[1]))
+    out = net.forward(xb, train=True)
+    grad = np.zeros_like(out)
+    values_of, norms = {}, {}
+    for rows in _loss_groups(runs):
+        # one call for the runs sharing a loss: their rows of the outputs and targets
+        values, grad[rows] = runs[rows[0]].loss.value_and_grad(out[rows], runs[rows[0]].targets[0][idx[rows]])
+        for k, value in zip(rows, values.tolist()):  # Python floats: sums in float64
+            values_of[k] = value
+            if not math.isfinite(value):
+                runs[k].status, runs[k].live = "diverged", False
+    grads = net.backward(grad)
+    for k in values_of:
+        if runs[k].live:
+            norms[k] = _clip_or_norm(grads[k], runs[k].cfg.clip_grad_norm)
+    for opt, lo_row, hi_row in groups:  # one step per group; stopped runs keep their bits
+        mask = [runs[k].live for k in range(lo_row, hi_row)]
+        if not any(mask):
+            continue
+        if opt.needs_closure:  # runs alone: its group is its one row
+            k = lo_row
+            opt.step_closure(_closure(net, runs[k], k, xb, idx, (values_of[k], grads[k])))
+            if opt.diverged:  # a loss it evaluated within the step was not finite
+                runs[k].status, runs[k].live = "diverged", False
+        else:
+            opt.step([grads[lo_row:hi_row]], rows=None if all(mask) else mask)
+    return values_of, norms
 
 
 def _closure(net, run: _Run, k: int, xb: np.ndarray, idx: np.ndarray, first: tuple[float, np.ndarray]):

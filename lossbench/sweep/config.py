@@ -395,15 +395,19 @@ def default_out(name: str) -> Path:
     return Path("results") / name
 
 
-def load_experiment(path: str | Path | dict, overrides: list[str] | tuple = ()) -> Experiment:
+def load_experiment(path: str | Path | dict, overrides: list[str] | tuple = (),
+                    without_grid: bool = False) -> Experiment:
     """Read (or take, for a dict: the parsed YAML), override, validate and expand a config;
-    raises ConfigError (one line) on any problem."""
+    raises ConfigError (one line) on any problem. `without_grid`: the base config alone
+    (lr-find of the optimizer an override names)."""
     if isinstance(path, dict):
         raw, source, stem = copy.deepcopy(path), DICT_SOURCE, "experiment"
     elif isinstance(path, (str, Path)):
         raw, source, stem = read_yaml(path), str(path), Path(path).stem
     else:
         raise fail("config", "must be a YAML file's path or a config dict", type(path).__name__)
+    if without_grid:
+        raw.pop("grid", None)
     try:
         raw = apply_overrides(raw, overrides)
     except _Fail as e:
