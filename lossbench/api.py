@@ -5,6 +5,7 @@ sweep layer (which writes results) to the analysis layer (which never reads file
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,23 +172,35 @@ def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, b
 
 
 def _plot_path(directory: str | Path, out, animate) -> Path:
-    """The paths over the test function's contours (analysis.paths); a GIF or MP4 too
+    """The paths over the test functions' contours (analysis.paths); a GIF or MP4 too
     with `animate` (its file)."""
     from lossbench.analysis import paths  # matplotlib, the plot extra: only when drawing
 
     p = load_problem(directory)
-    if any(k.startswith("dataset") for k in p.swept):
-        raise LossbenchError(f"--kind path: {directory} sweeps the dataset; a path plot draws one function")
-    config = read_yaml(Path(directory) / CONFIG)
-    name, options = split_named("dataset", config["dataset"], "dataset")
-    problem = data.load(name, **options)
-    if problem.function is None:
-        raise LossbenchError(f"--kind path: {directory} trained on {problem.name}, not a test function (rosenbrock, "
-                             "beale, branin, saddle, quadratic): there is no path to draw")
+    base = read_yaml(Path(directory) / CONFIG)["dataset"]
+    swept = [k for k in p.swept if k.startswith("dataset.")]
+    loaded: dict = {}
+
+    def function_of(run):
+        """The run's test function: the config's dataset with the run's swept options."""
+        spec = {} if "dataset.name" in swept else dict(base)  # another function: none of the base's options
+        for k in swept:
+            if pd.notna(run[k]) and run[k] != "-":  # "-": another grid's run has no such option
+                value = run[k]
+                spec[k.split(".", 1)[1]] = json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+        name, options = split_named("dataset", spec, "dataset")
+        key = json.dumps(spec, sort_keys=True, default=str)
+        if key not in loaded:
+            loaded[key] = data.load(name, **options)
+        if loaded[key].function is None:
+            raise LossbenchError(f"--kind path: {directory} trained on {name}, not a test function (rosenbrock, "
+                                 "beale, branin, saddle, quadratic): there is no path to draw")
+        return loaded[key].function
+
     path = Path(out) if out is not None else p.dir / "plot-path.png"
-    plots.save(paths.figure(p, problem.function)[0], path)
+    plots.save(paths.figure(p, function_of)[0], path)
     if animate is not None:
-        paths.animate(p, problem.function, Path(animate))
+        paths.animate(p, function_of, Path(animate))
     return path
 
 

@@ -127,17 +127,46 @@ def test_the_paths_drawn_are_the_recorded_points_from_the_start(mountain):
     from lossbench.analysis import paths
 
     p = api.load_problem(mountain / "out")
-    drawn = paths.paths(p, 2)
-    assert [(panel, label) for panel, label, _, _ in drawn] == [
-        ("sgd", "lr=0.001"), ("momentum", "lr=0.001"), ("adam", "lr=0.05"), ("adam", "lr=0.1")]
     fn = FUNCTIONS["rosenbrock"]()
-    fig, handles = paths.figure(p, fn, drawn)
+    drawn = paths.paths(p, lambda run: fn)
+    assert [(row, panel, label) for row, panel, label, *_ in drawn] == [
+        ("", "sgd", "lr=0.001"), ("", "momentum", "lr=0.001"), ("", "adam", "lr=0.05"), ("", "adam", "lr=0.1")]
+    fig, handles = paths.figure(p, lambda run: fn, drawn)
     assert len(fig.axes) == 3 and [ax.get_title() for ax in fig.axes] == ["sgd", "momentum", "adam"]
     line, _, xy = handles[2]
     h = p.history[p.history.run_id == p.runs[p.runs["optimizer.lr"] == 0.05].run_id.iloc[0]]
     np.testing.assert_array_equal(xy[0], fn.start)  # every path starts at the start
     np.testing.assert_array_equal(xy[1:], h[["x0", "x1"]].to_numpy())
     np.testing.assert_array_equal(line.get_xydata(), xy)
+
+
+def test_a_grid_over_test_functions_draws_a_row_per_function_over_its_own_map(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        "dataset: rosenbrock\noptimizer: sgd\ntrain: {epochs: 5}\n"
+        "grid:\n  dataset: [{name: rosenbrock}, {name: quadratic, condition: 50, start: [1.0, -1.0]}]\n"
+        "  optimizer: [{name: sgd, lr: 0.001}, {name: adam, lr: 0.1}]\n")
+    assert CliRunner().invoke(app, ["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "o"), "-q"]).exit_code == 0
+    r = CliRunner().invoke(app, ["plot", str(tmp_path / "o"), "--kind", "path", "--out", str(tmp_path / "p.png")])
+    assert r.exit_code == 0, r.output
+    from lossbench import api
+    from lossbench.analysis import paths
+
+    made = []
+    real = paths.figure
+
+    def spy(p, function_of, *a, **k):
+        made.append(real(p, function_of, *a, **k))
+        return made[-1]
+
+    paths.figure = spy
+    try:
+        api.plot([tmp_path / "o"], "path", out=tmp_path / "q.png")
+    finally:
+        paths.figure = real
+    fig, handles = made[0]
+    assert [ax.get_title() for ax in fig.axes] == ["rosenbrock, sgd", "rosenbrock, adam", "quadratic, sgd",
+                                                   "quadratic, adam"]
+    assert [tuple(xy[0]) for _, _, xy in handles] == [(-0.5, 1.5), (-0.5, 1.5), (1.0, -1.0), (1.0, -1.0)]
 
 
 def test_plot_path_and_its_animation(mountain, tmp_path):
@@ -165,4 +194,4 @@ def test_a_path_plot_of_data_says_there_is_no_path(tmp_path):
                                      "optimizer: sgd\ntrain: {epochs: 1}\n")
     assert CliRunner().invoke(app, ["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "o"), "-q"]).exit_code == 0
     r = CliRunner().invoke(app, ["plot", str(tmp_path / "o"), "--kind", "path"])
-    assert r.exit_code == 2 and "trained on moons, not a test function (rosenbrock, beale, branin" in r.output
+    assert r.exit_code == 2 and "its history has no path (x0, x1, ...): --kind path draws test functions" in r.output

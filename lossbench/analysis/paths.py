@@ -1,7 +1,8 @@
 """`lossbench plot --kind path`: the mountain. Each run's path over the contour map of its
 test function (log-scaled levels), its start, its end and the minima marked; one panel
-per optimizer (or per learning rate when a single optimizer is swept), a line per other
-grid cell; the first seed's path. `--animate` draws the paths growing, step by step."""
+per optimizer (or per learning rate when a single optimizer is swept), a row per test
+function when the grid sweeps the dataset, a line per other grid cell; the first seed's
+path. `--animate` draws the paths growing, step by step."""
 
 from __future__ import annotations
 
@@ -18,29 +19,35 @@ from lossbench.errors import LossbenchError
 GRID = 240  # contour resolution per axis
 
 
-def panels(p: cmp.Problem) -> tuple[str | None, list[str]]:
-    """(the key that splits panels, the keys that label lines within one)."""
+def panels(p: cmp.Problem) -> tuple[list[str], str | None, list[str]]:
+    """(the dataset keys that split rows, the key that splits panels in a row, the keys
+    that label lines within one)."""
     keys = [k for k in p.swept if k in p.runs.columns and p.runs[k].nunique(dropna=False) > 1]
+    rows = [k for k in keys if k.startswith("dataset")]
+    keys = [k for k in keys if k not in rows]
     for split in ("optimizer.name", "optimizer.lr"):
         if split in keys:
-            return split, [k for k in keys if k != split]
-    return None, keys
+            return rows, split, [k for k in keys if k != split]
+    return rows, None, keys
 
 
-def paths(p: cmp.Problem, dims: int) -> list[tuple[str, str, np.ndarray, str]]:
-    """(panel, line label, the path's points (steps x 2), status) per grid cell: its first seed."""
+def paths(p: cmp.Problem, function_of) -> list[tuple[str, str, str, np.ndarray, str, object]]:
+    """(row, panel, line label, the path's points (steps x 2), status, its function) per
+    grid cell: its first seed. `function_of(run)`: a runs.csv row's test function."""
     if "x0" not in p.history.columns:
         raise LossbenchError(f"{p.dir}: its history has no path (x0, x1, ...): --kind path draws test functions "
                              "(dataset: rosenbrock, beale, branin, saddle or quadratic with at most 10 dimensions)")
-    split, keys = panels(p)
+    rows, split, keys = panels(p)
     out = []
     runs = p.runs.sort_values("seed", kind="stable")
-    for _, g in cmp._groups(runs, ([split] if split else []) + keys):
+    for _, g in cmp._groups(runs, rows + ([split] if split else []) + keys):
         run = g.iloc[0]
+        function = function_of(run)
         h = p.history[p.history.run_id == run.run_id].sort_values("epoch")
-        xy = h[["x0", "x1" if dims > 1 else "x0"]].to_numpy(float)
-        panel = cmp.cell_label([split], (run[split],)) if split else ""
-        out.append((panel, cmp.cell_label(keys, tuple(run[k] for k in keys)), xy, run.status))
+        xy = h[["x0", "x1" if function.dims > 1 else "x0"]].to_numpy(float)
+        out.append((cmp.cell_label(rows, tuple(run[k] for k in rows)) if rows else "",
+                    cmp.cell_label([split], (run[split],)) if split else "",
+                    cmp.cell_label(keys, tuple(run[k] for k in keys)), xy, run.status, function))
     return out
 
 
@@ -78,36 +85,43 @@ def _contour(ax, function, box, grid: int = GRID) -> None:
     ax.set_ylabel("x1")
 
 
-def figure(p: cmp.Problem, function, drawn=None, grid: int = GRID) -> tuple[Figure, list]:
-    """The path figure, and per path its (line, end marker, points with the start) for
+def figure(p: cmp.Problem, function_of, drawn=None, grid: int = GRID) -> tuple[Figure, list]:
+    """The path figure: a row per test function (when the grid sweeps the dataset), a
+    panel per optimizer; and per path its (line, end marker, points with the start) for
     `animate` to redraw."""
-    drawn = drawn if drawn is not None else paths(p, function.dims)
-    names = list(dict.fromkeys(d[0] for d in drawn))
-    cols = min(len(names), 3)
-    rows = math.ceil(len(names) / cols)
-    fig = Figure(figsize=(5.2 * cols, 4.6 * rows), layout="constrained")
-    start = np.asarray(function.start[:2], float)
-    box = _box(function, [np.vstack([start, d[2]]) for d in drawn])
-    handles = []
-    for i, name in enumerate(names):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        _contour(ax, function, box, grid)
-        for _, label, xy, status in (d for d in drawn if d[0] == name):
-            xy = np.vstack([start, xy])
-            (line,) = ax.plot(xy[:, 0], xy[:, 1], "-", linewidth=1.3,
-                              label=label + (" (diverged)" if status == "diverged" else ""))
-            (end,) = ax.plot(xy[-1:, 0], xy[-1:, 1], "X", color=line.get_color(), markersize=8,
-                             markeredgecolor="black", zorder=6)
-            handles.append((line, end, xy))
-        ax.plot(*start, "o", color="white", markeredgecolor="black", markersize=8, zorder=6, label="start")
-        ax.set_title(name or p.name)
-        ax.legend(fontsize=7, loc="best", framealpha=0.8)
-    steps = max(len(d[2]) for d in drawn)
-    fig.suptitle(f"{p.name}: {function.name}, {steps} steps (★ minimum, ● start, ✕ end; first seed)")
+    drawn = drawn if drawn is not None else paths(p, function_of)
+    rows = list(dict.fromkeys(d[0] for d in drawn))
+    names = [list(dict.fromkeys(d[1] for d in drawn if d[0] == r)) for r in rows]
+    cols = max(len(n) for n in names) if len(rows) > 1 else min(len(names[0]), 3)
+    n_rows = len(rows) if len(rows) > 1 else math.ceil(len(names[0]) / cols)
+    fig = Figure(figsize=(5.2 * cols, 4.6 * n_rows), layout="constrained")
+    handles, at = [], 0
+    for r, row in enumerate(rows):
+        mine = [d for d in drawn if d[0] == row]
+        function = mine[0][5]
+        start = np.asarray(function.start[:2], float)
+        box = _box(function, [np.vstack([start, d[3]]) for d in mine])
+        for c, name in enumerate(names[r]):
+            at = r * cols + c + 1 if len(rows) > 1 else at + 1
+            ax = fig.add_subplot(n_rows, cols, at)
+            _contour(ax, function, box, grid)
+            for _, _, label, xy, status, _ in (d for d in mine if d[1] == name):
+                xy = np.vstack([start, xy])
+                (line,) = ax.plot(xy[:, 0], xy[:, 1], "-", linewidth=1.3,
+                                  label=label + (" (diverged)" if status == "diverged" else ""))
+                (end,) = ax.plot(xy[-1:, 0], xy[-1:, 1], "X", color=line.get_color(), markersize=8,
+                                 markeredgecolor="black", zorder=6)
+                handles.append((line, end, xy))
+            ax.plot(*start, "o", color="white", markeredgecolor="black", markersize=8, zorder=6, label="start")
+            ax.set_title(", ".join(t for t in (function.name if len(rows) > 1 else "", name) if t) or p.name)
+            ax.legend(fontsize=7, loc="best", framealpha=0.8)
+    steps = max(len(d[3]) for d in drawn)
+    what = ", ".join(dict.fromkeys(d[5].name for d in drawn))
+    fig.suptitle(f"{p.name}: {what}, {steps} steps (★ minimum, ● start, ✕ end; first seed)")
     return fig, handles
 
 
-def animate(p: cmp.Problem, function, path: Path, frames: int = 40) -> Path:
+def animate(p: cmp.Problem, function_of, path: Path, frames: int = 40) -> Path:
     """The paths growing, as a GIF (Pillow) or MP4 (ffmpeg), by the file's suffix: the map
     is drawn once, each frame moves the lines' ends."""
     from matplotlib import animation
@@ -118,7 +132,7 @@ def animate(p: cmp.Problem, function, path: Path, frames: int = 40) -> Path:
     if not animation.writers.is_available(writer):
         raise LossbenchError(f"--animate: {path}: matplotlib has no {writer} writer here "
                              f"({'install ffmpeg, or write a .gif' if writer == 'ffmpeg' else 'install pillow'})")
-    fig, handles = figure(p, function, grid=GRID // 2)  # a coarser map: every frame redraws it
+    fig, handles = figure(p, function_of, grid=GRID // 2)  # a coarser map: every frame redraws it
     fig.canvas.draw()
     fig.set_layout_engine("none")  # laid out once, not per frame
     steps = max(len(xy) for _, _, xy in handles) - 1
