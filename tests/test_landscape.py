@@ -51,6 +51,9 @@ def test_save_params_writes_initial_final_and_each_epoch(tmp_path):
         np.testing.assert_array_equal(np.load(tmp_path / "params" / rid / f"{name}.npy"), array)
     # final is the last epoch's point, and the initial point is the seed's initialization
     np.testing.assert_array_equal(alone.params["final"], alone.params["epoch_003"])
+    one = train(d, model={"name": "mlp", "hidden": [8]}, loss="cross_entropy", optimizer={"name": "gd", "lr": 0.1},
+                train={"epochs": 1, "batch_size": 32, "save_params": True}, seed=0)
+    np.testing.assert_array_equal(one.params["final"], alone.params["epoch_001"])  # each epoch its own point
     assert not np.array_equal(alone.params["initial"], alone.params["final"])
 
 
