@@ -166,9 +166,9 @@ def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, b
 def landscape(directory: str | Path, runs: list[str] | None = None, by: list[str] | None = None,
               kind: str = "line", samples: int | None = None, resolution: int = 51, seed: int = 0,
               out: str | Path | None = None):
-    """The loss landscape of a recorded run (analysis.landscape.landscape), drawn to `out`
+    """The loss landscape of a recorded run (sweep.landscape.landscape), drawn to `out`
     (default RESULTS_DIR/landscape-KIND.png): (the Landscape, the file written)."""
-    from lossbench.analysis.landscape import landscape as compute
+    from lossbench.sweep.landscape import landscape as compute
 
     land = compute(directory, runs, by, kind, samples, resolution, seed)
     return land, plots.draw_landscape(land, out or Path(directory) / f"landscape-{kind}.png")

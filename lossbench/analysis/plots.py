@@ -242,7 +242,7 @@ def _all_panels(p: cmp.Problem, comparison: cmp.Comparison, log: bool, tolerance
 
 
 def draw_landscape(land, out: str | Path) -> Path:
-    """A Landscape (analysis.landscape) as a PNG/SVG/PDF: the loss along the line, or
+    """A Landscape (sweep.landscape) as a PNG/SVG/PDF: the loss along the line, or
     the plane's contours (log-spaced levels) beside its surface, or the PCA path over the
     loss in its plane."""
     path = Path(out)
