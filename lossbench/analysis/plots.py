@@ -249,7 +249,8 @@ def draw_landscape(land, out: str | Path) -> Path:
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise LossbenchError(f"--out: {path}: the file must end in .png, .svg or .pdf")
     sharp = f"sharpness (top Hessian eigenvalue) {land.sharpness:.4g}" if math.isfinite(land.sharpness) else ""
-    title = f"{' vs '.join(land.labels)}: {land.samples} training examples"
+    runs = land.labels[0] if len(land.labels) == 1 else "\n".join(f"{ab}: {x}" for ab, x in zip("AB", land.labels))
+    title = f"{runs}\n{land.samples} training examples"
     if land.kind == "line":
         fig = _figure(1, 1)
         ax = fig.add_subplot()
