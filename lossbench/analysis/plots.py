@@ -248,7 +248,8 @@ def draw_landscape(land, out: str | Path) -> Path:
     path = Path(out)
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise LossbenchError(f"--out: {path}: the file must end in .png, .svg or .pdf")
-    sharp = f"sharpness (top Hessian eigenvalue) {land.sharpness:.4g}" if math.isfinite(land.sharpness) else ""
+    at = " at A" if len(land.runs) > 1 else ""
+    sharp = f"sharpness (top Hessian eigenvalue{at}) {land.sharpness:.4g}" if math.isfinite(land.sharpness) else ""
     runs = land.labels[0] if len(land.labels) == 1 else "\n".join(f"{ab}: {x}" for ab, x in zip("AB", land.labels))
     title = f"{runs}\n{land.samples} training examples"
     if land.kind == "line":
