@@ -216,6 +216,17 @@ def lr_find(config: str | Path | dict, overrides: list[str] | tuple = (), *, sta
                       base_only=named)
 
 
+def landscape(directory: str | Path, runs: list[str] | None = None, by: list[str] | None = None,
+              kind: str = "line", samples: int | None = None, resolution: int = 51, seed: int = 0,
+              out: str | Path | None = None):
+    """The loss landscape of a recorded run (sweep.landscape.landscape), drawn to `out`
+    (default RESULTS_DIR/landscape-KIND.png): (the Landscape, the file written)."""
+    from lossbench.sweep.landscape import landscape as compute
+
+    land = compute(directory, runs, by, kind, samples, resolution, seed)
+    return land, plots.draw_landscape(land, out or Path(directory) / f"landscape-{kind}.png")
+
+
 # What can be named in a config: `lossbench list` shows each registry's items, their
 # options with defaults and allowed ranges, and their one-sentence summaries.
 # (Layers have a registry too, but a config names them only through a model's options.)

@@ -489,6 +489,29 @@ def lr_find(
         typer.echo(report.grid(rules[0]), nl=False)
 
 
+@command()
+def landscape(
+    results_dir: Annotated[Path, typer.Argument(help="A results directory of runs with train.save_params.")],
+    run: Annotated[list[str] | None, typer.Option("--run", help="A run id (twice: the line between two runs).")] = None,
+    by: Annotated[list[str] | None, typer.Option("--by", help="KEY=VALUE: the first ok run matching.")] = None,
+    kind: Annotated[str, typer.Option("--kind", help="line, plane or pca.")] = "line",
+    samples: Annotated[int | None, typer.Option("--samples", min=1, help="A fixed subset of the training set.")] = None,
+    resolution: Annotated[int, typer.Option("--resolution", min=3, help="Points per axis.")] = 51,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the directions and the subset.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="FILE.png (default: RESULTS_DIR/landscape-KIND.png).")]
+    = None,
+) -> None:
+    """Draw the training loss along a line, on a plane or along the PCA path of a run's
+    saved parameters, and print its sharpness (top Hessian eigenvalue)."""
+    from lossbench import api
+
+    land, path = api.landscape(results_dir, run, by, kind, samples, resolution, seed, out)
+    typer.echo(f"run {' vs '.join(land.runs)} ({'; '.join(land.labels)}), {land.samples} training examples")
+    typer.echo(f"loss at the final parameters {land.final_loss:.6g}, lowest {float(land.loss.min()):.6g}")
+    typer.echo(f"sharpness (top Hessian eigenvalue): {land.sharpness:.6g} ({land.sharpness_iters} power iterations)")
+    typer.echo(f"wrote {path} ({land.seconds['surface']:.1f} s surface, {land.seconds['sharpness']:.1f} s sharpness)")
+
+
 @command("list")
 def list_(
     kind: Annotated[

@@ -71,7 +71,8 @@ MALFORMED = [
     (BASE.replace("n_samples: 200", "n_samples: 200, val_fraction: 1.5"),
      "dataset.val_fraction: must be a number in [0, 1), got 1.5"),
     (BASE.replace("epochs: 2", "epochs: 2, epoch: 3"),
-     "train.epoch: unknown option (train takes epochs, batch_size, shuffle, schedule, clip_grad_norm, early_stopping), "
+     "train.epoch: unknown option (train takes epochs, batch_size, shuffle, schedule, clip_grad_norm, early_stopping, "
+     "save_params), "
      "got 3 (did you mean 'epochs'?)"),
     (BASE + "grid: {optimizer.lrr: [0.1]}\n",
      "optimizer.lrr: unknown option (optimizer 'sgd' takes lr, momentum, dampening, weight_decay, nesterov), "

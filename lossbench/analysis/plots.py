@@ -275,3 +275,56 @@ def _all_panels(p: cmp.Problem, comparison: cmp.Comparison, log: bool, tolerance
         draw_seeds(axes[3], p, comparison)
     fig.suptitle(f"{p.name}: {len(p.runs)} run{'s' * (len(p.runs) != 1)}")
     return fig
+
+
+def draw_landscape(land, out: str | Path) -> Path:
+    """A Landscape (sweep.landscape) as a PNG/SVG/PDF: the loss along the line, or
+    the plane's contours (log-spaced levels) beside its surface, or the PCA path over the
+    loss in its plane."""
+    path = Path(out)
+    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise LossbenchError(f"--out: {path}: the file must end in .png, .svg or .pdf")
+    at = " at A" if len(land.runs) > 1 else ""
+    sharp = f"sharpness (top Hessian eigenvalue{at}) {land.sharpness:.4g}" if math.isfinite(land.sharpness) else ""
+    runs = land.labels[0] if len(land.labels) == 1 else "\n".join(f"{ab}: {x}" for ab, x in zip("AB", land.labels))
+    title = f"{runs}\n{land.samples} training examples"
+    if land.kind == "line":
+        fig = _figure(1, 1)
+        ax = fig.add_subplot()
+        ax.plot(land.coords[0], land.loss, color="C0")
+        ends = ("final A", "final B") if len(land.runs) > 1 else ("initial", "final")
+        for x, name in zip((0.0, 1.0), ends):
+            ax.axvline(x, color="0.6", lw=0.8, ls="--")
+            ax.annotate(name, (x, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8)
+        wide = 0 < 10 * land.loss.min() < land.loss.max()  # log only for a range over a decade
+        ax.set(xlabel="alpha", ylabel="training loss", yscale="log" if wide else "linear")
+    else:
+        fig = _figure(1, 2, size=(5.6, 4.6))
+        ax = fig.add_subplot(1, 2, 1)
+        a, b = np.meshgrid(*land.coords)
+        z = land.loss
+        finite = z[np.isfinite(z)]
+        lo, hi = (max(finite.min(), 1e-12), max(finite.max(), 1e-12)) if finite.size else (1e-12, 1.0)
+        levels = np.geomspace(lo, hi * (1 + 1e-9), 30) if hi > lo else 10
+        cs = ax.contour(a, b, z, levels=levels, cmap="viridis", linewidths=0.8)
+        fig.colorbar(cs, ax=ax, label="training loss (log-spaced levels)")
+        if land.kind == "pca":
+            ax.plot(land.path[:, 0], land.path[:, 1], "o-", color="C3", ms=3, lw=1.2, label="epochs")
+            ax.plot(*land.path[0], "s", color="C3", ms=7, label="initial")
+            ax.plot(*land.path[-1], "*", color="k", ms=12, label="final")
+            ax.legend(fontsize=8)
+            ax.set(xlabel=f"PC1 ({100 * land.explained[0]:.1f}% of variance)",
+                   ylabel=f"PC2 ({100 * land.explained[1]:.1f}% of variance)")
+        else:
+            ax.plot(0, 0, "*", color="k", ms=12)
+            ax.set(xlabel="direction 1 (filter-normalized)", ylabel="direction 2 (filter-normalized)")
+        ax3 = fig.add_subplot(1, 2, 2, projection="3d")
+        ax3.plot_surface(a, b, np.log10(np.clip(z, 1e-12, None)), cmap="viridis", linewidth=0, antialiased=True)
+        ax3.set(xlabel="direction 1" if land.kind == "plane" else "PC1",
+                ylabel="direction 2" if land.kind == "plane" else "PC2", zlabel="log10 training loss")
+    fig.suptitle(f"{title}\n{sharp}" if sharp else title, fontsize=10)
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as e:
+        raise LossbenchError(f"--out: {path}: cannot be written: {e.strerror or e}") from None
+    return path

@@ -58,6 +58,7 @@ class TrainConfig:
     schedule: str | dict | None = None  # {name: cosine, ...}; stepped once per epoch
     clip_grad_norm: float | None = None
     early_stopping: dict | None = None  # {monitor: val_loss, patience: 5, min_delta: 0.0}
+    save_params: bool | str = False  # true: initial and final parameters (RunResult.params); "every_epoch" too
 
     @classmethod
     def of(cls, options: dict) -> TrainConfig:
@@ -89,7 +90,8 @@ def check_clipping(cfg: TrainConfig, opt_name: str) -> None:
 
 TRAIN = Schema.of(TrainConfig, owner="train", epochs=Int(ge=1), batch_size=AnyOf(Int(ge=1), Choice("full")),
                   shuffle=Bool(), schedule=Optional(Named(schedules.SCHEDULES)), clip_grad_norm=Optional(Real(gt=0)),
-                  early_stopping=Optional(Nested(EARLY_STOPPING, "a mapping {monitor, patience, min_delta}")))
+                  early_stopping=Optional(Nested(EARLY_STOPPING, "a mapping {monitor, patience, min_delta}")),
+                  save_params=AnyOf(Bool(), Choice("every_epoch")))
 
 
 @dataclass
@@ -100,6 +102,8 @@ class RunResult:
     summary: dict[str, float] = field(default_factory=dict)  # final/best/test figures
     wall_time_s: float = 0.0
     n_params: int = 0
+    # train.save_params: "initial", "final" (and "epoch_001", ...) -> flat float32 parameters
+    params: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def model_outputs(loss: losses.Loss, loss_name: str, task: str, n_outputs: int, dataset: str) -> int:
@@ -215,6 +219,7 @@ class _Run:
     live: bool = True  # still training: neither diverged nor stopped early
     history: list[dict] = field(default_factory=list)
     prev_val: float | None = None
+    saved: dict[str, np.ndarray] = field(default_factory=dict)  # train.save_params: name -> parameters
 
 
 def _setup(data, model=None, loss=None, optimizer="sgd", train=None, seed=0, on_epoch=None) -> _Run:
@@ -311,6 +316,9 @@ def _train_ordered(data, specs: list[dict]) -> list[RunResult]:
     runs = [_setup(data, **spec) for spec in specs]
     for r in runs:  # a loss shares the targets of the first run with the same loss
         r.targets = next(o for o in runs if o.loss_key == r.loss_key).targets
+    for r in runs:
+        if r.cfg.save_params:
+            r.saved["initial"] = r.net.params.copy()
     net, groups = _stack(data, runs)
     n, k_runs, cfg = len(data.x_train), len(runs), runs[0].cfg
     bs = n if runs[0].full_batch else min(cfg.batch_size, n)
@@ -330,6 +338,9 @@ def _train_ordered(data, specs: list[dict]) -> list[RunResult]:
         evaluated = [k for k in live if runs[k].live]
         with _evaluation_point(groups, evaluated):
             val = _evaluate(net, runs, evaluated, data.x_val, 1, data.y_val, data.task)
+            for k in evaluated:  # at the point the epoch's figures are measured at
+                if runs[k].cfg.save_params == "every_epoch":
+                    runs[k].saved[f"epoch_{epoch:03d}"] = net.params[k].copy()
         elapsed = (time.perf_counter() - start) / k_runs  # each run's share of the stack's time
         for k, v in val.items():
             _end_epoch(runs[k], epoch, step, sums[0][k] / n, sums[1][k] / max(sums[2], 1), v, elapsed,
@@ -340,6 +351,8 @@ def _train_ordered(data, specs: list[dict]) -> list[RunResult]:
     wall = (time.perf_counter() - start) / k_runs
     for k, r in enumerate(runs):  # each run's own model ends with its trained weights
         r.net.params[...] = net.params[k]
+        if r.cfg.save_params:
+            r.saved["final"] = r.net.params.copy()
     return [_result(r, data.task, test.get(k), wall) for k, r in enumerate(runs)]
 
 
@@ -490,7 +503,7 @@ def _result(run: _Run, task: str, test: dict | None, wall: float) -> RunResult:
     metrics = TASK_METRICS[task]
     summary = _summarize(run.history, metrics, run.status)
     summary.update({f"test_{k}": (test or {}).get(k, math.nan) for k in metrics})
-    return RunResult(run.status, len(run.history), run.history, summary, wall, run.net.n_params)
+    return RunResult(run.status, len(run.history), run.history, summary, wall, run.net.n_params, run.saved)
 
 
 def _summarize(history: list[dict], metrics: tuple[str, ...], status: str) -> dict[str, float]:

@@ -47,7 +47,10 @@ def _record(spec: RunSpec, res, stack_size: int = 1) -> dict:
               "wall_time_s": res.wall_time_s, "n_params": res.n_params, "error": ""}
     if stack_size > 1:  # its times are its share of the stack's
         record["stack_size"] = stack_size
-    return _clean(record)
+    record = _clean(record)
+    if res.params:  # train.save_params: arrays, written by the store beside the record, not in it
+        record["params"] = res.params
+    return record
 
 
 def run_stack(specs: list[RunSpec], datasets: dict, on_epoch=None) -> list[dict]:

@@ -4,6 +4,7 @@
     config.yaml             the resolved config
     manifest.json           versions, machine, the plan (run ids), start/end time
     records/<run_id>.json   one per finished run: the truth the tables are made from
+    params/<run_id>/*.npy   its parameters with train.save_params (initial, final, epoch_001, ...)
     .lock                   held by the one `lossbench run` writing here
 
 Every file is written atomically (temporary file, fsync, rename), so a kill at any moment
@@ -22,11 +23,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import json
 import math
 import os
 import platform
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -47,6 +50,7 @@ from lossbench.sweep.config import Experiment
 
 RUNS, HISTORY, CONFIG, MANIFEST = "runs.csv", "history.csv", "config.yaml", "manifest.json"
 RECORDS = "records"
+PARAMS = "params"
 LOCK = ".lock"
 # Everything `lossbench run` writes besides records/; `--fresh` removes exactly these, nothing of the user's.
 OWNED = (RUNS, HISTORY, CONFIG, MANIFEST)
@@ -66,12 +70,12 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (the only way is to set it) and put it back
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str | bytes) -> None:
     """Readers see the old file or the new one, never half of one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -129,6 +133,8 @@ def sweep_temporaries(out: Path) -> None:
         for p in (out / RECORDS).iterdir():
             if RECORD_TMP.match(p.name):
                 p.unlink(missing_ok=True)
+    for p in out.glob(f"{PARAMS}/*/.*.npy.*.tmp"):
+        p.unlink(missing_ok=True)
 
 
 def check_owned(out: Path) -> None:
@@ -151,6 +157,8 @@ def clear(out: Path) -> None:
         p.unlink()
     for name in OWNED:
         (out / name).unlink(missing_ok=True)
+    if (out / PARAMS).is_dir():
+        shutil.rmtree(out / PARAMS)
 
 
 def previous_run_ids(out: Path) -> set[str]:
@@ -293,6 +301,16 @@ def _disk(out: Path, records: dict) -> Iterator[None]:
 
 
 def write_record(out: Path, record: dict) -> None:
+    """The run's parameters (train.save_params) first, then its record: a recorded run has
+    all of its files, and a run killed in between trains again and rewrites them."""
+    record = dict(record)
+    params = record.pop("params", None) or {}
+    if params:
+        (out / PARAMS / record["run_id"]).mkdir(parents=True, exist_ok=True)
+    for name, array in params.items():
+        buf = io.BytesIO()
+        np.save(buf, array)
+        atomic_write(out / PARAMS / record["run_id"] / f"{name}.npy", buf.getvalue())
     atomic_write(out / RECORDS / f"{record['run_id']}.json", json.dumps(record))
 
 
@@ -436,7 +454,7 @@ class Store:
     def add(self, record: dict) -> None:
         with _disk(self.out, self.records):
             write_record(self.out, record)
-            self._tables.add(record)
+            self._tables.add({k: v for k, v in record.items() if k != "params"})  # arrays stay on disk only
 
     def finish(self, interrupted: bool = False) -> None:
         with _disk(self.out, self.records):
