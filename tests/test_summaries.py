@@ -103,3 +103,10 @@ def test_the_shipped_hinge_vs_cross_entropy_config_shows_the_losses_differ(tmp_p
     assert test["momentum", "cross_entropy"] - test["momentum", "squared_hinge"] > 0.03
     assert abs(test["adam", "cross_entropy"] - test["adam", "hinge"]) < test["momentum", "cross_entropy"] - \
         test["momentum", "hinge"]  # Adam closes most of the gap
+
+
+def test_figures_too_small_for_their_decimals_print_in_e_notation():
+    from lossbench.analysis.report import _pm
+
+    assert _pm(3.2e-7, 1.5e-8) == "3.20e-07 ± 1.50e-08"  # a test function's loss near its minimum, not 0.0000
+    assert _pm(0.01234, 0.0) == "0.0123 ± 0.0000" and _pm(0.98, None) == "0.9800"

@@ -138,10 +138,16 @@ def fit_table(cols: list[Col], width: int | None, **table_args) -> Table:
 def _pm(mean, std, digits=4) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "—"
-    s = f"{mean:.{digits}f}"
+    s = _fixed(mean, digits)
     if std is not None and not (isinstance(std, float) and math.isnan(std)):
-        s += f" ± {std:.{digits}f}"
+        s += f" ± {_fixed(std, digits)}"
     return s
+
+
+def _fixed(v: float, digits: int) -> str:
+    """v with `digits` decimals, or in e-notation where they would print it as 0 (a test
+    function's loss near its minimum: 3.2e-07, not 0.0000)."""
+    return f"{v:.2e}" if v != 0 and abs(v) < 0.5 * 10.0**-digits else f"{v:.{digits}f}"
 
 
 def _ci(lo, hi, digits=4) -> str:
@@ -289,7 +295,7 @@ def lr_table(sens: pd.DataFrame, metric: str, tolerance: float) -> Table:
 
 
 def _num(v, digits=4, kind="f") -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}{kind}}" if kind == "f" \
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else _fixed(v, digits) if kind == "f" \
         else f"{v:{kind}}"
 
 
