@@ -89,6 +89,7 @@ def test_a_config_leaves_model_and_loss_out_and_targets_val_loss():
     ({"dataset": {"name": "rosenbrock", "val_fraction": 0.2}},
      "dataset.val_fraction: does not apply to the test function 'rosenbrock': it has no data, got 0.2"),
     ({"dataset": {"name": "beale", "start": [1.0]}}, "dataset.start: must be a point of 2 numbers, got [1.0]"),
+    ({"train": {"epochs": 3, "batch_size": 32}}, "train.batch_size: does not apply to the test function 'rosenbrock'"),
     ({"dataset": "moons", "model": "point", "loss": "cross_entropy"}, "model.name: must be one of"),
 ])
 def test_test_function_mistakes_are_one_line(extra, message):

@@ -249,7 +249,8 @@ def test_cli_landscape_end_to_end(tmp_path):
     (True, ["--kind", "pca"], "needs train.save_params: every_epoch"),
     (True, ["--run", "0123456789ab"], "unknown run id '0123456789ab'"),
     (True, ["--by", "seed=5"], "no finished (ok) run matches seed=5"),
-    (True, ["--by", "optimizer.name=adam"], "KEY a column of runs.csv (seed)"),
+    (True, ["--by", "optimizer.name=adam"], "--by: optimizer.name is not swept in "),
+    (True, ["--by", "optimizer.name"], "--by: 'optimizer.name': must be KEY=VALUE"),
     (True, ["--kind", "valley"], "--kind"),
 ])
 def test_cli_landscape_errors_are_one_line(tmp_path, save, args, message):
@@ -262,3 +263,14 @@ def test_cli_landscape_errors_are_one_line(tmp_path, save, args, message):
     assert message in lines[0], lines[0]
     if save is None:
         assert "set train.save_params: true" in lines[0]
+
+
+@pytest.mark.parametrize("save", [True, None])
+def test_a_test_functions_landscape_points_to_its_path_plot(tmp_path, save):
+    out = tmp_path / "res"
+    train = "{epochs: 3, save_params: true}" if save else "{epochs: 3}"
+    (tmp_path / "f.yaml").write_text(f"dataset: rosenbrock\noptimizer: sgd\ntrain: {train}\n")
+    assert runner.invoke(app, ["run", str(tmp_path / "f.yaml"), "--out", str(out), "-q"]).exit_code == 0
+    r = runner.invoke(app, ["landscape", str(out)])
+    expected = "is a test function's: its landscape is the function itself" if save else "has no saved parameters"
+    assert r.exit_code == 2 and expected in r.output and r.output.count("\n") == 1, r.output

@@ -107,8 +107,7 @@ def figure(p: cmp.Problem, function_of, drawn=None, grid: int = GRID) -> tuple[F
             _contour(ax, function, box, grid)
             for _, _, label, xy, status, _ in (d for d in mine if d[1] == name):
                 xy = np.vstack([start, xy])
-                (line,) = ax.plot(xy[:, 0], xy[:, 1], "-", linewidth=1.3,
-                                  label=label + (" (diverged)" if status == "diverged" else ""))
+                (line,) = ax.plot(xy[:, 0], xy[:, 1], "-", linewidth=1.3, label=_legend(label, status, xy, box))
                 (end,) = ax.plot(xy[-1:, 0], xy[-1:, 1], "X", color=line.get_color(), markersize=8,
                                  markeredgecolor="black", zorder=6)
                 handles.append((line, end, xy))
@@ -119,6 +118,19 @@ def figure(p: cmp.Problem, function_of, drawn=None, grid: int = GRID) -> tuple[F
     what = ", ".join(dict.fromkeys(d[5].name for d in drawn))
     fig.suptitle(f"{p.name}: {what}, {steps} steps (★ minimum, ● start, ✕ end; first seed)")
     return fig, handles
+
+
+def _legend(label: str, status: str, xy: np.ndarray, box) -> str:
+    """A path's legend entry: its grid cell (nothing for the only one), and why its end
+    may not show (a diverged run; an end off the map, where it is)."""
+    label = "" if label == "all" else label
+    end = xy[-1]
+    inside = all(np.isfinite(end)) and box[0][0] <= end[0] <= box[0][1] and box[1][0] <= end[1] <= box[1][1]
+    if status == "diverged":
+        label += " (diverged)"
+    elif not inside:
+        label += f" (ends off the map, at ({end[0]:.3g}, {end[1]:.3g}))"
+    return label.strip() or "path"
 
 
 def animate(p: cmp.Problem, function_of, path: Path, frames: int = 40) -> Path:

@@ -156,6 +156,9 @@ def _point_model(cfg: dict, data_cache: dict):
         if _named(key, cfg[key]) != {"name": placeholder}:
             raise fail(key, f"must be left out for the test function {ds['name']!r} (its parameters are the "
                             "point, its loss the function)", cfg[key])
+    if "batch_size" in (cfg.get("train") or {}):
+        raise fail("train.batch_size", f"does not apply to the test function {ds['name']!r}: each step evaluates "
+                                       "the function itself (no data, no batches)", cfg["train"]["batch_size"])
     problem = data.load_spec(ds, data_cache)
     return "function", problem.n_outputs, point_problem(problem.function, 0)[1]
 

@@ -18,6 +18,7 @@ import numpy as np
 from lossbench import data
 from lossbench.engine import landscape as ls
 from lossbench.engine import losses, nn
+from lossbench.engine.functions import FUNCTIONS
 from lossbench.engine.nn.conv import BatchNorm
 from lossbench.engine.train import encode_targets
 from lossbench.errors import LossbenchError
@@ -57,6 +58,10 @@ def landscape(directory: str | Path, runs: list[str] | None = None, by: list[str
         raise LossbenchError(f"--kind {kind} takes one run; two runs (--run A --run B) draw the line between them")
     records = [_record(d, rid) for rid in ids]
     first = records[0]
+    _params(d, ids[0], "final")  # first of all: were they kept?
+    if split_named("dataset", first["config"]["dataset"], "dataset")[0] in FUNCTIONS:
+        raise LossbenchError(f"landscape: run {ids[0]} is a test function's: its landscape is the function itself, "
+                             f"drawn with its path by `lossbench plot {d} --kind path`")
     net, loss, x, t = _problem(first, samples, seed)
     surface = ls.Surface(net, loss, x, t)
     final = _params(d, ids[0], "final")
@@ -100,9 +105,12 @@ def _select(d: Path, runs: list[str], by: list[str]) -> list[str]:
         return list(runs)
     for item in by:
         key, sep, value = item.partition("=")
-        if not sep or key not in table.columns:
-            raise LossbenchError(f"--by: {item!r}: must be KEY=VALUE with KEY a column of runs.csv "
-                                 f"({', '.join(c for c in table.columns if '.' in c or c == 'seed')})")
+        if not sep:
+            raise LossbenchError(f"--by: {item!r}: must be KEY=VALUE")
+        if key not in table.columns:
+            swept = ", ".join(c for c in table.columns if "." in c or c == "seed")
+            raise LossbenchError(f"--by: {key} is not swept in {d}: every run has the same (its runs.csv has "
+                                 f"{swept}); pick a run with --run ID")
         table = table[[_same(v, value) for v in table[key]]]
     ok = table[table["status"] == "ok"]
     if ok.empty:
