@@ -18,7 +18,7 @@ from lossbench.analysis.compare import Comparison, Problem, aggregate, compare_p
 from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
-from lossbench.registry import Choice, show, split_named
+from lossbench.registry import Choice, show
 from lossbench.sweep import lrfind
 from lossbench.sweep.config import TARGET, default_out, load_experiment, optimizer_parts
 from lossbench.sweep.execute import run_experiment
@@ -188,14 +188,11 @@ def _plot_path(directory: str | Path, out, animate) -> Path:
             if pd.notna(run[k]) and run[k] != "-":  # "-": another grid's run has no such option
                 value = run[k]
                 spec[k.split(".", 1)[1]] = json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
-        name, options = split_named("dataset", spec, "dataset")
-        key = json.dumps(spec, sort_keys=True, default=str)
-        if key not in loaded:
-            loaded[key] = data.load(name, **options)
-        if loaded[key].function is None:
-            raise LossbenchError(f"--kind path: {directory} trained on {name}, not a test function (rosenbrock, "
-                                 "beale, branin, saddle, quadratic): there is no path to draw")
-        return loaded[key].function
+        problem = data.load_spec(spec, loaded)  # each distinct dataset once
+        if problem.function is None:
+            raise LossbenchError(f"--kind path: {directory} trained on {problem.name}, not a test function "
+                                 "(rosenbrock, beale, branin, saddle, quadratic): there is no path to draw")
+        return problem.function
 
     path = Path(out) if out is not None else p.dir / "plot-path.png"
     plots.save(paths.figure(p, function_of)[0], path)
