@@ -127,10 +127,10 @@ def _not_shadowed(raw: dict, key: str) -> None:
 
 
 def _planned_model(cfg: dict, data_cache: dict):
-    """(task, the dataset's n_outputs, the run's model laid out but not allocated)."""
+    """(task, the dataset's n_outputs, the run's model laid out but not allocated), for a
+    run whose dataset options are checked (validate_run checks them first)."""
     ds = cfg["dataset"]
-    name, options = split_named("dataset", ds, "dataset")
-    data.DATASETS.check(name, options)
+    name = ds["name"]
     if _is_function(ds) or any(_named(k, cfg[k]) == {"name": p} for k, p in (("model", POINT_MODEL),
                                                                                 ("loss", POINT_LOSS))):
         return _point_model(cfg, data_cache)
@@ -177,8 +177,8 @@ def validate_run(cfg: dict, data_cache: dict) -> tuple[str, int]:
     """Check one resolved run config against every constraint, without allocating its
     model; returns (task, n_outputs). Datasets loaded for the check stay in `data_cache`
     for the runs to reuse."""
-    task, n_outputs, net = _planned_model(cfg, data_cache)
     split = data.DATASETS.check(*split_named("dataset", cfg["dataset"], "dataset"))
+    task, n_outputs, net = _planned_model(cfg, data_cache)
     opt_name, opt_options = split_named("optimizer", cfg["optimizer"], "optimizer")
     opt = optimizers.check(opt_name, opt_options)
     optimizers.plan(opt_name, opt_options, net.layout)  # param groups select tensors of this model
