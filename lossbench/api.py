@@ -19,7 +19,7 @@ from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
 from lossbench.registry import Choice, show
-from lossbench.sweep import lrfind
+from lossbench.sweep import lrfind, prune, store
 from lossbench.sweep.config import TARGET, default_out, load_experiment, optimizer_parts
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.job import run_one
@@ -71,6 +71,7 @@ class Plan:
     seconds: float | None  # estimated wall time of the runs to train; None if there are none
     basis: str  # where the estimate comes from
     parts: list[str]  # for runs with param groups or Muon: "model: which optimizer steps which tensors"
+    prune: str = ""  # with `prune`: its rungs and the share of the epochs it trains at most
 
 
 def plan(exp, out: str | Path, workers: int | None = None, fresh: bool = False, retry_failed: bool = False,
@@ -80,7 +81,7 @@ def plan(exp, out: str | Path, workers: int | None = None, fresh: bool = False, 
     Writes nothing."""
     ids = [s.run_id for s in exp.runs]
     recs = recorded(Path(out), ids) if Path(out).is_dir() else {}
-    kept = {} if fresh else {k: r for k, r in recs.items() if not (retry_failed and r["status"] == "failed")}
+    kept = {} if fresh else store.kept(recs, exp, retry_failed)
     todo = [s for s in exp.runs if s.run_id not in kept]
     n_workers = max(1, min(workers or cpu_count(), len(todo) or 1))
     seconds, basis = None, ""
@@ -98,7 +99,24 @@ def plan(exp, out: str | Path, workers: int | None = None, fresh: bool = False, 
         if rec["status"] != "failed":
             seconds = (time.perf_counter() - start) * epochs * len(todo) / n_workers
             basis = "from one epoch of one run"
-    return Plan(len(ids), len(ids) - len(todo), len(todo), n_workers, seconds, basis, _parts(exp))
+    share, line = _pruning(exp)
+    if seconds is not None:
+        seconds *= share
+    return Plan(len(ids), len(ids) - len(todo), len(todo), n_workers, seconds, basis, _parts(exp), line)
+
+
+def _pruning(exp) -> tuple[float, str]:
+    """(the share of the sweep's epochs that prune trains at most, a line saying so)."""
+    if exp.prune is None:
+        return 1.0, ""
+    brackets = prune.brackets(exp.runs, exp.searched, exp.prune)
+    pruned, full = prune.epochs_to_train(brackets)
+    rungs = sorted({tuple(b.rungs) for b in brackets})
+    where = ", ".join(map(str, rungs[0])) if len(rungs) == 1 and rungs[0] else "none"
+    n = len(brackets)
+    return pruned / full, (f"prune: at epochs {where} the best 1 in {exp.prune.reduction_factor} trials by "
+                           f"{exp.prune.metric} go on ({n} bracket{'s' * (n != 1)}): at most {pruned:,} of "
+                           f"{full:,} epochs train ({pruned / full:.0%})")
 
 
 def _parts(exp) -> list[str]:

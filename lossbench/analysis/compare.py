@@ -199,7 +199,8 @@ def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> p
     for key, g in _groups(frame, by):
         ok = g[g.status == "ok"]
         row = {"problem": p.name, "group": cell_label(by, key), **dict(zip(by, key)), "runs": len(g), "ok": len(ok),
-               "diverged": int((g.status == "diverged").sum()), "failed": int((g.status == "failed").sum())}
+               "diverged": int((g.status == "diverged").sum()), "failed": int((g.status == "failed").sum()),
+               "pruned": int((g.status == "pruned").sum())}  # stopped early (prune): never ranked
         for what in ("final", "best"):
             m, s, lo, hi = mean_std_ci(ok[what])
             row.update({f"{what}_mean": m, f"{what}_std": s, f"{what}_ci_low": lo, f"{what}_ci_high": hi})

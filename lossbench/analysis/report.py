@@ -163,6 +163,8 @@ def _to_target(row) -> str:
 
 def _status(row):
     status = f"{row['ok']}/{row['diverged']}/{row['failed']}"
+    if row.get("pruned", 0) and not row["ok"] and not row["diverged"] and not row["failed"]:
+        return Text("pruned", style="dim")  # stopped at a rung: its figures are not final ones
     return Text(status, style="red") if row["diverged"] or row["failed"] else status
 
 
@@ -202,8 +204,9 @@ def print_summary(console: Console, summary: pd.DataFrame, metric: str, runs: pd
                   target: dict | None) -> None:
     console.print(summary_table(summary, metric, title, target, width_of(console)))
     counts = runs["status"].value_counts()
-    console.print(f"{_count(len(runs), 'run')}: {counts.get('ok', 0)} ok, {counts.get('diverged', 0)} diverged, "
-                  f"{counts.get('failed', 0)} failed", highlight=False)
+    pruned = f"{counts['pruned']} pruned, " if counts.get("pruned", 0) else ""
+    console.print(f"{_count(len(runs), 'run')}: {counts.get('ok', 0)} ok, {pruned}{counts.get('diverged', 0)} "
+                  f"diverged, {counts.get('failed', 0)} failed", highlight=False)
     failed = runs[runs.status == "failed"]
     for _, r in failed.head(5).iterrows():
         console.print(f"[red]failed[/red] {r['run_id']}: {escape(str(r['error']))}", highlight=False)
@@ -320,6 +323,8 @@ def print_preview(console: Console, exp, out_dir, plan=None) -> None:
                 line += (f", about {_clock(plan.seconds)} on {_count(plan.workers, 'worker')} "
                          f"(estimated {plan.basis})")
         console.print(line, highlight=False)
+        if plan.prune:
+            console.print(plan.prune, highlight=False)
         for parts in plan.parts:
             console.print(f"tensors by optimizer in {parts}", highlight=False, markup=False)
     table = Table(title_justify="left")
@@ -412,7 +417,16 @@ class Progress:
 
         if kind == "start":
             self.t0, self.first_done = time.monotonic(), info["done"]
-        elif kind == "run_end":
+        elif kind == "rung":
+            self.console.print(f"rung at epoch {info['epoch']}: {info['kept']} of {info['kept'] + info['pruned']} "
+                               f"trials go on by {info['metric']}, {info['pruned']} pruned", highlight=False)
+        elif kind == "run_paused":
+            rec = info["record"]
+            last = rec["history"][-1] if rec["history"] else {}
+            self.console.print(f"[dim]{escape(run_label(rec['cell'], rec['seed']))}: at its rung, epoch "
+                               f"{rec['epochs']} · val_loss {last.get('val_loss', math.nan):.4g}[/dim]",
+                               highlight=False)
+        elif kind == "run_end" and info["record"]["status"] != "pruned":  # the rung's line says those
             rec, done, total = info["record"], info["done"], info["total"]
             trained = done - self.first_done
             elapsed = time.monotonic() - self.t0

@@ -104,6 +104,8 @@ class RunResult:
     n_params: int = 0
     # train.save_params: "initial", "final" (and "epoch_001", ...) -> flat float32 parameters
     params: dict[str, np.ndarray] = field(default_factory=dict)
+    paused: bool = False  # stopped by `stop_after` while still training: it may go on later
+
 
 
 def model_outputs(loss: losses.Loss, loss_name: str, task: str, n_outputs: int, dataset: str) -> int:
@@ -176,8 +178,10 @@ def train(data, **kwargs) -> RunResult:
     """Train one model on `data` (a lossbench.data.Dataset) and evaluate it.
 
     Keyword arguments: model, loss, optimizer (a name or {name: ..., **hyperparams}),
-    train (TrainConfig fields), seed, on_epoch. `on_epoch(row)` is called after every
-    epoch with the history row, for progress displays; library code never prints.
+    train (TrainConfig fields), seed, on_epoch, stop_after. `on_epoch(row)` is called
+    after every epoch with the history row, for progress displays; library code never
+    prints. `stop_after=N` pauses a run still training after epoch N (RunResult.paused):
+    its first N epochs are those of the whole run, schedule included.
     """
     return train_stack(data, [kwargs])[0]
 
@@ -220,9 +224,11 @@ class _Run:
     history: list[dict] = field(default_factory=list)
     prev_val: float | None = None
     saved: dict[str, np.ndarray] = field(default_factory=dict)  # train.save_params: name -> parameters
+    stop_after: int | None = None  # pause after this epoch (successive halving's rung), schedule unchanged
+    paused: bool = False
 
 
-def _setup(data, model=None, loss=None, optimizer="sgd", train=None, seed=0, on_epoch=None) -> _Run:
+def _setup(data, model=None, loss=None, optimizer="sgd", train=None, seed=0, on_epoch=None, stop_after=None) -> _Run:
     cfg = train if isinstance(train, TrainConfig) else TrainConfig.of(train or {})
     init_seed, order_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
     if data.task == "function":  # the parameters are the point, the loss is the function
@@ -255,7 +261,7 @@ def _setup(data, model=None, loss=None, optimizer="sgd", train=None, seed=0, on_
     full = full_batch(cfg, opt_name)
     return _Run(cfg, loss_fn, targets, net, (opt_name, opt_kw), sched, stopper, full,
                 np.random.default_rng(order_seed), on_epoch, json.dumps([loss_name, loss_kw], sort_keys=True),
-                json.dumps([model_name, model_kw], sort_keys=True, default=str))
+                json.dumps([model_name, model_kw], sort_keys=True, default=str), stop_after=stop_after)
 
 
 POINT_MODEL, POINT_LOSS = "point", "function"  # what a test function's config says for model and loss
@@ -345,7 +351,7 @@ def _train_ordered(data, specs: list[dict]) -> list[RunResult]:
         for k, v in val.items():
             _end_epoch(runs[k], epoch, step, sums[0][k] / n, sums[1][k] / max(sums[2], 1), v, elapsed,
                        len(data.x_val) > 0, _point(data, net.params[k]))
-    ok = [k for k, r in enumerate(runs) if r.status == "ok"]
+    ok = [k for k, r in enumerate(runs) if r.status == "ok" and not r.paused]  # a paused run is not tested yet
     _to_evaluation_point(groups, ok, "eval")  # and the runs' models keep it, as the reference's checkpoints
     test = _evaluate(net, runs, ok, data.x_test, 2, data.y_test, data.task)
     wall = (time.perf_counter() - start) / k_runs
@@ -399,6 +405,8 @@ def _end_epoch(run: _Run, epoch, step, train_loss, grad_norm, val, elapsed, has_
         run.status, run.live = "diverged", False
     elif run.stopper is not None and run.stopper.should_stop(row):
         run.live = False
+    elif run.stop_after is not None and epoch >= run.stop_after and epoch < run.cfg.epochs:
+        run.live, run.paused = False, True  # its numbers so far are those of the whole run's first epochs
 
 
 def _fit_epoch(net, groups, runs: list[_Run], live: list[int], x: np.ndarray, bs: int, xbuf):
@@ -503,7 +511,8 @@ def _result(run: _Run, task: str, test: dict | None, wall: float) -> RunResult:
     metrics = TASK_METRICS[task]
     summary = _summarize(run.history, metrics, run.status)
     summary.update({f"test_{k}": (test or {}).get(k, math.nan) for k in metrics})
-    return RunResult(run.status, len(run.history), run.history, summary, wall, run.net.n_params, run.saved)
+    return RunResult(run.status, len(run.history), run.history, summary, wall, run.net.n_params, run.saved,
+                     run.paused)
 
 
 def _summarize(history: list[dict], metrics: tuple[str, ...], status: str) -> dict[str, float]:

@@ -31,10 +31,11 @@ from lossbench.engine.train import (
 )
 from lossbench.errors import ConfigError, LossbenchError
 from lossbench.registry import Check, Int, Real, Schema, Seq, Text, did_you_mean, fail, show, split_named
+from lossbench.sweep import prune
 from lossbench.sweep.spec import RunSpec, run_id
 from lossbench.sweep.yamlfile import parse_yaml, read_yaml
 
-SECTIONS = ("name", "dataset", "model", "loss", "optimizer", "train", "seeds", "grid", "target")
+SECTIONS = ("name", "dataset", "model", "loss", "optimizer", "train", "seeds", "grid", "target", "prune")
 REQUIRED = ("dataset", "model", "loss", "optimizer")
 NAMED = {"dataset": data.DATASETS, "model": nn.MODELS, "loss": losses.LOSSES, "optimizer": optimizers.OPTIMIZERS}
 GRIDDABLE = ("dataset", "model", "loss", "optimizer", "train")
@@ -65,6 +66,8 @@ class Experiment:
     cells: list[dict] = field(default_factory=list)
     datasets: dict = field(default_factory=dict, repr=False)  # loaded while validating; runs reuse them
     data: list[dict] = field(default_factory=list)  # each distinct dataset as named in run ids (data.identity)
+    prune: prune.Pruning | None = None  # successive halving (sweep.prune)
+    searched: list[str] = field(default_factory=list)  # swept keys that come from `search` (trials, not brackets)
 
     def dataset_specs(self) -> list[dict]:
         """Each distinct `dataset` mapping the runs use, in run order."""
@@ -386,8 +389,23 @@ def _experiment(raw: dict, default_name: str) -> Experiment:
         resolved["grid"] = raw["grid"]
     if target is not None:
         resolved["target"] = target
+    pruning = _pruning(raw.get("prune"), metrics, plan) if "prune" in raw else None
+    if pruning is not None:
+        resolved["prune"] = raw["prune"]
     return Experiment(source="", name=name, config=resolved, runs=plan.runs, swept=plan.swept, target=target,
-                      task=task, metrics=metrics, cells=plan.cells, datasets=plan.datasets, data=plan.data)
+                      task=task, metrics=metrics, cells=plan.cells, datasets=plan.datasets, data=plan.data,
+                      prune=pruning)
+
+
+def _pruning(section, metrics: tuple, plan: _Plan) -> prune.Pruning:
+    """The checked `prune` section; its metric needs a validation split to be measured on."""
+    p = prune.check(section, metrics)
+    for spec in {json.dumps(s.config["dataset"], sort_keys=True, default=str): s for s in plan.runs}.values():
+        ds = spec.config["dataset"]
+        if not _is_function(ds) and not len(data.load_spec(ds, plan.datasets).x_val):
+            raise fail("prune.metric", f"is measured on the validation split, and dataset {ds['name']} has none: "
+                                       "set dataset.val_fraction > 0", p.metric)
+    return p
 
 
 DICT_SOURCE = "config"  # how messages name a config given as a dict

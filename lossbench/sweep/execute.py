@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from lossbench import data
 from lossbench.registry import Choice, Int
+from lossbench.sweep import prune
 from lossbench.sweep.cluster import connect, run_dask
 from lossbench.sweep.config import Experiment
 from lossbench.sweep.job import run_stack
@@ -36,6 +37,7 @@ class Outcome:
     skipped: int  # already recorded before this call
     trained: int = 0  # recorded by this call
     failed: int = 0  # of those, status failed
+    pruned: int = 0  # of those, stopped at a rung (prune)
     interrupted: bool = False
 
 
@@ -66,15 +68,50 @@ def run_experiment(exp: Experiment, out: Path, on_event: Event | None = None, *,
         outcome = Outcome(total=len(exp.runs), skipped=len(exp.runs) - len(todo))
         n_workers = max(1, min(workers or cpu_count(), len(todo)))
         slots = n_workers if client is None else max(1, sum(client.nthreads().values()))
-        stacks = plan_stacks(todo, stack, slots, exp.datasets)
-        n_workers = min(n_workers, len(stacks)) or 1
-        stream = _stream(stacks, exp, emit, client, n_workers)
+
+        def train(specs: list[RunSpec]) -> Iterator[dict]:
+            stacks = plan_stacks(specs, stack, slots, exp.datasets)
+            return _stream(stacks, exp, emit, client, min(n_workers, len(stacks)) or 1)
+
+        stacks = plan_stacks(todo, stack, slots, exp.datasets) if exp.prune is None else None
+        if stacks is not None:  # the stacks decide how many workers are worth starting
+            n_workers = min(n_workers, len(stacks)) or 1
         store.begin()
         emit("start", total=outcome.total, done=outcome.skipped, todo=len(todo),
              workers=n_workers if client is None else None, executor=executor)
-        _record(stream, store, outcome, emit)
+        try:
+            if stacks is not None:
+                _record(_stream(stacks, exp, emit, client, n_workers), store, outcome, emit)
+            else:
+                _halving(exp, store, outcome, emit, train)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            raise
+        finally:
+            store.finish(interrupted=outcome.interrupted)
     emit("end", total=outcome.total)
     return outcome
+
+
+def _halving(exp: Experiment, store: Store, outcome: Outcome, emit: Event, train) -> None:
+    """Successive halving (sweep.prune): rung after rung, train what the rung needs, then
+    record the runs its decision stops. Each step starts from the records alone, so a
+    resumed sweep re-enters the rung it was killed in."""
+    brackets = prune.brackets(exp.runs, exp.searched, exp.prune)
+    while True:
+        phase = prune.next_phase(brackets, {**store.paused, **store.records}, exp.prune, set(store.records))
+        for epoch, kept, stopped in phase.decisions:
+            emit("rung", epoch=epoch, kept=kept, pruned=stopped, metric=exp.prune.metric)
+        for record in phase.pruned:
+            store.add(record)
+            outcome.trained += 1
+            outcome.pruned += 1
+            emit("run_end", record=record, done=outcome.skipped + outcome.trained, total=outcome.total)
+        if not phase.todo:
+            if not phase.pruned:
+                return
+            continue
+        _record(train(phase.todo), store, outcome, emit)
 
 
 def prepare_data(exp: Experiment, emit: Event) -> None:
@@ -125,17 +162,17 @@ def _serial(stacks: list[list[RunSpec]], datasets: dict, emit: Event) -> Iterato
 
 
 def _record(stream: Iterator[dict], store: Store, outcome: Outcome, emit: Event) -> None:
-    """Write each record as it arrives; whatever stops the stream, stop the executor and
-    write the last tables and manifest."""
+    """Write each record as it arrives (a paused one, prune's, beside the finished ones);
+    whatever stops the stream, stop the executor before the caller writes the last tables."""
     try:
         for record in stream:
+            if record.get("paused"):
+                store.pause(record)
+                emit("run_paused", record=record)
+                continue
             store.add(record)
             outcome.trained += 1
             outcome.failed += record["status"] == "failed"
             emit("run_end", record=record, done=outcome.skipped + outcome.trained, total=outcome.total)
-    except KeyboardInterrupt:
-        outcome.interrupted = True
-        raise
     finally:
         stream.close()  # stop workers / cancel cluster tasks before writing the last tables
-        store.finish(interrupted=outcome.interrupted)

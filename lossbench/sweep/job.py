@@ -33,7 +33,7 @@ def run_one(spec: RunSpec, datasets: dict, on_epoch=None) -> dict:
         cfg = spec.config
         res = train(data.load_spec(cfg["dataset"], datasets), model=cfg["model"], loss=cfg["loss"],
                     optimizer=cfg["optimizer"],
-                    train=cfg["train"], seed=spec.seed, on_epoch=on_epoch)
+                    train=cfg["train"], seed=spec.seed, on_epoch=on_epoch, stop_after=spec.budget)
     except Exception as e:  # isolate the failure to this run
         last = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
         where = f" ({Path(last.filename).name}:{last.lineno})" if last else ""
@@ -48,6 +48,9 @@ def _record(spec: RunSpec, res, stack_size: int = 1) -> dict:
     if stack_size > 1:  # its times are its share of the stack's
         record["stack_size"] = stack_size
     record = _clean(record)
+    if res.paused:  # stopped at its rung (prune): not finished, and its parameters are not the final ones
+        record["paused"] = True
+        return record
     if res.params:  # train.save_params: arrays, written by the store beside the record, not in it
         record["params"] = res.params
     return record
@@ -62,7 +65,8 @@ def run_stack(specs: list[RunSpec], datasets: dict, on_epoch=None) -> list[dict]
     try:
         d = data.load_spec(specs[0].config["dataset"], datasets)
         runs = [{**{k: s.config[k] for k in ("model", "loss", "optimizer", "train")}, "seed": s.seed,
-                 "on_epoch": on_epoch and (lambda row, i=i: on_epoch(i, row))} for i, s in enumerate(specs)]
+                 "stop_after": s.budget, "on_epoch": on_epoch and (lambda row, i=i: on_epoch(i, row))}
+                for i, s in enumerate(specs)]
         results = train_stack(d, runs)
     except Exception:  # noqa: BLE001  (each run alone says what was wrong with it)
         return [run_one(s, datasets, on_epoch and (lambda row, i=i: on_epoch(i, row))) for i, s in enumerate(specs)]

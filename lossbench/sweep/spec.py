@@ -13,6 +13,7 @@ class RunSpec:
     seed: int
     config: dict  # resolved: dataset, model, loss, optimizer, train — each a mapping
     cell: dict  # swept dotted key -> value for this run (the grid cell, seed excluded)
+    budget: int | None = None  # train only this many epochs, then pause (a rung of `prune`); not in the id
 
 
 

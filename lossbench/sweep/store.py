@@ -5,6 +5,7 @@
     manifest.json           versions, machine, the plan (run ids), start/end time
     records/<run_id>.json   one per finished run: the truth the tables are made from
     params/<run_id>/*.npy   its parameters with train.save_params (initial, final, epoch_001, ...)
+    rungs/<run_id>.json     with `prune`: a run paused at its rung, waiting for the rung's decision
     .lock                   held by the one `lossbench run` writing here
 
 Every file is written atomically (temporary file, fsync, rename), so a kill at any moment
@@ -21,6 +22,7 @@ also says who holds it, for the refusal message.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import io
@@ -51,6 +53,7 @@ from lossbench.sweep.config import Experiment
 RUNS, HISTORY, CONFIG, MANIFEST = "runs.csv", "history.csv", "config.yaml", "manifest.json"
 RECORDS = "records"
 PARAMS = "params"
+RUNGS = "rungs"
 LOCK = ".lock"
 # Everything `lossbench run` writes besides records/; `--fresh` removes exactly these, nothing of the user's.
 OWNED = (RUNS, HISTORY, CONFIG, MANIFEST)
@@ -129,8 +132,8 @@ def sweep_temporaries(out: Path) -> None:
     for name in OWNED:
         for p in out.glob(f".{name}.*.tmp"):
             p.unlink(missing_ok=True)
-    if (out / RECORDS).is_dir():
-        for p in (out / RECORDS).iterdir():
+    for d in (out / RECORDS, out / RUNGS):
+        for p in d.iterdir() if d.is_dir() else ():
             if RECORD_TMP.match(p.name):
                 p.unlink(missing_ok=True)
     for p in out.glob(f"{PARAMS}/*/.*.npy.*.tmp"):
@@ -157,8 +160,9 @@ def clear(out: Path) -> None:
         p.unlink()
     for name in OWNED:
         (out / name).unlink(missing_ok=True)
-    if (out / PARAMS).is_dir():
-        shutil.rmtree(out / PARAMS)
+    for d in (PARAMS, RUNGS):
+        if (out / d).is_dir():
+            shutil.rmtree(out / d)
 
 
 def previous_run_ids(out: Path) -> set[str]:
@@ -265,13 +269,14 @@ def _read_record(path: Path, rid: str) -> dict:
     return rec
 
 
-def recorded(out: Path, run_ids: list[str]) -> dict[str, dict]:
-    """Read only (for previews): run_id -> record of the runs in `out` whose record is sound.
-    A damaged record is left where it is and counts as not recorded."""
+def recorded(out: Path, run_ids: list[str], where: str = RECORDS) -> dict[str, dict]:
+    """Read only: run_id -> record of the runs in `out` whose record is sound (in records/,
+    or the paused ones in rungs/). A damaged record is left where it is and counts as not
+    recorded (a paused one is written again when its run reaches the rung again)."""
     recs = {}
     for rid in run_ids:
         try:
-            recs[rid] = _read_record(out / RECORDS / f"{rid}.json", rid)
+            recs[rid] = _read_record(out / where / f"{rid}.json", rid)
         except (OSError, ValueError):
             continue
     return recs
@@ -436,6 +441,7 @@ class Store:
     def __init__(self, out: Path, exp: Experiment, records: dict[str, dict],
                  set_aside: list[tuple[Path, Path, str]] | None = None):
         self.out, self.exp, self.records = out, exp, records
+        self.paused = recorded(out, [s.run_id for s in exp.runs if s.run_id not in records], RUNGS)
         self.set_aside = set_aside or []  # damaged records renamed by open_store: (file, renamed to, what)
         self._tables = _Tables(out, exp, records)
         self._started: str | None = None
@@ -455,6 +461,15 @@ class Store:
         with _disk(self.out, self.records):
             write_record(self.out, record)
             self._tables.add({k: v for k, v in record.items() if k != "params"})  # arrays stay on disk only
+            if self.paused.pop(record["run_id"], None) is not None:  # finished: its rung's copy is done with
+                (self.out / RUNGS / f"{record['run_id']}.json").unlink(missing_ok=True)
+
+    def pause(self, record: dict) -> None:
+        """Keep a run paused at its rung (prune): it survives a kill, as a finished run does."""
+        with _disk(self.out, self.records):
+            (self.out / RUNGS).mkdir(exist_ok=True)
+            atomic_write(self.out / RUNGS / f"{record['run_id']}.json", json.dumps(record))
+            self.paused[record["run_id"]] = record
 
     def finish(self, interrupted: bool = False) -> None:
         with _disk(self.out, self.records):
@@ -484,10 +499,15 @@ def open_store(out: Path, exp: Experiment, *, fresh: bool = False, retry_failed:
         if fresh:
             clear(out)
         recs, aside = load_records(out, [s.run_id for s in exp.runs])
-        records = {r["run_id"]: r for r in recs}
-        if retry_failed:
-            records = {k: r for k, r in records.items() if r["status"] != "failed"}
-        yield Store(out, exp, records, aside)
+        yield Store(out, exp, kept({r["run_id"]: r for r in recs}, exp, retry_failed), aside)
+
+
+def kept(records: dict[str, dict], exp: Experiment, retry_failed: bool = False) -> dict[str, dict]:
+    """The records a run of `exp` keeps: not the failed ones with --retry-failed, nor the
+    pruned ones unless `exp` prunes as they were (without `prune`, they train to the end)."""
+    settings = dataclasses.asdict(exp.prune) if exp.prune is not None else None
+    return {k: r for k, r in records.items() if not (retry_failed and r["status"] == "failed") and
+            (r["status"] != "pruned" or r.get("prune") == settings)}
 
 
 # -- reading results back -------------------------------------------------------------------
