@@ -269,3 +269,10 @@ def test_the_dry_run_says_the_rungs_and_the_epochs_prune_trains_at_most(referenc
             "epochs train (50%)") in r.stdout
     exp = load_experiment(d / "c.yaml")
     assert prune.epochs_to_train(prune.brackets(exp.runs, [], prune.Pruning(reduction_factor=4))) == (16 + 32, 128)
+
+
+def test_prune_null_turns_it_off(tmp_path):
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    assert load_experiment(tmp_path / "c.yaml").prune == HALF
+    exp = load_experiment(tmp_path / "c.yaml", ["prune=null"])
+    assert exp.prune is None and "prune" not in exp.config

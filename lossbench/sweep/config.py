@@ -389,7 +389,7 @@ def _experiment(raw: dict, default_name: str) -> Experiment:
         resolved["grid"] = raw["grid"]
     if target is not None:
         resolved["target"] = target
-    pruning = _pruning(raw.get("prune"), metrics, plan) if "prune" in raw else None
+    pruning = _pruning(raw["prune"], metrics, plan) if raw.get("prune") is not None else None  # null: off
     if pruning is not None:
         resolved["prune"] = raw["prune"]
     return Experiment(source="", name=name, config=resolved, runs=plan.runs, swept=plan.swept, target=target,
