@@ -87,6 +87,20 @@ def test_dask_cluster_gives_the_same_tables_as_local_workers(tmp_path, cluster):
     assert r.exit_code == 0 and "14 of 21 runs already recorded (skipped); training 7" in r.output
 
 
+def test_pruned_sweeps_on_the_cluster_decide_as_local_ones(tmp_path, cluster):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG + "prune: {metric: val_accuracy, reduction_factor: 2}\n")
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "dask"), "--executor", "dask",
+                            "--address", cluster])
+    assert r.exit_code == 0, r.output
+    assert "14 runs: 2 ok, 10 pruned, 2 diverged, 0 failed" in r.output  # 7 trials: 3, 1 go on; sgd diverged
+    assert runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "local"), "-q", "-j", "1"]).exit_code == 0
+    for table, timing in (("runs.csv", TIMING), ("history.csv", ["elapsed_s"])):
+        d = pd.read_csv(tmp_path / "dask" / table).drop(columns=timing, errors="ignore")
+        loc = pd.read_csv(tmp_path / "local" / table).drop(columns=timing, errors="ignore")
+        pd.testing.assert_frame_equal(d, loc)
+
+
 def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG)
