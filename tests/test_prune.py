@@ -159,6 +159,9 @@ def test_halving_prunes_to_one_trial_which_matches_the_same_trial_unpruned(refer
     assert list(runs.status.value_counts().sort_index().items()) == [("ok", 2), ("pruned", 14)]
     assert "rung at epoch 1: 4 of 8 trials go on by val_accuracy, 4 pruned" in stdout
     assert "16 runs: 2 ok, 14 pruned, 0 diverged, 0 failed" in stdout
+    # the summary lists the pruned cells after the ranked one, those that lasted longest first
+    lasted = [int(line.split("pruned at ")[1].split()[0]) for line in stdout.splitlines() if "pruned at" in line]
+    assert lasted == [4, 2, 2, 1, 1, 1, 1]
     # a pruned run keeps its history up to its rung
     epochs = runs[runs.status == "pruned"].groupby("optimizer.lr").epochs.first()
     assert sorted(epochs.value_counts().items()) == [(1, 4), (2, 2), (4, 1)]

@@ -200,7 +200,8 @@ def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> p
         ok = g[g.status == "ok"]
         row = {"problem": p.name, "group": cell_label(by, key), **dict(zip(by, key)), "runs": len(g), "ok": len(ok),
                "diverged": int((g.status == "diverged").sum()), "failed": int((g.status == "failed").sum()),
-               "pruned": int((g.status == "pruned").sum())}  # stopped early (prune): never ranked
+               "pruned": int((g.status == "pruned").sum()),  # stopped early (prune): never ranked
+               "pruned_at": g.loc[g.status == "pruned", "epochs"].max()}
         for what in ("final", "best"):
             m, s, lo, hi = mean_std_ci(ok[what])
             row.update({f"{what}_mean": m, f"{what}_std": s, f"{what}_ci_low": lo, f"{what}_ci_high": hi})
@@ -225,11 +226,12 @@ def _rank(out: pd.DataFrame, up: bool, with_target: bool) -> pd.DataFrame:
     Without: best metric (mean over seeds of each run's best epoch). Groups without an
     `ok` run get no rank."""
     primary = out["best_mean"].where(out["best_mean"].notna(), out["final_mean"])
-    score = pd.DataFrame({"m": -primary if up else primary, "bad": out["ok"] < out["runs"]})
-    cols = ["bad", "m"]  # a group where a seed diverged or failed ranks after every reliable one
+    score = pd.DataFrame({"m": -primary if up else primary, "bad": out["ok"] < out["runs"],
+                          "p": -out["pruned_at"].fillna(0)})  # unranked: those pruned later first
+    cols = ["bad", "m", "p"]  # a group where a seed diverged or failed ranks after every reliable one
     if with_target:
         score["r"], score["e"] = -out["reached"], out["epochs_to_target"].fillna(math.inf)
-        cols = ["r", "e", "m"]
+        cols = ["r", "e", "m", "p"]
     order = score.sort_values(cols, na_position="last", kind="stable").index
     out = out.loc[order].reset_index(drop=True)
     ranked = out["ok"].gt(0) & primary.loc[order].reset_index(drop=True).notna()

@@ -161,10 +161,18 @@ def _to_target(row) -> str:
     return "never" if math.isnan(e) else f"{e:g} ({row['reached']:.0%})"
 
 
-def _status(row):
-    status = f"{row['ok']}/{row['diverged']}/{row['failed']}"
+def _status_text(row) -> str:
+    """ok/diverged/failed counts, or "pruned at E" for a group prune stopped after epoch E
+    (its figures are not final ones: none are shown)."""
     if row.get("pruned", 0) and not row["ok"] and not row["diverged"] and not row["failed"]:
-        return Text("pruned", style="dim")  # stopped at a rung: its figures are not final ones
+        return f"pruned at {row['pruned_at']:.0f}"
+    return f"{row['ok']}/{row['diverged']}/{row['failed']}"
+
+
+def _status(row):
+    status = _status_text(row)
+    if status.startswith("pruned"):
+        return Text(status, style="dim")
     return Text(status, style="red") if row["diverged"] or row["failed"] else status
 
 
@@ -234,7 +242,7 @@ def compare_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
                      _pm(row["final_mean"], row["final_std"]), _ci(row["final_ci_low"], row["final_ci_high"]),
                      _pm(row["best_mean"], row["best_std"]), _ci(row["best_ci_low"], row["best_ci_high"]),
                      _to_target(row), _num(row["steps_to_target"], 0), _num(row["time_to_target"], 3),
-                     _pm(row["loss_auc_mean"], row["loss_auc_std"]), f"{row['ok']}/{row['diverged']}/{row['failed']}",
+                     _pm(row["loss_auc_mean"], row["loss_auc_std"]), _status_text(row),
                      sparkline(row["val_loss_curve"])])
     return cols, rows
 
