@@ -18,7 +18,7 @@ from lossbench.analysis.compare import Comparison, Problem, aggregate, compare_p
 from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
-from lossbench.registry import Choice, show
+from lossbench.registry import Choice, show, split_named
 from lossbench.sweep import lrfind, prune, store
 from lossbench.sweep.config import TARGET, default_out, load_experiment, optimizer_parts
 from lossbench.sweep.execute import run_experiment
@@ -90,19 +90,63 @@ def plan(exp, out: str | Path, workers: int | None = None, fresh: bool = False, 
         seconds = sum(times) / len(times) * len(todo) / n_workers
         basis = f"from the {len(times)} recorded run{'s' * (len(times) != 1)}"
     elif todo and probe and data.available(todo[0].config["dataset"]):  # a probe never downloads
-        spec = todo[0]
-        cfg = copy.deepcopy(spec.config)
-        epochs = cfg["train"].get("epochs", 10)
-        cfg["train"]["epochs"] = 1
-        start = time.perf_counter()
-        rec = run_one(RunSpec(spec.run_id, spec.seed, cfg, spec.cell), exp.datasets)
-        if rec["status"] != "failed":
-            seconds = (time.perf_counter() - start) * epochs * len(todo) / n_workers
-            basis = "from one epoch of one run"
+        seconds, basis = _probe(exp, todo)
+        seconds = seconds / n_workers if seconds is not None else None
     share, line = _pruning(exp)
     if seconds is not None:
         seconds *= share
     return Plan(len(ids), len(ids) - len(todo), len(todo), n_workers, seconds, basis, _parts(exp), line)
+
+
+MAX_PROBES = 6  # kinds of run timed by --dry-run: one epoch each
+
+
+def _kind(spec: RunSpec) -> tuple[str, str]:
+    """What a run's time per epoch depends on: (its data, model and batch size; its optimizer)."""
+    cfg = spec.config
+    return (json.dumps([cfg["dataset"], cfg["model"], cfg["train"].get("batch_size")], sort_keys=True, default=str),
+            split_named("optimizer", cfg["optimizer"], "optimizer")[0])
+
+
+def _probes(kinds: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """At most MAX_PROBES kinds, each in turn the one adding most models and optimizers not
+    yet timed (Muon's steps cost several of SGD's; a CNN's epoch, many of an MLP's), ties
+    to the first in the sweep."""
+    chosen: list[tuple[str, str]] = []
+    for _ in range(min(MAX_PROBES, len(kinds))):
+        models, opts = {m for m, _ in chosen}, {o for _, o in chosen}
+        rest = [k for k in kinds if k not in chosen]
+        chosen.append(max(rest, key=lambda k: ((k[0] not in models) + (k[1] not in opts),
+                                               -sum(m == k[0] for m, _ in chosen))))  # then the least timed model
+    return chosen
+
+
+def _probe(exp, todo: list[RunSpec]) -> tuple[float | None, str]:
+    """(seconds the runs `todo` take one after another, where the figure comes from): one
+    epoch of one run of each of a few kinds (_probes) times each run's epochs; a kind not
+    timed costs the mean of the timed ones of its model (or of all)."""
+    kinds: dict[tuple[str, str], list[RunSpec]] = {}
+    for spec in todo:
+        kinds.setdefault(_kind(spec), []).append(spec)
+    per_epoch = {}
+    for kind in _probes(list(kinds)):
+        specs = kinds[kind]
+        cfg = copy.deepcopy(specs[0].config)
+        cfg["train"]["epochs"] = 1
+        start = time.perf_counter()
+        if run_one(RunSpec(specs[0].run_id, specs[0].seed, cfg, specs[0].cell), exp.datasets)["status"] != "failed":
+            per_epoch[kind] = time.perf_counter() - start
+    if not per_epoch:
+        return None, ""
+    def guess(kind: tuple[str, str]) -> float:
+        same = [t for k, t in per_epoch.items() if k[0] == kind[0]] or list(per_epoch.values())
+        return per_epoch.get(kind, sum(same) / len(same))
+
+    seconds = sum(guess(_kind(s)) * s.config["train"].get("epochs", 10) for s in todo)
+    if len(kinds) == 1:
+        return seconds, "from one epoch of one run"
+    return seconds, (f"from one epoch each of {len(per_epoch)} runs with different models or optimizers"
+                     + (f", {len(per_epoch)} of the sweep's {len(kinds)}" if len(kinds) > len(per_epoch) else ""))
 
 
 def _pruning(exp) -> tuple[float, str]:

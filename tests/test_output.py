@@ -118,7 +118,8 @@ def test_validate_and_dry_run_say_what_is_recorded_what_will_train_and_how_long(
     code, out, _ = lossbench("run", d / "c.yaml", "--out", tmp_path / "new", "--dry-run", "-j", "2")
     assert code == 0 and not (tmp_path / "new").exists()
     assert re.search(rf"{tmp_path / 'new'}: 0 of 8 runs already recorded; 8 will train, about 0:\d\d:\d\d on 2 "
-                     r"workers \(estimated from one epoch of one run\)", out), out
+                     r"workers \(estimated from one epoch each of 2 runs with different models or optimizers\)",
+                     out), out
     code, out, _ = lossbench("run", d / "c.yaml", "--out", d / "out", "--dry-run", "--set", "seeds=[0, 1, 2]")
     assert code == 0
     assert re.search(rf"{d / 'out'}: 8 of 12 runs already recorded; 4 will train, about 0:\d\d:\d\d on \d workers? "
@@ -160,3 +161,40 @@ def test_the_missing_extra_hint_works_where_the_user_is(results, tmp_path, where
                 "elsewhere": f'pip install -e "{checkout}[{extra}]" (your lossbench checkout)',
                 "installed": f'pip install "lossbench[{extra}]"'}[where]
         assert r.returncode == 2 and r.stderr.endswith(f"{hint}\n"), r.stderr
+
+
+def test_the_dry_run_times_one_epoch_of_each_kind_of_run_most_different_first(monkeypatch):
+    """Muon's steps cost several of SGD's, a CNN's epoch many of an MLP's: timing only the
+    first run once said 6 minutes for a 16-minute sweep."""
+    from lossbench import api
+    from lossbench.sweep.config import load_experiment
+
+    kinds = [(m, o) for m in ("mlp", "cnn") for o in ("sgd", "adam", "muon", "lion")]
+    assert api._probes(kinds)[:4] == [("mlp", "sgd"), ("cnn", "adam"), ("mlp", "muon"), ("cnn", "lion")]
+    assert api._probes(kinds[:1]) == kinds[:1]
+    exp = load_experiment({"dataset": {"name": "moons", "n_samples": 200}, "model": "mlp", "loss": "cross_entropy",
+                           "optimizer": "sgd", "train": {"epochs": 10},
+                           "grid": {"optimizer.name": ["sgd", "adam"], "model.hidden": [[4], [8], [16]]}})
+    cost = {"sgd": 1.0, "adam": 3.0}
+    timed = []
+
+    def fake_run_one(spec, datasets):
+        timed.append((spec.config["optimizer"]["name"], spec.config["model"]["hidden"], spec.config["train"]["epochs"]))
+        clock[0] += cost[spec.config["optimizer"]["name"]] * (1 + spec.config["model"]["hidden"][0] / 16)
+        return {"status": "ok"}
+
+    clock = [0.0]
+    monkeypatch.setattr(api, "run_one", fake_run_one)
+    monkeypatch.setattr(api.time, "perf_counter", lambda: clock[0])
+    seconds, basis = api._probe(exp, exp.runs)
+    assert timed[:3] == [("sgd", [4], 1), ("adam", [8], 1), ("sgd", [16], 1)]  # a new model or optimizer each
+    assert sorted(map(str, timed)) == sorted(str((o, [h], 1)) for o in cost for h in (4, 8, 16))
+    assert seconds == pytest.approx(10 * sum(cost[o] * (1 + h / 16) for o in cost for h in (4, 8, 16)))
+    assert basis == "from one epoch each of 6 runs with different models or optimizers"
+    # fewer probes than kinds: a kind not timed costs what its model's timed kinds cost
+    monkeypatch.setattr(api, "MAX_PROBES", 3)
+    todo = [s for s in exp.runs if (s.config["optimizer"]["name"], s.config["model"]["hidden"][0]) in
+            (("sgd", 4), ("sgd", 16), ("adam", 4), ("adam", 8))]
+    seconds, basis = api._probe(exp, todo)  # times sgd 4, adam 8, sgd 16; adam 4 is guessed from sgd 4
+    assert seconds == pytest.approx(10 * (1.25 + 4.5 + 2 + 1.25))
+    assert basis.endswith("3 runs with different models or optimizers, 3 of the sweep's 4")
