@@ -589,3 +589,14 @@ def data_path(name: Annotated[str, typer.Argument(help="mnist or fashion_mnist."
             raise DataError(f"{name}: not found locally (looked in {', '.join(map(str, idx.search_dirs(name)))}); "
                             f"`lossbench data fetch {name}` downloads it into {idx.cache_dir(name)}")
         typer.echo(next(iter(files.values())).parent)
+
+
+def _one_line_summaries(typer_app: typer.Typer) -> None:
+    """The command list shows each docstring's first paragraph as one wrapped sentence
+    (Rich keeps the docstring's own line breaks, which broke it mid-line at 80 columns)."""
+    for info in typer_app.registered_commands:
+        if info.short_help is None and info.callback is not None and info.callback.__doc__:
+            info.short_help = " ".join(info.callback.__doc__.split("\n\n")[0].split())
+
+
+_one_line_summaries(app)

@@ -94,3 +94,15 @@ def test_list_shows_each_summary_verbatim_and_the_allowed_ranges():
     assert "batch_size=128 (integer >= 1 or full)" in train["train"][0]
     assert "patience=5 (integer >= 1)" in train["train.early_stopping"][0]
     assert "metric=required (string)" in train["target"][0]
+
+
+def test_the_command_list_shows_each_summary_as_one_wrapped_sentence():
+    from typer.testing import CliRunner
+
+    from lossbench.cli import app
+
+    r = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"})
+    box = r.output.split("Commands")[1]
+    compare = " ".join(line.strip("│ ").removeprefix("compare").strip() for line in box.splitlines()
+                       if "compare" in line or "intervals" in line or "performance profile" in line)
+    assert "mean ± std and 95% intervals, epochs/steps/time to target, loss AUC, ranks; or a performance" in compare
