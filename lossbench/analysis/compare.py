@@ -283,6 +283,7 @@ class Comparison:
     partial: list[str]  # "name: k of n runs recorded", per unfinished problem
     warnings: list[str] = field(default_factory=list)  # figures not comparable as they stand (loss units)
     notes: list[str] = field(default_factory=list)  # e.g. groups with too few seeds for the statistics
+    versus: pd.DataFrame | None = None  # api.compare(vs=...): each group against its baseline (see `versus`)
 
     @property
     def with_target(self) -> bool:
