@@ -379,7 +379,7 @@ def compare(
     against = cmp.parse_vs(vs, comparison.keys) if vs else None
     _notes(comparison, table=not (profile or lr or vs))
     if against:
-        view = cmp.versus(problems, comparison, against, alpha, resamples, seed)
+        view = comparison.versus = cmp.versus(problems, comparison, against, alpha, resamples, seed)
         rich = report.versus_table(view, comparison, alpha, report.width_of(_console())) if fmt == "table" else None
     elif profile:
         if not comparison.with_target:
@@ -411,8 +411,6 @@ def _notes(comparison, table: bool = True) -> None:
     for line in comparison.warnings:
         if table or not line.startswith("loss AUC"):  # the AUC and the curves are in the table only
             typer.echo(f"warning: {line}", err=True)
-    for line in comparison.notes:
-        typer.echo(f"note: {line}", err=True)
 
 
 def _print_view(view, rich, fmt: str, comparison) -> None:
@@ -423,6 +421,9 @@ def _print_view(view, rich, fmt: str, comparison) -> None:
 
     if rich is not None:
         _console().print(rich)
+        if view is comparison.table or view is comparison.versus:  # CSV has the counts (n, pairs) instead
+            for line in comparison.notes:
+                typer.echo(f"note: {line}", err=True)
     elif fmt == "csv":
         typer.echo(cmp.flat(view).to_csv(index=False), nl=False)
     elif view is comparison.table:  # Markdown for papers and READMEs: the figures as the terminal shows them
@@ -437,8 +438,10 @@ def plot(
     results_dirs: Annotated[list[Path], typer.Argument(help="A results directory (several for --kind profile).")],
     kind: Annotated[
         str,
-        typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr, profile, or path (test "
-                                    "functions: the paths over the contour map)."),
+        typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr, stats (IQM with its "
+                                    "bootstrap interval and the median per group), improvement (P(row > column) for "
+                                    "every pair of groups), profile, or path (test functions: the paths over the "
+                                    "contour map)."),
     ] = "all",
     metric: Annotated[
         str | None,
