@@ -228,7 +228,7 @@ def test_diverged_runs_are_the_worst_and_failed_runs_missing(tmp_path):
     runs += [{"name": "sgd", "lr": 0.1, "seed": 0, "status": "ok", "acc": [0.6, 0.7]},
              {"name": "sgd", "lr": 0.1, "seed": 1, "status": "ok", "acc": [0.6, 0.72]},
              {"name": "sgd", "lr": 0.1, "seed": 2, "status": "diverged", "acc": [0.99, math.nan]},  # lucky, then NaN
-             {"name": "sgd", "lr": 0.1, "seed": 3, "status": "failed"}]
+             {"name": "sgd", "lr": 0.1, "seed": 3, "status": "failed", "acc": [0.95]}]  # an epoch, then an error
     d = diverging_dir(tmp_path, runs)
     t = api.compare([d], ["optimizer.name"], "val_accuracy").table.set_index("group")
     assert t.loc["sgd", "n"] == 3  # the failed run is missing; the diverged one counts
