@@ -172,7 +172,7 @@ def draw_stats(ax, comparison: cmp.Comparison) -> None:
     ax.plot([], [], "s", color="tab:blue", alpha=0.35, ms=9, label="95% bootstrap interval of the IQM")
     ax.plot([], [], "D", color="black", mfc="none", ms=4, label="median")
     ax.legend(fontsize=8, loc="lower right" if up else "lower left")
-    ax.margins(y=0.08)
+    ax.set_ylim(-0.6, len(t) - 0.4)
     ax.set_xlim(min(lo, worst) - pad / 2, max(hi, worst) + pad / 2)
     weak = "; fewer than 5 runs: weak" if (t["n"] < 5).any() else ""
     ax.set(title=f"{cmp.rank_column(metric)} {_label(metric)} per group over seeds ({'higher' if up else 'lower'} is "
@@ -257,7 +257,7 @@ def plot(problems: list[cmp.Problem], kind: str = "all", metric: str | None = No
         draw_profile(fig.add_subplot(), prof, cost)
     elif kind in ("stats", "improvement"):
         n = len(comparison.table)
-        fig = _figure(1, 1, (7.2, 1.2 + 0.35 * n) if kind == "stats" else (3.0 + 0.55 * n, 2.4 + 0.5 * n))
+        fig = _figure(1, 1, (7.2, max(2.8, 1.4 + 0.4 * n)) if kind == "stats" else (3.0 + 0.55 * n, 2.4 + 0.5 * n))
         ax = fig.add_subplot()
         draw_stats(ax, comparison) if kind == "stats" else draw_improvement(ax, cmp.improvement_matrix(p, comparison))
     elif kind == "all":
