@@ -14,7 +14,15 @@ import pandas as pd
 
 from lossbench import data
 from lossbench.analysis import plots
-from lossbench.analysis.compare import Comparison, Problem, aggregate, compare_problems, default_metric
+from lossbench.analysis.compare import (
+    Comparison,
+    Problem,
+    aggregate,
+    compare_problems,
+    default_metric,
+    parse_vs,
+    versus,
+)
 from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
@@ -215,9 +223,17 @@ def load_problems(dirs: list[str | Path]) -> list[Problem]:
 
 
 def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | None = None,
-            target: float | None = None) -> Comparison:
-    """The comparison of one or more results directories; see analysis.compare.compare_problems."""
-    return compare_problems(load_problems(dirs), by, metric, target)
+            target: float | None = None, *, vs: dict[str, str] | list[str] | None = None, alpha: float = 0.05,
+            resamples: int = 2000, seed: int = 0) -> Comparison:
+    """The comparison of one or more results directories; see analysis.compare.compare_problems.
+    With `vs` ({"optimizer.name": "sgd"} or ["optimizer.name=sgd"]), `.versus` holds each
+    group against that baseline on paired seeds (analysis.compare.versus)."""
+    problems = load_problems(dirs)
+    comparison = compare_problems(problems, by, metric, target, resamples, seed)
+    if vs:
+        items = [f"{k}={v}" for k, v in vs.items()] if isinstance(vs, dict) else list(vs)
+        comparison.versus = versus(problems, comparison, parse_vs(items, comparison.keys), alpha, resamples, seed)
+    return comparison
 
 
 def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, by: list[str] | None = None,

@@ -345,21 +345,43 @@ def compare(
         float,
         typer.Option("--tolerance", min=0.0, help="For --lr: the range of lrs within this fraction of the best."),
     ] = 0.05,
+    vs: Annotated[
+        list[str] | None,
+        typer.Option("--vs", help="KEY=VALUE (repeatable or comma-separated): compare each group with the group "
+                                  "that has these values, on the same seeds (e.g. --vs optimizer.name=sgd)."),
+    ] = None,
+    alpha: Annotated[
+        float,
+        typer.Option("--alpha", help="For --vs: the significance level of the verdicts (intervals at 1 - alpha)."),
+    ] = 0.05,
+    resamples: Annotated[
+        int, typer.Option("--resamples", min=100, help="Bootstrap resamples for the intervals of IQM and --vs."),
+    ] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap: the same seed, the same intervals.")] = 0,
 ) -> None:
-    """Compare groups of runs across seeds: mean ± std and 95% intervals, epochs/steps/time
-    to target, loss AUC, ranks; or a performance profile (--profile) or lr sensitivity (--lr)."""
+    """Compare groups of runs across seeds: mean ± std and 95% intervals, median and IQM
+    with bootstrap intervals, epochs/steps/time to target, loss AUC, ranks; or each group
+    against a baseline on paired seeds (--vs), a performance profile (--profile) or lr
+    sensitivity (--lr)."""
     from lossbench import api
     from lossbench.analysis import compare as cmp
     from lossbench.analysis import report
 
     FORMATS.check("--format", fmt)
     cost = _cost(cost)
-    if profile and lr:
-        raise LossbenchError("--profile and --lr are two different views; choose one")
+    if not 0 < alpha < 1:
+        raise LossbenchError(f"--alpha: {alpha:g} is not a significance level; give a number between 0 and 1, "
+                             "e.g. 0.05")
+    if sum(map(bool, (profile, lr, vs))) > 1:
+        raise LossbenchError("--profile, --lr and --vs are different views; choose one")
     problems = api.load_problems(results_dirs)
-    comparison = cmp.compare_problems(problems, _keys(by), metric, target)
-    _notes(comparison, table=not (profile or lr))
-    if profile:
+    comparison = cmp.compare_problems(problems, _keys(by), metric, target, resamples, seed)
+    against = cmp.parse_vs(vs, comparison.keys) if vs else None
+    _notes(comparison, table=not (profile or lr or vs))
+    if against:
+        view = comparison.versus = cmp.versus(problems, comparison, against, alpha, resamples, seed)
+        rich = report.versus_table(view, comparison, alpha, report.width_of(_console())) if fmt == "table" else None
+    elif profile:
         if not comparison.with_target:
             raise LossbenchError("--profile needs a target: set one in the configs or give --metric and --target")
         prof = cmp.performance_profile(comparison, cost)
@@ -399,6 +421,9 @@ def _print_view(view, rich, fmt: str, comparison) -> None:
 
     if rich is not None:
         _console().print(rich)
+        if view is comparison.table or view is comparison.versus:  # CSV has the counts (n, pairs) instead
+            for line in comparison.notes:
+                typer.echo(f"note: {line}", err=True)
     elif fmt == "csv":
         typer.echo(cmp.flat(view).to_csv(index=False), nl=False)
     elif view is comparison.table:  # Markdown for papers and READMEs: the figures as the terminal shows them
@@ -413,8 +438,10 @@ def plot(
     results_dirs: Annotated[list[Path], typer.Argument(help="A results directory (several for --kind profile).")],
     kind: Annotated[
         str,
-        typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr, profile, or path (test "
-                                    "functions: the paths over the contour map)."),
+        typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr, stats (IQM with its "
+                                    "bootstrap interval and the median per group), improvement (P(row > column) for "
+                                    "every pair of groups), profile, or path (test functions: the paths over the "
+                                    "contour map)."),
     ] = "all",
     metric: Annotated[
         str | None,

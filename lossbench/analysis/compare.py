@@ -7,6 +7,13 @@ status counts and a rank. Figures come only from `ok` runs, so diverged and fail
 count against a group (they never reach the target) but never make it look good.
 Everything is NaN-safe: a group with no usable run gets NaN figures and no rank.
 
+Beside the mean, robust figures over seeds (analysis/stats.py): the median and the
+interquartile mean (IQM) with a stratified percentile-bootstrap interval, of the figure the
+rank uses (each run's best epoch for history metrics, the final value for test metrics).
+These count a diverged run as the worst outcome, not as missing (a failed run is missing):
+a median or IQM that lands on a diverged run is shown as "diverged". `versus` compares
+each group with a baseline group on paired seeds.
+
 Also: performance profiles across several results directories (Dolan & Moré, as in
 AlgoPerf) and learning-rate sensitivity.
 """
@@ -21,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lossbench.analysis import stats
 from lossbench.engine.metrics import first_hit, higher_is_better
 from lossbench.errors import LossbenchError
 
@@ -187,13 +195,39 @@ def group_keys(problems: list[Problem], by: list[str] | None) -> list[str]:
     return [k for k in keys if all(k in q.swept for q in problems)]
 
 
-def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> pd.DataFrame:
-    """One row per group of `p` (see the module docstring), ranked, best first."""
+def rank_column(metric: str) -> str:
+    """The per-run figure groups are ranked on: the best epoch, or the final value of a test metric."""
+    return "final" if metric.startswith("test_") else "best"
+
+
+def scores(g: pd.DataFrame, column: str, up: bool) -> np.ndarray:
+    """Runs of `g` as stats.py wants them: higher is better, diverged = -inf (the worst),
+    failed runs and ok runs without the figure left out (missing)."""
+    return _scored(g, column, up).dropna().to_numpy()
+
+
+def _unscore(v: float, up: bool) -> float:
+    return v if up else -v
+
+
+def robust(s: np.ndarray, up: bool, level: float, resamples: int, seed: int) -> dict:
+    """Median, IQM and its bootstrap interval of scores `s`, in the metric's own units
+    (a diverged run: -inf, or +inf for a lower-is-better metric)."""
+    lo, hi = stats.bootstrap_ci(s, stats.iqm, level, resamples, seed)
+    lo, hi = (lo, hi) if up else (-hi, -lo)
+    return {"n": len(s), "median": _unscore(stats.median(s), up), "iqm": _unscore(float(stats.iqm(s)), up),
+            "iqm_ci_low": lo, "iqm_ci_high": hi}
+
+
+def aggregate(p: Problem, by: list[str], metric: str, target: float | None, level: float = 0.95,
+              resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per group of `p` (see the module docstring), ranked, best first. The IQM's
+    interval resamples each group's runs on its own (seeded by `seed` alone, so a group's
+    interval does not depend on the other groups)."""
     up = higher_is_better(metric)
-    stats = per_run(p, metric, target)
-    stats = stats.drop(columns="status")
-    frame = p.runs.drop(columns=[c for c in stats.columns if c != "run_id" and c in p.runs]) \
-        .merge(stats, on="run_id", how="left")  # ours: computed for this metric and target
+    each = per_run(p, metric, target).drop(columns="status")
+    frame = p.runs.drop(columns=[c for c in each.columns if c != "run_id" and c in p.runs]) \
+        .merge(each, on="run_id", how="left")  # ours: computed for this metric and target
     test_cols = [c for c in p.runs.columns if c.startswith("test_")]
     rows = []
     for key, g in _groups(frame, by):
@@ -205,6 +239,7 @@ def aggregate(p: Problem, by: list[str], metric: str, target: float | None) -> p
         for what in ("final", "best"):
             m, s, lo, hi = mean_std_ci(ok[what])
             row.update({f"{what}_mean": m, f"{what}_std": s, f"{what}_ci_low": lo, f"{what}_ci_high": hi})
+        row.update(robust(scores(g, rank_column(metric), up), up, level, resamples, seed))
         reached = ok.dropna(subset=["epochs_to_target"])
         for c in ("epochs_to_target", "steps_to_target", "time_to_target"):
             row[c] = reached[c].median() if len(reached) else math.nan
@@ -250,6 +285,8 @@ class Comparison:
     pooled: list[str]  # swept keys not every problem sweeps, pooled (only when the keys were not given)
     partial: list[str]  # "name: k of n runs recorded", per unfinished problem
     warnings: list[str] = field(default_factory=list)  # figures not comparable as they stand (loss units)
+    notes: list[str] = field(default_factory=list)  # e.g. groups with too few seeds for the statistics
+    versus: pd.DataFrame | None = None  # api.compare(vs=...): each group against its baseline (see `versus`)
 
     @property
     def with_target(self) -> bool:
@@ -258,9 +295,10 @@ class Comparison:
 
 
 def compare_problems(problems: list[Problem], by: list[str] | None = None, metric: str | None = None,
-                     target: float | None = None) -> Comparison:
+                     target: float | None = None, resamples: int = 2000, seed: int = 0) -> Comparison:
     """Rows of all problems, each ranked within its problem. Each problem's target is its
-    config's target when the metric matches, unless `target` is given."""
+    config's target when the metric matches, unless `target` is given. `resamples` and
+    `seed`: the bootstrap of the IQM's 95% interval."""
     keys = group_keys(problems, by)
     m = metric or default_metric(problems[0])
     for p in problems:
@@ -270,7 +308,7 @@ def compare_problems(problems: list[Problem], by: list[str] | None = None, metri
         t = target if target is not None else (p.target["value"] if p.target and p.target["metric"] == m else None)
         if m.startswith("test_"):
             t = None  # measured once, after training: there is no epoch at which it was reached
-        f = aggregate(p, keys, m, t)
+        f = aggregate(p, keys, m, t, 0.95, resamples, seed)
         f.insert(2, "target", math.nan if t is None else t)
         frames.append(f)
     out = pd.concat(frames, ignore_index=True)
@@ -280,7 +318,110 @@ def compare_problems(problems: list[Problem], by: list[str] | None = None, metri
     warnings = loss_unit_warnings(problems, keys, m)
     if warnings and is_loss(m):  # a loss value of one loss says nothing against another's
         out["rank"] = pd.array([pd.NA] * len(out), dtype="Int64")
-    return Comparison(out, m, keys, higher_is_better(m), pooled, partial, warnings + shared_time_warnings(problems))
+    return Comparison(out, m, keys, higher_is_better(m), pooled, partial, warnings + shared_time_warnings(problems),
+                      weak_notes(out))
+
+
+def weak_notes(table: pd.DataFrame) -> list[str]:
+    """Groups with fewer than stats.WEAK runs counted: their statistics are shown, but weak."""
+    weak = table[table["n"] < stats.WEAK]
+    if not len(weak):
+        return []
+    fewest = int(weak["n"].min())
+    return [f"{len(weak)} of {len(table)} group(s) have fewer than {stats.WEAK} runs (as few as {fewest}): "
+            "their median, IQM and intervals are weak evidence; more seeds make them trustworthy"]
+
+
+def parse_vs(vs: list[str], keys: list[str]) -> dict[str, str]:
+    """--vs KEY=VALUE items (a comma list each) -> {key: value}; each key one of `keys`."""
+    out = {}
+    for item in (x.strip() for v in vs for x in v.split(",") if x.strip()):
+        key, eq, value = item.partition("=")
+        if not eq or not value.strip():
+            raise LossbenchError(f"--vs: {item!r} is not KEY=VALUE (e.g. --vs optimizer.name=sgd)")
+        if key.strip() not in keys:
+            raise LossbenchError(f"--vs: {key.strip()!r} is not a key the groups are made of; "
+                                 f"they are grouped by: {', '.join(keys) or 'nothing (use --by)'}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _frame(p: Problem, metric: str, keys: list[str]) -> pd.DataFrame:
+    """Runs with their per-run figures, group keys as _groups reads them."""
+    each = per_run(p, metric, None).drop(columns="status")
+    return p.runs.drop(columns=[c for c in each.columns if c != "run_id" and c in p.runs]).merge(each, on="run_id")
+
+
+def versus(problems: list[Problem], comparison: Comparison, vs: dict[str, str], alpha: float = 0.05,
+           resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Each group against its baseline: the group equal to it on the other keys, with the
+    `vs` keys at the given values. Runs are paired by seed and by every pooled key; the
+    figures are those of stats.paired (intervals at level 1 - alpha), p-values Holm-adjusted
+    across the groups of a problem, and a verdict at `alpha`."""
+    keys, metric, up = comparison.keys, comparison.metric, comparison.higher_is_better
+    col, rows, found = rank_column(metric), [], {k: set() for k in vs}
+    for p in problems:
+        frame = _frame(p, metric, keys)
+        pair_on = [c for c in [*p.swept, "seed"] if c not in keys and c in frame.columns]
+        groups = {key: g for key, g in _groups(frame, keys)}
+        base_of = {}
+        for key in groups:
+            named = {k: format_value(v) for k, v in zip(keys, key) if k in vs}
+            for k, v in named.items():
+                found[k].add(v)
+            if all(named[k] == vs[k] for k in vs):
+                base_of[tuple(v for k, v in zip(keys, key) if k not in vs)] = key
+        part = []
+        for key, g in groups.items():
+            base = base_of.get(tuple(v for k, v in zip(keys, key) if k not in vs))
+            if base is None or base == key:
+                continue
+            part.append(_pair(p, cell_label(keys, key), cell_label(keys, base), g, groups[base], pair_on, col, up,
+                              alpha, resamples, seed))
+        if part:
+            t = pd.DataFrame(part)
+            t.insert(t.columns.get_loc("p_value") + 1, "p_holm", stats.holm(t["p_value"]))
+            rows.append(t)
+    for k, v in vs.items():
+        if v not in found[k]:
+            raise LossbenchError(f"--vs: no group has {k}={v}; {k} takes: {', '.join(sorted(found[k]))}")
+    if not rows:
+        raise LossbenchError("--vs: every group is a baseline itself; group by more keys (--by) to compare")
+    out = pd.concat(rows, ignore_index=True)
+    sig = out["p_holm"] < alpha
+    out["verdict"] = np.where(out["pairs"] == 0, "—", np.where(
+        sig, np.where(out["direction"] > 0, "better", "worse"), "no evidence"))
+    return out.drop(columns="direction")
+
+
+def _pair(p, label, base_label, g, b, pair_on, col, up, alpha, resamples, seed) -> dict:
+    """One row of `versus`: group runs `g` against baseline runs `b`, matched on `pair_on`."""
+    sg = g.assign(score=_scored(g, col, up)).dropna(subset=["score"])
+    sb = b.assign(score=_scored(b, col, up)).dropna(subset=["score"])
+    both = sg.merge(sb, on=pair_on, suffixes=("", "_base"))
+    r = stats.paired(both["score"], both["score_base"], 1 - alpha, resamples, seed)
+    if not up:  # back to the metric's units: group - baseline
+        r["diff_mean"], r["diff_ci_low"], r["diff_ci_high"] = -r["diff_mean"], -r["diff_ci_high"], -r["diff_ci_low"]
+    note = "no common seeds" if not len(both) else \
+        f"weak: {len(both)} pairs" if len(both) < stats.WEAK else ""
+    return {"problem": p.name, "group": label, "baseline": base_label, **r, "note": note}
+
+
+def _scored(g: pd.DataFrame, col: str, up: bool) -> pd.Series:
+    """As `scores`, but aligned with g's rows (NaN where a run is missing)."""
+    v = g[col].astype(float)
+    s = np.where(g["status"] == "diverged", -np.inf, v if up else -v)
+    return pd.Series(np.where(g["status"] == "failed", np.nan, s), index=g.index)
+
+
+def improvement_matrix(p: Problem, comparison: Comparison) -> pd.DataFrame:
+    """P(row group > column group) over all runs of the two (unpaired, ties half), groups in rank order."""
+    keys, up = comparison.keys, comparison.higher_is_better
+    groups = {cell_label(keys, key): scores(g, rank_column(comparison.metric), up)
+              for key, g in _groups(_frame(p, comparison.metric, keys), keys)}
+    order = [g for g in comparison.table[comparison.table["problem"] == p.name]["group"] if len(groups.get(g, []))]
+    return pd.DataFrame([[float(stats.prob_improvement(groups[a], groups[b])) for b in order] for a in order],
+                        index=order, columns=order)
 
 
 def shared_time_warnings(problems: list[Problem]) -> list[str]:

@@ -17,7 +17,8 @@ import numpy as np
 from lossbench.analysis import compare as cmp
 from lossbench.errors import LossbenchError, install_hint
 
-KINDS = ("all", "curves", "train-val", "bars", "lr", "profile", "path")  # path: analysis/paths.py
+# path: analysis/paths.py
+KINDS = ("all", "curves", "train-val", "bars", "lr", "stats", "improvement", "profile", "path")
 
 
 def _figure(rows: int, cols: int, size=(6.4, 4.2)):
@@ -140,6 +141,61 @@ def draw_seeds(ax, p: cmp.Problem, comparison: cmp.Comparison) -> None:
            ylabel=f"{_label(metric)}\n(axis zoomed to the data)")
 
 
+def draw_stats(ax, comparison: cmp.Comparison) -> None:
+    """IQM per group with its 95% bootstrap interval as a bar, the median as a diamond; one
+    row per group (long labels read horizontally), best at the top. A group whose IQM lands
+    on a diverged run is drawn at the worst end of the axis, in red, and says so."""
+    t = comparison.table[comparison.table["n"] > 0]
+    up, metric = comparison.higher_is_better, comparison.metric
+    vals = np.concatenate([t[c].to_numpy(float) for c in ("iqm", "iqm_ci_low", "iqm_ci_high", "median")])
+    finite = vals[np.isfinite(vals)]
+    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    pad = (hi - lo) * 0.08 or 0.01
+    worst = lo - pad if up else hi + pad  # where "diverged" is drawn
+
+    def at(v):
+        return worst if math.isinf(v) else v
+
+    y = np.arange(len(t))[::-1]
+    for yi, r in zip(y, t.itertuples()):
+        color = "tab:red" if math.isinf(r.iqm) else "tab:blue"
+        if not math.isnan(r.iqm_ci_low):
+            ax.plot([at(r.iqm_ci_low), at(r.iqm_ci_high)], [yi, yi], color=color, lw=6, alpha=0.35,
+                    solid_capstyle="butt")
+        ax.plot([at(r.iqm)], [yi], "o", color=color, ms=7)
+        ax.plot([at(r.median)], [yi], "D", color="black", ms=4, mfc="none")
+        note = "diverged" if math.isinf(r.iqm) else f"{r.iqm:.4g}"
+        ax.annotate(f"{note}  (n={r.n})", (at(r.iqm), yi), textcoords="offset points", xytext=(0, 7), ha="center",
+                    fontsize=7)
+    ax.set_yticks(y, t["group"], fontsize=8)
+    ax.plot([], [], "o", color="tab:blue", label="IQM")
+    ax.plot([], [], "s", color="tab:blue", alpha=0.35, ms=9, label="95% bootstrap interval of the IQM")
+    ax.plot([], [], "D", color="black", mfc="none", ms=4, label="median")
+    ax.legend(fontsize=8, loc="lower right" if up else "lower left")
+    ax.set_ylim(-0.6, len(t) - 0.4)
+    ax.set_xlim(min(lo, worst) - pad / 2, max(hi, worst) + pad / 2)
+    weak = "; fewer than 5 runs: weak" if (t["n"] < 5).any() else ""
+    ax.set(title=f"{cmp.rank_column(metric)} {_label(metric)} per group over seeds ({'higher' if up else 'lower'} is "
+                 f"better{weak})", xlabel=f"{_label(metric)} (axis zoomed to the data)")
+
+
+def draw_improvement(ax, matrix) -> None:
+    """P(row > column) for every pair of groups: 0.5 is a coin flip; ties count half."""
+    n = len(matrix)
+    im = ax.imshow(matrix.to_numpy(), cmap="RdBu", vmin=0, vmax=1)
+    ax.figure.colorbar(im, ax=ax, label="P(row > column)", shrink=0.8)
+    ax.set_xticks(range(n), matrix.columns, rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(n), matrix.index, fontsize=8)
+    if n <= 15:
+        for i in range(n):
+            for j in range(n):
+                v = matrix.iat[i, j]
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7 if n > 8 else 8,
+                        color="white" if abs(v - 0.5) > 0.3 else "black")
+    ax.set(title="probability of improvement\nP(a run of the row's group beats one of the column's; ties half)",
+           xlabel="column group", ylabel="row group")
+
+
 def draw_profile(ax, profile: cmp.Profile, cost: str) -> None:
     ratios = profile.ratios
     _colors(ax, len(ratios))
@@ -199,6 +255,11 @@ def plot(problems: list[cmp.Problem], kind: str = "all", metric: str | None = No
                                  "try an easier --target")
         fig = _figure(1, 1)
         draw_profile(fig.add_subplot(), prof, cost)
+    elif kind in ("stats", "improvement"):
+        n = len(comparison.table)
+        fig = _figure(1, 1, (7.2, max(2.8, 1.4 + 0.4 * n)) if kind == "stats" else (3.0 + 0.55 * n, 2.4 + 0.5 * n))
+        ax = fig.add_subplot()
+        draw_stats(ax, comparison) if kind == "stats" else draw_improvement(ax, cmp.improvement_matrix(p, comparison))
     elif kind == "all":
         fig = _all_panels(p, comparison, log, tolerance)
     else:

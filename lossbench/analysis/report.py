@@ -151,7 +151,12 @@ def _fixed(v: float, digits: int) -> str:
 
 
 def _ci(lo, hi, digits=4) -> str:
-    return "—" if lo is None or math.isnan(lo) else f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+    return "—" if lo is None or math.isnan(lo) else f"[{_stat(lo, digits)}, {_stat(hi, digits)}]"
+
+
+def _stat(v, digits=4) -> str:
+    """A median, IQM or bound: infinite where it lands on a diverged run (stats.py counts them worst)."""
+    return "diverged" if isinstance(v, float) and math.isinf(v) else _num(v, digits)
 
 
 def _to_target(row) -> str:
@@ -193,6 +198,9 @@ def summary_table(summary: pd.DataFrame, metric: str, title: str, target: dict |
     cols = [Col("#", [_rank(r) for r in rows], "fixed", styles=styles),
             Col("grid cell", [escape(str(r["group"])) for r in rows], "label", "left"),
             Col(f"best {metric}", [_pm(r["best_mean"], r["best_std"]) for r in rows], short="best")]
+    if "iqm" in summary.columns:  # robust figures over seeds (stats.py): go first on a narrow terminal
+        cols += [Col("median", [_stat(r["median"]) for r in rows], drop=1),
+                 Col("IQM", [_stat(r["iqm"]) for r in rows], drop=1)]
     test_cols = [c[:-5] for c in summary.columns if c.startswith("test_") and c.endswith("_mean")]
     if len(test_cols) > 1:  # keep the table narrow: the loss is not comparable across losses anyway
         test_cols = [c for c in test_cols if c != "test_loss"]
@@ -235,12 +243,13 @@ def compare_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     sign = "≥" if comparison.higher_is_better else "≤"
     to = f"epochs to {metric} {sign} {targets[0]:g}" if len(targets) == 1 else "epochs to target"
     cols = ["#", *(["problem"] if several else []), "group", f"final {metric}", "95% CI", f"best {metric}", "95% CI",
-            to, "steps", "time (s)", "loss AUC", "ok/div/fail", "val loss"]
+            "median", "IQM", "IQM 95% CI", to, "steps", "time (s)", "loss AUC", "ok/div/fail", "val loss"]
     rows = []
     for _, row in table.iterrows():
         rows.append([_rank(row), *([str(row["problem"])] if several else []), str(row["group"]),
                      _pm(row["final_mean"], row["final_std"]), _ci(row["final_ci_low"], row["final_ci_high"]),
                      _pm(row["best_mean"], row["best_std"]), _ci(row["best_ci_low"], row["best_ci_high"]),
+                     _stat(row["median"]), _stat(row["iqm"]), _ci(row["iqm_ci_low"], row["iqm_ci_high"]),
                      _to_target(row), _num(row["steps_to_target"], 0), _num(row["time_to_target"], 3),
                      _pm(row["loss_auc_mean"], row["loss_auc_std"]), _status_text(row),
                      sparkline(row["val_loss_curve"])])
@@ -252,7 +261,7 @@ def compare_table(comparison: Comparison, width: int | None = None) -> Table:
     table = comparison.table
     heads, rows = compare_cells(comparison)
     kinds = {"#": "fixed", "problem": "label", "group": "label", "ok/div/fail": "fixed", "val loss": "spark"}
-    drops = {"95% CI": 1, "steps": 2, "time (s)": 3, "loss AUC": 4}
+    drops = {"95% CI": 1, "steps": 2, "time (s)": 3, "loss AUC": 4, "median": 5, "IQM 95% CI": 6}
     styles = [_first(r) for _, r in table.iterrows()]
     cols = []
     for i, h in enumerate(heads):
@@ -269,7 +278,41 @@ def compare_table(comparison: Comparison, width: int | None = None) -> Table:
     unranked = "; NOT RANKED: the groups use different losses" if table["rank"].isna().all() and \
         comparison.warnings else ""
     return fit_table(cols, width, title=f"{comparison.metric} ({'higher' if comparison.higher_is_better else 'lower'}"
-                     f" is better); mean ± std and 95% interval over seeds{unranked}", title_justify="left")
+                     f" is better); mean ± std and 95% t-interval over seeds; median and IQM of the "
+                     f"{rank_of(comparison)} with a 95% bootstrap interval{unranked}", title_justify="left")
+
+
+def rank_of(comparison: Comparison) -> str:
+    return "final value" if comparison.metric.startswith("test_") else "best epoch"
+
+
+def versus_table(view: pd.DataFrame, comparison: Comparison, alpha: float, width: int | None = None) -> Table:
+    """`compare --vs`: each group against its baseline on paired seeds, one row each."""
+    several = view["problem"].nunique() > 1
+    level = f"{1 - alpha:.0%}"
+    cols = [*([Col("problem", [escape(str(x)) for x in view["problem"]], "label", "left")] if several else []),
+            Col("group", [escape(str(x)) for x in view["group"]], "label", "left"),
+            Col("baseline", [escape(str(x)) for x in view["baseline"]], "label", "left", drop=3),
+            Col("pairs", [str(x) for x in view["pairs"]], "fixed"),
+            Col("win rate", [_num(x, 2) for x in view["win_rate"]], short="wins"),
+            Col("mean diff", [_diff(x) for x in view["diff_mean"]], short="diff"),
+            Col(f"{level} CI", [_ci(lo, hi) for lo, hi in zip(view["diff_ci_low"], view["diff_ci_high"])], drop=1),
+            Col("P(X>Y)", [_num(x, 2) for x in view["p_improve"]]),
+            Col(f"P {level} CI", [_ci(lo, hi, 2) for lo, hi in zip(view["pi_ci_low"], view["pi_ci_high"])], drop=1),
+            Col("Wilcoxon p", [_num(x, 3) for x in view["p_value"]], short="p", drop=2),
+            Col("Holm p", [_num(x, 3) for x in view["p_holm"]], short="p adj"),
+            Col("verdict", [Text(v, style={"better": "green", "worse": "red"}.get(v, "")) for v in view["verdict"]],
+                "fixed", "left")]
+    if view["note"].astype(bool).any():
+        cols.append(Col("note", [escape(str(x)) for x in view["note"]], "label", "left"))
+    title = (f"{comparison.metric} ({'higher' if comparison.higher_is_better else 'lower'} is better) against the "
+             f"baseline on the same seeds: mean diff = group - baseline; P(X>Y) = chance a run of the group beats "
+             f"one of the baseline; verdict at alpha {alpha:g} after Holm's correction")
+    return fit_table(cols, width, title=title, title_justify="left")
+
+
+def _diff(v) -> str:
+    return "diverged" if isinstance(v, float) and math.isinf(v) else "—" if pd.isna(v) else f"{v:+.4f}"
 
 
 def profile_table(profile: pd.DataFrame, cost: str) -> Table:
