@@ -214,6 +214,8 @@ def test_compare_never_ranks_a_pruned_trial(reference):
     ranked = table[table["rank"].notna()]
     assert list(ranked["optimizer.lr"]) == list(runs[runs.status == "ok"]["optimizer.lr"].unique())
     assert len(ranked) == 1 and (table["pruned"] == 2).sum() == 7
+    # a pruned run's figure is not a final one: missing from the median and IQM, as a failed run's
+    assert table.loc[table["pruned"] > 0, ["median", "iqm", "n"]].fillna(0).eq(0).all().all()
 
 
 # -- config ----------------------------------------------------------------------------------

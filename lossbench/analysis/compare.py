@@ -202,7 +202,7 @@ def rank_column(metric: str) -> str:
 
 def scores(g: pd.DataFrame, column: str, up: bool) -> np.ndarray:
     """Runs of `g` as stats.py wants them: higher is better, diverged = -inf (the worst),
-    failed runs and ok runs without the figure left out (missing)."""
+    failed and pruned runs and ok runs without the figure left out (missing)."""
     return _scored(g, column, up).dropna().to_numpy()
 
 
@@ -411,7 +411,8 @@ def _scored(g: pd.DataFrame, col: str, up: bool) -> pd.Series:
     """As `scores`, but aligned with g's rows (NaN where a run is missing)."""
     v = g[col].astype(float)
     s = np.where(g["status"] == "diverged", -np.inf, v if up else -v)
-    return pd.Series(np.where(g["status"] == "failed", np.nan, s), index=g.index)
+    # a pruned run stopped at a rung: its figure is not a final one, and it is missing like a failed one
+    return pd.Series(np.where(g["status"].isin(["failed", "pruned"]), np.nan, s), index=g.index)
 
 
 def improvement_matrix(p: Problem, comparison: Comparison) -> pd.DataFrame:
