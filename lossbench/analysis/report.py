@@ -308,7 +308,10 @@ def print_preview(console: Console, exp, out_dir, plan=None) -> None:
     what would train and about how long it takes, and the first runs."""
     n_cells = len(exp.cells)
     seeds = exp.config["seeds"]
-    console.print(f"[green]{exp.source}: valid[/green] — {_count(n_cells, 'grid cell')} × "
+    cells = _count(n_cells, "grid cell")
+    if exp.trials:
+        cells = f"{_count(n_cells // exp.trials, 'grid cell')} × {_count(exp.trials, 'search trial')}"
+    console.print(f"[green]{exp.source}: valid[/green] — {cells} × "
                   f"{_count(len(seeds), 'seed')} = {_count(len(exp.runs), 'run')} -> {out_dir}")
     if plan is not None:
         line = f"{out_dir}: {plan.recorded} of {_count(plan.total, 'run')} already recorded; "
