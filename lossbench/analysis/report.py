@@ -275,13 +275,16 @@ def profile_table(profile: pd.DataFrame, cost: str) -> Table:
     return t
 
 
-def lr_table(sens: pd.DataFrame, metric: str, tolerance: float) -> Table:
+def lr_table(sens: pd.DataFrame, metric: str, tolerance: float, key: str = "optimizer.lr") -> Table:
+    """compare --lr, or --hp KEY: the best metric per value of the key, per group."""
     several = sens["problem"].nunique() > 1
-    t = Table(title=f"learning-rate sensitivity: best {metric} per lr (mean over seeds); the range within "
+    lr = "lr" if key == "optimizer.lr" else key
+    what = "learning-rate" if key == "optimizer.lr" else key
+    t = Table(title=f"{what} sensitivity: best {metric} per {lr} (mean over seeds); the range within "
                     f"{tolerance:.0%} of the best, where every seed trained without diverging", title_justify="left",
-              caption="* the best lr is at the edge of the grid: the true optimum may lie outside it"
+              caption=f"* the best {lr} is at the edge of the values tried: the true optimum may lie outside them"
               if sens["best_at_edge"].any() else None, caption_justify="left")
-    columns = ("group", "best lr", f"best {metric}", "lr range", "width (decades)", "per lr")
+    columns = ("group", f"best {lr}", f"best {metric}", f"{lr} range", "width (decades)", f"per {lr}")
     for c in (*(["problem"] if several else []), *columns):
         t.add_column(c, justify="left" if c in ("problem", "group", "per lr") else "right")
     for _, row in sens.iterrows():

@@ -283,12 +283,13 @@ def _searches(search, grids: list[dict]) -> list[dict]:
     for i, raw in enumerate(blocks):
         at = f"search[{i}]" if isinstance(search, list) else "search"
         b = searching.block(raw, at)
-        for key in b["space"]:
-            _check_key(b["space"], key, f"{at}.space", b["space"][key], "a search key")
-            for g_key in (k for g in grids for k in g):
-                if g_key == key or g_key.startswith(key + "."):
-                    raise _Fail(f"{at}.space.{key}: the grid sets {g_key} too; sweep it in the grid or search "
-                                f"it, not both, got {show(raw['space'][key])}")
+        for where, space in searching.spaces(b):
+            for key in space:
+                _check_key(space, key, f"{at}.{where}", space[key], "a search key")
+                for g_key in (k for g in grids for k in g):
+                    if g_key == key or g_key.startswith(key + "."):
+                        raise _Fail(f"{at}.{where}.{key}: the grid sets {g_key} too; sweep it in the grid or "
+                                    f"search it, not both, got {show(space[key])}")
         out.append(b)
     return out
 
@@ -296,8 +297,10 @@ def _searches(search, grids: list[dict]) -> list[dict]:
 def _cells(grids: list[dict], searches: list[dict]):
     """Each run config's assignments, in order: (dotted key, value) pairs; with a search,
     every grid cell × every trial of every block; with what a message calls it."""
-    trials = [(f"search{f'[{i}]' * (len(searches) > 1)} trial {t}:", trial) for i, b in enumerate(searches)
-              for t, trial in enumerate(searching.trials(b))] or [("grid cell", {})]
+    trials = [(f"search{f'[{i}]' * (len(searches) > 1)}{'.' * (where != 'space')}{where * (where != 'space')} "
+               f"trial {t}:", trial)
+              for i, b in enumerate(searches) for where, space in searching.spaces(b)
+              for t, trial in enumerate(searching.trials(space, b))] or [("grid cell", {})]
     for grid in grids:
         keys = list(grid)
         for combo in itertools.product(*(grid[k] for k in keys)):
@@ -447,7 +450,7 @@ def _experiment(raw: dict, default_name: str) -> Experiment:
         resolved["target"] = target
     return Experiment(source="", name=name, config=resolved, runs=plan.runs, swept=plan.swept, target=target,
                       task=task, metrics=metrics, cells=plan.cells, datasets=plan.datasets, data=plan.data,
-                      trials=sum(b["trials"] for b in searches))
+                      trials=sum(b["trials"] * len(searching.spaces(b)) for b in searches))
 
 
 DICT_SOURCE = "config"  # how messages name a config given as a dict

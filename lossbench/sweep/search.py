@@ -72,7 +72,8 @@ def _search(space, trials: int, method: str = "halton", seed: int = 0):
 
 
 BLOCK = Schema.of(_search, owner="search",
-                  space=Check(lambda v: isinstance(v, dict) and bool(v), "a non-empty mapping of dotted keys"),
+                  space=Check(lambda v: bool(v) and (isinstance(v, dict) or isinstance(v, list) and all(
+                      isinstance(s, dict) and s for s in v)), "a non-empty mapping of dotted keys, or a list of them"),
                   trials=Int(ge=1), method=METHODS, seed=Int(ge=0))
 
 
@@ -127,20 +128,41 @@ def block(raw, at: str) -> dict:
     if not isinstance(raw, dict):
         raise fail(at, "must be a mapping {method, trials, seed, space}", raw)
     b = BLOCK.check(raw, at)
-    b["space"] = {k: check_dimension(f"{at}.space.{k}", v) for k, v in b["space"].items()}
+    if isinstance(b["space"], list):
+        b["space"] = [{k: check_dimension(f"{at}.space[{i}].{k}", v) for k, v in s.items()}
+                      for i, s in enumerate(b["space"])]
+    else:
+        b["space"] = {k: check_dimension(f"{at}.space.{k}", v) for k, v in b["space"].items()}
     return b
 
 
-def trials(b: dict) -> list[dict]:
-    """The block's trials in order: [{dotted key: value}, ...]; trial i depends only on i."""
-    keys = list(b["space"])
+def spaces(b: dict) -> list[tuple[str, dict]]:
+    """A checked block's spaces, each with where it is: one, or the list's."""
+    if isinstance(b["space"], list):
+        return [(f"space[{i}]", s) for i, s in enumerate(b["space"])]
+    return [("space", b["space"])]
+
+
+def trials(space: dict, b: dict) -> list[dict]:
+    """A space's trials in order: [{dotted key: value}, ...]; trial i depends only on i (and
+    the block's method and seed), not on how many there are."""
+    keys = list(space)
     draw = halton if b["method"] == "halton" else uniform
     points = draw(b["trials"], len(keys), b["seed"])
-    return [{k: value(b["space"][k], float(u)) for k, u in zip(keys, row)} for row in points]
+    return [{k: value(space[k], float(u)) for k, u in zip(keys, row)} for row in points]
 
 
-def log_keys(search) -> set[str]:
-    """The keys a resolved config's `search` (a block or a list) draws on a log scale."""
+def scales(search) -> dict[str, str]:
+    """{key: 'linear' | 'log' | 'choice'} of the keys a resolved config's `search` (a block
+    or a list) draws: from a range (log-scaled anywhere is 'log') or from a list."""
     blocks = search if isinstance(search, list) else [search] if isinstance(search, dict) else []
-    return {k for b in blocks if isinstance(b, dict) for k, d in (b.get("space") or {}).items()
-            if isinstance(d, dict) and d.get("scale") == "log"}
+    found: dict[str, str] = {}
+    for b in blocks:
+        space = b.get("space") if isinstance(b, dict) else None
+        for s in space if isinstance(space, list) else [space]:
+            for k, d in (s if isinstance(s, dict) else {}).items():
+                if isinstance(d, list):
+                    found.setdefault(k, "choice")
+                elif isinstance(d, dict) and found.get(k) != "log":
+                    found[k] = "log" if d.get("scale") == "log" else "linear"
+    return found
