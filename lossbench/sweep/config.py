@@ -283,13 +283,13 @@ def _searches(search, grids: list[dict]) -> list[dict]:
     for i, raw in enumerate(blocks):
         at = f"search[{i}]" if isinstance(search, list) else "search"
         b = searching.block(raw, at)
-        for where, space in searching.spaces(b):
+        for (where, space), (_, given) in zip(searching.spaces(b), searching.spaces(raw)):
             for key in space:
                 _check_key(space, key, f"{at}.{where}", space[key], "a search key")
                 for g_key in (k for g in grids for k in g):
                     if g_key == key or g_key.startswith(key + "."):
                         raise _Fail(f"{at}.{where}.{key}: the grid sets {g_key} too; sweep it in the grid or "
-                                    f"search it, not both, got {show(space[key])}")
+                                    f"search it, not both, got {show(given[key])}")
         out.append(b)
     return out
 
