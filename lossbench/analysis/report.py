@@ -288,13 +288,24 @@ def lr_table(sens: pd.DataFrame, metric: str, tolerance: float, key: str = "opti
     for c in (*(["problem"] if several else []), *columns):
         t.add_column(c, justify="left" if c in ("problem", "group", "per lr") else "right")
     for _, row in sens.iterrows():
-        per = "  ".join(f"{lr:g}: {_num(v)}" + (f" ({k}/{n} ok)" if k < n else "")
-                        for lr, v, k, n in zip(row["lrs"], row["values"], row["ok"], row["runs"]))
+        items = [f"{lr:g}: {_num(v)}" + (f" ({k}/{n} ok)" if k < n else "")
+                 for lr, v, k, n in zip(row["lrs"], row["values"], row["ok"], row["runs"])]
+        per = "  ".join(_around(items, row["lrs"], row["best_lr"]))
         rng = "—" if math.isnan(row["lr_low"]) else f"{row['lr_low']:g} – {row['lr_high']:g}"
         best_lr = _num(row["best_lr"], 4, "g") + ("*" if row["best_at_edge"] else "")
         t.add_row(*([escape(str(row["problem"]))] if several else []), escape(str(row["group"])), best_lr,
                   _num(row["best"]), rng, _num(row["width_decades"], 2), escape(per))
     return t
+
+
+def _around(items: list[str], values: list, best, most: int = 7) -> list[str]:
+    """At most `most` of a search's many values: those around the best, '…' for the rest
+    (--format csv has them all)."""
+    if len(items) <= most:
+        return items
+    i = values.index(best) if best in values else 0
+    lo = max(0, min(i - most // 2, len(items) - most))
+    return ["…"] * (lo > 0) + items[lo:lo + most] + ["…"] * (lo + most < len(items))
 
 
 def _num(v, digits=4, kind="f") -> str:
