@@ -269,8 +269,9 @@ def _check_key(g: dict, key, at: str, values, what: str = "a grid key") -> None:
                     f"got {show(key)}{did_you_mean(first, GRIDDABLE)}")
 
 
-def _searches(search, grids: list[dict]) -> list[dict]:
-    """The checked `search` blocks (a mapping, or a list of them: the union of their trials).
+def _searches(search, grids: list[dict]) -> list[tuple[str, dict]]:
+    """(where, block) of the checked `search` blocks (a mapping, or a list of them: the
+    union of their trials).
     A space key the grid also sets would be overwritten by one of them: refused. A grid
     key above it (grid `optimizer: [...]`, space `optimizer.lr`) is fine: the trial's
     value is set after the grid cell's."""
@@ -290,17 +291,18 @@ def _searches(search, grids: list[dict]) -> list[dict]:
                     if g_key == key or g_key.startswith(key + "."):
                         raise _Fail(f"{at}.{where}.{key}: the grid sets {g_key} too; sweep it in the grid or "
                                     f"search it, not both, got {show(given[key])}")
-        out.append(b)
+        out.append((at, b))
     return out
 
 
-def _cells(grids: list[dict], searches: list[dict]):
-    """Each run config's assignments, in order: (dotted key, value) pairs; with a search,
-    every grid cell × every trial of every block; with what a message calls it."""
-    trials = [(f"search{f'[{i}]' * (len(searches) > 1)}{'.' * (where != 'space')}{where * (where != 'space')} "
-               f"trial {t}:", trial)
-              for i, b in enumerate(searches) for where, space in searching.spaces(b)
-              for t, trial in enumerate(searching.trials(space, b))] or [("grid cell", {})]
+def _cells(grids: list[dict], searches: list[tuple[str, dict]]):
+    """(what a message calls it, its (dotted key, value) assignments) of each run config, in
+    order; with a search, every grid cell × every trial of every space of every block."""
+    trials = [("grid cell", {})]
+    if searches:
+        trials = [(f"{at}{'' if where == 'space' else '.' + where} trial {t}:", trial)
+                  for at, b in searches for where, space in searching.spaces(b)
+                  for t, trial in enumerate(searching.trials(space, b))]
     for grid in grids:
         keys = list(grid)
         for combo in itertools.product(*(grid[k] for k in keys)):
@@ -379,7 +381,7 @@ class _Plan:
     data: list[dict] = field(default_factory=list)  # distinct data.identity of the datasets
 
 
-def _expand(base: dict, seeds: list[int], grids: list[dict], searches: list[dict] = ()) -> _Plan:
+def _expand(base: dict, seeds: list[int], grids: list[dict], searches: list[tuple[str, dict]] = ()) -> _Plan:
     """Every grid cell (× search trial) × seed, each distinct run config validated once."""
     plan, seen = _Plan(), set()
     for label, assignments in _cells(grids, searches):
@@ -445,12 +447,13 @@ def _experiment(raw: dict, default_name: str) -> Experiment:
     if raw.get("grid") is not None:
         resolved["grid"] = raw["grid"]
     if searches:
-        resolved["search"] = searches if isinstance(raw["search"], list) else searches[0]
+        blocks = [b for _, b in searches]
+        resolved["search"] = blocks if isinstance(raw["search"], list) else blocks[0]
     if target is not None:
         resolved["target"] = target
     return Experiment(source="", name=name, config=resolved, runs=plan.runs, swept=plan.swept, target=target,
                       task=task, metrics=metrics, cells=plan.cells, datasets=plan.datasets, data=plan.data,
-                      trials=sum(b["trials"] * len(searching.spaces(b)) for b in searches))
+                      trials=sum(b["trials"] * len(searching.spaces(b)) for _, b in searches))
 
 
 DICT_SOURCE = "config"  # how messages name a config given as a dict
