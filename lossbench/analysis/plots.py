@@ -297,6 +297,7 @@ def _panel(ax, kind: str, p: cmp.Problem, comparison: cmp.Comparison, log: bool,
     elif kind == "bars":
         draw_bars(ax, comparison)
     else:
+        keys = cmp.hp_groups(p, keys, "optimizer.lr")  # a search's trials are points, not groups
         draw_lr(ax, cmp.lr_sensitivity(p, keys, metric, tolerance), metric, tolerance)
 
 
