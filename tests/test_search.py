@@ -287,3 +287,33 @@ def test_plot_hp_draws_a_log_axis_for_a_log_searched_key(results, monkeypatch):
         n_points = sum(len(line.get_xdata()) for line in ax.get_lines() if line.get_label() in labels)
         assert n_points == (12 if key == "optimizer.lr" else 6)  # one point per trial
         plt.close("all")
+
+
+def test_a_trial_in_a_list_names_its_block_and_space(tmp_path):
+    cfg = config(search=[{"trials": 1, "space": {"optimizer.lr": {"low": 0.1, "high": 1}}},
+                         {"trials": 2, "space": [{"optimizer.lr": {"low": 0.1, "high": 1}},
+                                                 {"optimizer.name": ["adam"], "optimizer.momentum": {"low": 0.1,
+                                                                                                     "high": 0.5}}]}])
+    with pytest.raises(ConfigError, match=r"^config: optimizer\.momentum: unknown option .* \(search\[1\]\.space\[1\] "
+                                          r"trial 0: optimizer\.name='adam', optimizer\.momentum=0\.\d+\)$"):
+        load_experiment(cfg)
+
+
+def test_plot_hp_on_a_grid_is_log_only_over_two_decades_and_views_do_not_mix(tmp_path, monkeypatch):
+    from lossbench.analysis import plots
+
+    axes = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: axes.extend(fig.axes) or path)
+    for lrs, scale in (([0.001, 0.01, 0.1, 1.0], "log"), ([0.05, 0.1, 0.2], "linear")):
+        out = tmp_path / scale
+        run(write(tmp_path, config(search=None, seeds=[0], grid={"optimizer.lr": lrs})), out, "-j", "1")
+        axes.clear()
+        r = runner.invoke(app, ["plot", str(out), "--kind", "hp"])
+        assert r.exit_code == 0, r.output
+        assert axes[0].get_xscale() == scale
+    for args, message in ((["--lr", "--hp", "optimizer.momentum"], "error: --lr is --hp optimizer.lr; give one of "
+                                                                  "them, got --lr and --hp optimizer.momentum"),
+                          (["--profile", "--hp", "optimizer.lr"], "error: --profile and --hp are two different "
+                                                                  "views; choose one")):
+        r = runner.invoke(app, ["compare", str(tmp_path / "log"), *args])
+        assert r.exit_code == 2 and r.output.splitlines()[-1] == message
