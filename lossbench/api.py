@@ -31,6 +31,7 @@ from lossbench.sweep import lrfind, prune, store
 from lossbench.sweep.config import TARGET, default_out, load_experiment, optimizer_parts
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.job import run_one
+from lossbench.sweep.search import scales
 from lossbench.sweep.spec import RunSpec
 from lossbench.sweep.store import CONFIG, read_results, recorded
 from lossbench.sweep.workers import cpu_count
@@ -204,8 +205,10 @@ def load_problem(directory: str | Path) -> Problem:
 
 def _problem(directory: str | Path, runs: pd.DataFrame, history: pd.DataFrame, man: dict) -> Problem:
     # named as the user sees it: the results directory (results/<config name>/ by default)
+    config = Path(directory) / CONFIG
+    searched = scales(read_yaml(config).get("search")) if config.is_file() else {}
     return Problem(Path(directory).resolve().name, Path(directory), runs, history, list(man.get("swept") or []),
-                   man.get("target"), len(man.get("run_ids") or runs))
+                   man.get("target"), len(man.get("run_ids") or runs), searched)
 
 
 def load_problems(dirs: list[str | Path]) -> list[Problem]:
@@ -238,15 +241,17 @@ def compare(dirs: list[str | Path], by: list[str] | None = None, metric: str | N
 
 def plot(dirs: list[str | Path], kind: str = "all", metric: str | None = None, by: list[str] | None = None,
          out: str | Path | None = None, log: bool = False, cost: str = "time_to_target",
-         tolerance: float = 0.05, target: float | None = None, animate: str | Path | None = None) -> Path:
+         tolerance: float = 0.05, target: float | None = None, animate: str | Path | None = None,
+         hp: str = "optimizer.lr") -> Path:
     """Draw `kind` (see analysis.plots.plot; `path`: analysis.paths, and `animate` a GIF
-    or MP4 of it) for the results in `dirs`; returns the file written."""
+    or MP4 of it) for the results in `dirs`; returns the file written. `hp`: the key
+    --kind hp puts on the x axis."""
     plots.check_kind(kind, len(dirs))  # before reading anything
     if kind == "path":
         return _plot_path(dirs[0], out, animate)
     if animate is not None:
         raise LossbenchError("--animate: draws --kind path only")
-    return plots.plot(load_problems(dirs), kind, metric, by, out, log, cost, tolerance, target)
+    return plots.plot(load_problems(dirs), kind, metric, by, out, log, cost, tolerance, target, hp)
 
 
 def _plot_path(directory: str | Path, out, animate) -> Path:

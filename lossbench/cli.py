@@ -341,6 +341,10 @@ def compare(
         bool,
         typer.Option("--lr", help="Learning-rate sensitivity instead of the table (needs optimizer.lr swept)."),
     ] = False,
+    hp: Annotated[
+        str | None,
+        typer.Option("--hp", help="The metric per value of this swept or searched key (--lr is --hp optimizer.lr)."),
+    ] = None,
     tolerance: Annotated[
         float,
         typer.Option("--tolerance", min=0.0, help="For --lr: the range of lrs within this fraction of the best."),
@@ -372,12 +376,17 @@ def compare(
     if not 0 < alpha < 1:
         raise LossbenchError(f"--alpha: {alpha:g} is not a significance level; give a number between 0 and 1, "
                              "e.g. 0.05")
-    if sum(map(bool, (profile, lr, vs))) > 1:
-        raise LossbenchError("--profile, --lr and --vs are different views; choose one")
+    if lr and hp not in (None, "optimizer.lr"):
+        raise LossbenchError(f"--lr is --hp optimizer.lr; give one of them, got --lr and --hp {hp}")
+    hp = "optimizer.lr" if lr else hp
+    views = [name for name, on in (("--profile", profile), ("--lr" if lr else "--hp", hp), ("--vs", vs)) if on]
+    if len(views) > 1:
+        raise LossbenchError(f"{' and '.join(views)} are {'two' if len(views) == 2 else 'three'} different views; "
+                             "choose one")
     problems = api.load_problems(results_dirs)
     comparison = cmp.compare_problems(problems, _keys(by), metric, target, resamples, seed)
     against = cmp.parse_vs(vs, comparison.keys) if vs else None
-    _notes(comparison, table=not (profile or lr or vs))
+    _notes(comparison, table=not (profile or hp or vs))
     if against:
         view = comparison.versus = cmp.versus(problems, comparison, against, alpha, resamples, seed)
         rich = report.versus_table(view, comparison, alpha, report.width_of(_console())) if fmt == "table" else None
@@ -392,9 +401,9 @@ def compare(
                        "half its seeds, on any problem: there is no profile to draw. Try an easier --target")
             return
         rich = report.profile_table(view, cost) if fmt == "table" else None
-    elif lr:
-        view = cmp.lr_sensitivity_all(problems, comparison, tolerance)
-        rich = report.lr_table(view, comparison.metric, tolerance) if fmt == "table" else None
+    elif hp:
+        view = cmp.lr_sensitivity_all(problems, comparison, tolerance, hp, by is not None)
+        rich = report.lr_table(view, comparison.metric, tolerance, hp) if fmt == "table" else None
     else:
         view = comparison.table
         rich = report.compare_table(comparison, report.width_of(_console())) if fmt == "table" else None
@@ -438,11 +447,14 @@ def plot(
     results_dirs: Annotated[list[Path], typer.Argument(help="A results directory (several for --kind profile).")],
     kind: Annotated[
         str,
-        typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr, stats (IQM with its "
-                                    "bootstrap interval and the median per group), improvement (P(row > column) for "
-                                    "every pair of groups), profile, or path (test functions: the paths over the "
-                                    "contour map)."),
+        typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr, hp (the metric against "
+                                    "--hp), stats (IQM with its bootstrap interval and the median per group), "
+                                    "improvement (P(row > column) for every pair of groups), profile, or path (test "
+                                    "functions: the paths over the contour map)."),
     ] = "all",
+    hp: Annotated[
+        str, typer.Option("--hp", help="For --kind hp: the swept or searched key on the x axis."),
+    ] = "optimizer.lr",
     metric: Annotated[
         str | None,
         typer.Option("--metric", help="The metric to plot (default: the target's metric)."),
@@ -474,7 +486,7 @@ def plot(
     final metric with error bars, lr sensitivity, or a performance profile."""
     from lossbench import api
 
-    path = api.plot(results_dirs, kind, metric, _keys(by), out, log, _cost(cost), tolerance, target, animate)
+    path = api.plot(results_dirs, kind, metric, _keys(by), out, log, _cost(cost), tolerance, target, animate, hp)
     typer.echo(f"wrote {path}" + (f" and {animate}" if animate is not None else ""))
 
 

@@ -33,7 +33,7 @@ MALFORMED = [
     ("dataset: [unclosed\n", "invalid YAML at line"),
     ("- a\n- b\n", "top level must be a mapping"),
     (BASE + "optimiser: adam\n", "optimiser: unknown section (sections are name, dataset, model, loss, optimizer, "
-                                  "train, seeds, grid, target, prune), got 'adam' (did you mean 'optimizer'?)"),
+                                  "train, seeds, grid, search, target, prune), got 'adam' (did you mean 'optimizer'?)"),
     ("dataset: moons\nmodel: mlp\nloss: mse\n", "optimizer: missing section"),
     (BASE.replace("name: moons", "name: moonz"),
      "dataset.name: must be one of ['beale', 'blobs', 'branin', 'counts', 'csv', 'fashion_mnist', 'heteroscedastic', "

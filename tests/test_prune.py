@@ -281,3 +281,26 @@ def test_prune_null_turns_it_off(tmp_path):
     assert load_experiment(tmp_path / "c.yaml").prune == HALF
     exp = load_experiment(tmp_path / "c.yaml", ["prune=null"])
     assert exp.prune is None and "prune" not in exp.config
+
+
+def test_a_search_beside_a_grid_halves_each_grid_cell_on_its_own(tmp_path):
+    cfg = CONFIG.split("grid:")[0] + """grid:
+  loss: [cross_entropy, mse]
+search:
+  trials: 6
+  space:
+    optimizer: [{name: sgd, lr: 0.3}, {name: adam, lr: 0.01}, {name: rmsprop, lr: 0.001}]
+    train.batch_size: {low: 16, high: 64, type: int}
+prune: {metric: val_accuracy, reduction_factor: 2}
+"""
+    (tmp_path / "c.yaml").write_text(cfg)
+    exp = load_experiment(tmp_path / "c.yaml")
+    assert set(exp.searched) == {"train.batch_size", "optimizer"}
+    bs = prune.brackets(exp.runs, exp.searched, exp.prune)
+    # a whole searched section (optimizer) flattens to optimizer.name in the cells: still searched
+    assert sorted(json.loads(next(iter(b.trials)))["loss.name"] for b in bs) == ["cross_entropy", "mse"]
+    assert [len(b.trials) for b in bs] == [len({json.dumps(s.cell, sort_keys=True) for s in exp.runs}) // 2] * 2
+    r = run(tmp_path / "c.yaml", tmp_path / "o", "-j", "2")
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv")
+    assert sorted(runs[runs.status == "ok"]["loss.name"].unique()) == ["cross_entropy", "mse"]  # one winner each
+    assert r.stdout.count("rung at epoch 1:") == 2

@@ -69,6 +69,7 @@ class Problem:
     swept: list[str]
     target: dict | None
     planned: int = 0  # runs the experiment has; more than len(runs) while a sweep is partial
+    searched: dict = field(default_factory=dict)  # key -> 'linear'|'log'|'choice': how a search drew it
 
 
 def check_metric(p: Problem, metric: str) -> None:
@@ -506,7 +507,9 @@ def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.
     """For each group of `by` (without the lr key): the mean best metric at each swept lr,
     the best lr, and the width in decades of the contiguous lr range around it whose mean
     is within `tolerance` (relative) of the best."""
-    if lr_key not in p.runs.columns:
+    if lr_key != "optimizer.lr":
+        hp_values(p, lr_key)
+    elif lr_key not in p.runs.columns:
         raise LossbenchError(f"{p.dir}: {lr_key} is not swept, so there is no learning-rate sensitivity to show")
     keys = [k for k in by if k != lr_key]
     up = higher_is_better(metric)
@@ -545,10 +548,34 @@ def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.
     return out.sort_values("best", ascending=not up, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def lr_sensitivity_all(problems: list[Problem], comparison: Comparison, tolerance: float) -> pd.DataFrame:
-    """lr_sensitivity of each problem, grouped and measured as in their comparison."""
-    parts = [lr_sensitivity(p, comparison.keys, comparison.metric, tolerance) for p in problems]
+def lr_sensitivity_all(problems: list[Problem], comparison: Comparison, tolerance: float,
+                       key: str = "optimizer.lr", by_given: bool = False) -> pd.DataFrame:
+    """lr_sensitivity (of `key`) of each problem, measured as in their comparison and grouped
+    by its keys (without the searched ranges, unless --by named them: see hp_groups)."""
+    parts = [lr_sensitivity(p, hp_groups(p, comparison.keys, key, by_given), comparison.metric, tolerance, key)
+             for p in problems]
     return pd.concat(parts, ignore_index=True)
+
+
+def hp_groups(p: Problem, keys: list[str], key: str, by_given: bool = False) -> list[str]:
+    """What a view of the metric against `key` groups by: `keys` without `key` and, unless
+    they were asked for, without the keys a search drew (each trial has its own values: as
+    groups, every group would be one trial), but for a chosen name (optimizer.name)."""
+    return [k for k in keys if k != key and (by_given or k not in p.searched
+                                             or p.searched[k] == "choice" and k.endswith(".name"))]
+
+
+def hp_values(p: Problem, key: str) -> pd.Series:
+    """`key`'s values as numbers; a key that is not swept, or not a number, is one clear error."""
+    if key not in p.runs.columns:
+        swept = ", ".join(p.swept) or "none"
+        raise LossbenchError(f"--hp: {p.dir} does not sweep {key!r}; its swept keys are: {swept}")
+    values = pd.to_numeric(p.runs[key], errors="coerce")
+    bad = p.runs[key][values.isna() & p.runs[key].notna()]
+    if len(bad):
+        raise LossbenchError(f"--hp {key}: takes values that are not numbers (e.g. {bad.iloc[0]}); "
+                             f"compare them with --by {key}")
+    return values
 
 
 def curves(p: Problem, by: list[str], column: str) -> dict[str, pd.DataFrame]:

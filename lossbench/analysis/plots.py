@@ -13,12 +13,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from lossbench.analysis import compare as cmp
 from lossbench.errors import LossbenchError, install_hint
 
 # path: analysis/paths.py
-KINDS = ("all", "curves", "train-val", "bars", "lr", "stats", "improvement", "profile", "path")
+KINDS = ("all", "curves", "train-val", "bars", "lr", "hp", "stats", "improvement", "profile", "path")
 
 
 def _figure(rows: int, cols: int, size=(6.4, 4.2)):
@@ -121,6 +122,39 @@ def draw_lr(ax, sens, metric: str, tolerance: float) -> None:
     ax.set_xscale("log")
     ax.set(title=f"learning-rate sensitivity: best {_label(metric)}\nband: the lrs within {tolerance:.0%} of the "
                  "group's best; ★ its best lr", xlabel="learning rate (log scale)", ylabel=_label(metric))
+    _legend(ax)
+
+
+def draw_hp(ax, p: cmp.Problem, comparison: cmp.Comparison, key: str, by_given: bool = False) -> None:
+    """The metric (mean over seeds of each run's best) against `key`, one point per value
+    (each search trial is its own), one colour per group of the other keys; a star on each
+    group's best. The x axis is logarithmic where the search drew `key` on a log scale, or,
+    for a grid, where its values span more than two decades."""
+    xs = cmp.hp_values(p, key)
+    keys = cmp.hp_groups(p, comparison.keys, key, by_given)
+    metric = comparison.metric
+    table = cmp.aggregate(p, [*keys, key], metric, None)
+    table = table[table[key] != "-"]
+    y = table["best_mean"].where(table["best_mean"].notna(), table["final_mean"]).to_numpy(float)
+    table = table.assign(x=pd.to_numeric(table[key]).to_numpy(float), y=y)
+    up = comparison.higher_is_better
+    groups = list(cmp._groups(table, keys))
+    _colors(ax, len(groups))
+    for label, g in groups:
+        g = g[np.isfinite(g["y"])]
+        if not len(g):
+            continue
+        pts = ax.plot(g["x"], g["y"], "o", alpha=0.8, label=cmp.cell_label(keys, label) or "all")
+        best = g.loc[g["y"].idxmax() if up else g["y"].idxmin()]
+        ax.plot([best["x"]], [best["y"]], marker="*", ms=15, color=pts[0].get_color(), mec="black")
+    x = xs.dropna().to_numpy(float)
+    log = p.searched.get(key) == "log" or (key not in p.searched and x.size and x.min() > 0
+                                           and x.max() / x.min() > 100)
+    if log:
+        ax.set_xscale("log")
+    seeds = "mean over seeds" if p.runs["seed"].nunique() > 1 else "one seed"
+    ax.set(title=f"{p.name}: best {_label(metric)} against {key}\n{seeds}, one point per value; ★ each group's best",
+           xlabel=f"{key}{' (log scale)' if log else ''}", ylabel=_label(metric))
     _legend(ax)
 
 
@@ -237,9 +271,9 @@ def check_kind(kind: str, n_problems: int) -> None:
 
 def plot(problems: list[cmp.Problem], kind: str = "all", metric: str | None = None, by: list[str] | None = None,
          out: str | Path | None = None, log: bool = False, cost: str = "time_to_target",
-         tolerance: float = 0.05, target: float | None = None) -> Path:
+         tolerance: float = 0.05, target: float | None = None, hp: str = "optimizer.lr") -> Path:
     """Draw `kind` for `problems` and save it (default: plot-KIND.png in the first
-    problem's directory); returns the file written."""
+    problem's directory); returns the file written. `hp`: --kind hp's x axis."""
     check_kind(kind, len(problems))
     comparison = cmp.compare_problems(problems, by, metric, target)
     p = problems[0]
@@ -260,6 +294,9 @@ def plot(problems: list[cmp.Problem], kind: str = "all", metric: str | None = No
         fig = _figure(1, 1, (7.2, max(2.8, 1.4 + 0.4 * n)) if kind == "stats" else (3.0 + 0.55 * n, 2.4 + 0.5 * n))
         ax = fig.add_subplot()
         draw_stats(ax, comparison) if kind == "stats" else draw_improvement(ax, cmp.improvement_matrix(p, comparison))
+    elif kind == "hp":
+        fig = _figure(1, 1)
+        draw_hp(fig.add_subplot(), p, comparison, hp, by is not None)
     elif kind == "all":
         fig = _all_panels(p, comparison, log, tolerance)
     else:
@@ -321,6 +358,7 @@ def _panel(ax, kind: str, p: cmp.Problem, comparison: cmp.Comparison, log: bool,
     elif kind == "bars":
         draw_bars(ax, comparison)
     else:
+        keys = cmp.hp_groups(p, keys, "optimizer.lr")  # a search's trials are points, not groups
         draw_lr(ax, cmp.lr_sensitivity(p, keys, metric, tolerance), metric, tolerance)
 
 

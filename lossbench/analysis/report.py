@@ -329,23 +329,37 @@ def profile_table(profile: pd.DataFrame, cost: str) -> Table:
     return t
 
 
-def lr_table(sens: pd.DataFrame, metric: str, tolerance: float) -> Table:
+def lr_table(sens: pd.DataFrame, metric: str, tolerance: float, key: str = "optimizer.lr") -> Table:
+    """compare --lr, or --hp KEY: the best metric per value of the key, per group."""
     several = sens["problem"].nunique() > 1
-    t = Table(title=f"learning-rate sensitivity: best {metric} per lr (mean over seeds); the range within "
+    lr = "lr" if key == "optimizer.lr" else key
+    what = "learning-rate" if key == "optimizer.lr" else key
+    t = Table(title=f"{what} sensitivity: best {metric} per {lr} (mean over seeds); the range within "
                     f"{tolerance:.0%} of the best, where every seed trained without diverging", title_justify="left",
-              caption="* the best lr is at the edge of the grid: the true optimum may lie outside it"
+              caption=f"* the best {lr} is at the edge of the values tried: the true optimum may lie outside them"
               if sens["best_at_edge"].any() else None, caption_justify="left")
-    columns = ("group", "best lr", f"best {metric}", "lr range", "width (decades)", "per lr")
+    columns = ("group", f"best {lr}", f"best {metric}", f"{lr} range", "width (decades)", f"per {lr}")
     for c in (*(["problem"] if several else []), *columns):
         t.add_column(c, justify="left" if c in ("problem", "group", "per lr") else "right")
     for _, row in sens.iterrows():
-        per = "  ".join(f"{lr:g}: {_num(v)}" + (f" ({k}/{n} ok)" if k < n else "")
-                        for lr, v, k, n in zip(row["lrs"], row["values"], row["ok"], row["runs"]))
+        items = [f"{lr:g}: {_num(v)}" + (f" ({k}/{n} ok)" if k < n else "")
+                 for lr, v, k, n in zip(row["lrs"], row["values"], row["ok"], row["runs"])]
+        per = "  ".join(_around(items, row["lrs"], row["best_lr"]))
         rng = "—" if math.isnan(row["lr_low"]) else f"{row['lr_low']:g} – {row['lr_high']:g}"
         best_lr = _num(row["best_lr"], 4, "g") + ("*" if row["best_at_edge"] else "")
         t.add_row(*([escape(str(row["problem"]))] if several else []), escape(str(row["group"])), best_lr,
                   _num(row["best"]), rng, _num(row["width_decades"], 2), escape(per))
     return t
+
+
+def _around(items: list[str], values: list, best, most: int = 7) -> list[str]:
+    """At most `most` of a search's many values: those around the best, '…' for the rest
+    (--format csv has them all)."""
+    if len(items) <= most:
+        return items
+    i = values.index(best) if best in values else 0
+    lo = max(0, min(i - most // 2, len(items) - most))
+    return ["…"] * (lo > 0) + items[lo:lo + most] + ["…"] * (lo + most < len(items))
 
 
 def _num(v, digits=4, kind="f") -> str:
@@ -362,7 +376,10 @@ def print_preview(console: Console, exp, out_dir, plan=None) -> None:
     what would train and about how long it takes, and the first runs."""
     n_cells = len(exp.cells)
     seeds = exp.config["seeds"]
-    console.print(f"[green]{exp.source}: valid[/green] — {_count(n_cells, 'grid cell')} × "
+    cells = _count(n_cells, "grid cell")
+    if exp.trials:
+        cells = f"{_count(n_cells // exp.trials, 'grid cell')} × {_count(exp.trials, 'search trial')}"
+    console.print(f"[green]{exp.source}: valid[/green] — {cells} × "
                   f"{_count(len(seeds), 'seed')} = {_count(len(exp.runs), 'run')} -> {out_dir}")
     if plan is not None:
         line = f"{out_dir}: {plan.recorded} of {_count(plan.total, 'run')} already recorded; "

@@ -32,10 +32,11 @@ from lossbench.engine.train import (
 from lossbench.errors import ConfigError, LossbenchError
 from lossbench.registry import Check, Int, Real, Schema, Seq, Text, did_you_mean, fail, show, split_named
 from lossbench.sweep import prune
+from lossbench.sweep import search as searching
 from lossbench.sweep.spec import RunSpec, run_id
 from lossbench.sweep.yamlfile import parse_yaml, read_yaml
 
-SECTIONS = ("name", "dataset", "model", "loss", "optimizer", "train", "seeds", "grid", "target", "prune")
+SECTIONS = ("name", "dataset", "model", "loss", "optimizer", "train", "seeds", "grid", "search", "target", "prune")
 REQUIRED = ("dataset", "model", "loss", "optimizer")
 NAMED = {"dataset": data.DATASETS, "model": nn.MODELS, "loss": losses.LOSSES, "optimizer": optimizers.OPTIMIZERS}
 GRIDDABLE = ("dataset", "model", "loss", "optimizer", "train")
@@ -68,6 +69,7 @@ class Experiment:
     data: list[dict] = field(default_factory=list)  # each distinct dataset as named in run ids (data.identity)
     prune: prune.Pruning | None = None  # successive halving (sweep.prune)
     searched: list[str] = field(default_factory=list)  # swept keys that come from `search` (trials, not brackets)
+    trials: int = 0  # search trials per grid cell (every block's), 0 without a search
 
     def dataset_specs(self) -> list[dict]:
         """Each distinct `dataset` mapping the runs use, in run order."""
@@ -95,6 +97,8 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple = ()) -> dict:
                         f"--set {key.split('[')[0]}=[...]")
         if parts[0] == "grid" and len(parts) > 2:  # grid keys are dotted paths themselves
             parts = ["grid", ".".join(parts[1:])]
+        if parts[:2] == ["search", "space"] and len(parts) > 3:  # so are a search space's
+            parts = ["search", "space", *_space_key(raw, ".".join(parts[2:]))]
         node = raw
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -111,19 +115,31 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple = ()) -> dict:
     return raw
 
 
+def _space_key(raw: dict, rest: str) -> list[str]:
+    """`optimizer.lr.low` below search.space -> ['optimizer.lr', 'low'] when the space has
+    the key optimizer.lr; otherwise the whole rest is one (new) key."""
+    space = raw.get("search", {}).get("space") if isinstance(raw.get("search"), dict) else None
+    for k in space if isinstance(space, dict) else ():
+        if rest.startswith(f"{k}."):
+            return [k, *rest[len(k) + 1:].split(".")]
+    return [rest]
+
+
 def _not_shadowed(raw: dict, key: str) -> None:
-    """A --set the grid would overwrite in every cell it sweeps is refused, not ignored:
+    """A --set the grid or the search would overwrite in every run is refused, not ignored:
     `--set optimizer.lr=0.5` does nothing when the grid sets `optimizer` or `optimizer.lr`."""
-    if key.split(".")[0] == "grid":
+    if key.split(".")[0] in ("grid", "search"):
         return
-    grids = raw.get("grid")
-    for grid in grids if isinstance(grids, list) else [grids]:
-        for g_key in grid if isinstance(grid, dict) else ():
-            g_key = str(g_key)
-            if g_key == key or key.startswith(g_key + ".") or g_key.startswith(key + "."):
-                how = f"--set grid.{g_key}=[...]" if isinstance(grids, dict) else "its list in the config"
-                raise _Fail(f"--set {key}: the grid sets {g_key}, which replaces it in every cell it sweeps; "
-                            f"change the grid instead ({how})")
+    for section, blocks, field_ in (("grid", raw.get("grid"), None), ("search", raw.get("search"), "space")):
+        for block in blocks if isinstance(blocks, list) else [blocks]:
+            keys = block.get(field_) if field_ and isinstance(block, dict) else block
+            for g_key in keys if isinstance(keys, dict) else ():
+                g_key = str(g_key)
+                if g_key == key or key.startswith(g_key + ".") or g_key.startswith(key + "."):
+                    where = f"{section}.space" if field_ else section
+                    how = f"--set {where}.{g_key}=..." if isinstance(blocks, dict) else "its list in the config"
+                    raise _Fail(f"--set {key}: the {section} sets {g_key}, which replaces it in every "
+                                f"{'trial' if field_ else 'cell it sweeps'}; change the {section} instead ({how})")
 
 
 # ---------- validation of one resolved run ----------
@@ -238,17 +254,63 @@ def _grids(grid, where="grid") -> list[dict]:
         if not isinstance(g, dict):
             raise _Fail(f"{at}: must be a mapping of dotted keys to lists of values, got {show(g)}")
         for key, values in g.items():
-            inside = [k for k in g if isinstance(k, str) and isinstance(key, str) and key.startswith(k + ".")]
-            if inside:  # the sub-config would replace the whole section and drop this key silently
-                raise _Fail(f"{at}.{key}: overlaps {at}.{inside[0]}, whose values replace the whole "
-                            f"{inside[0]}; set {key[len(inside[0]) + 1:]} inside those values, got {show(values)}")
-            if not isinstance(key, str) or key.split(".")[0] not in GRIDDABLE or "" in key.split("."):
-                first = str(key).split(".")[0]
-                raise _Fail(f"{at}.{key}: points nowhere: a grid key starts with one of {list(GRIDDABLE)}, "
-                            f"got {show(key)}{did_you_mean(first, GRIDDABLE)}")
+            _check_key(g, key, at, values)
             if not isinstance(values, list) or not values:
                 raise _Fail(f"{at}.{key}: must be a non-empty list of values, got {show(values)}")
     return grids
+
+
+def _check_key(g: dict, key, at: str, values, what: str = "a grid key") -> None:
+    """A grid's or a search space's key: a dotted path into a section, not inside another key."""
+    inside = [k for k in g if isinstance(k, str) and isinstance(key, str) and key.startswith(k + ".")]
+    if inside:  # the sub-config would replace the whole section and drop this key silently
+        raise _Fail(f"{at}.{key}: overlaps {at}.{inside[0]}, whose values replace the whole "
+                    f"{inside[0]}; set {key[len(inside[0]) + 1:]} inside those values, got {show(values)}")
+    if not isinstance(key, str) or key.split(".")[0] not in GRIDDABLE or "" in key.split("."):
+        first = str(key).split(".")[0]
+        raise _Fail(f"{at}.{key}: points nowhere: {what} starts with one of {list(GRIDDABLE)}, "
+                    f"got {show(key)}{did_you_mean(first, GRIDDABLE)}")
+
+
+def _searches(search, grids: list[dict]) -> list[tuple[str, dict]]:
+    """(where, block) of the checked `search` blocks (a mapping, or a list of them: the
+    union of their trials).
+    A space key the grid also sets would be overwritten by one of them: refused. A grid
+    key above it (grid `optimizer: [...]`, space `optimizer.lr`) is fine: the trial's
+    value is set after the grid cell's."""
+    if search is None:
+        return []
+    blocks = search if isinstance(search, list) else [search]
+    if not blocks:
+        raise _Fail("search: must not be an empty list, got []")
+    out = []
+    for i, raw in enumerate(blocks):
+        at = f"search[{i}]" if isinstance(search, list) else "search"
+        b = searching.block(raw, at)
+        for (where, space), (_, given) in zip(searching.spaces(b), searching.spaces(raw)):
+            for key in space:
+                _check_key(space, key, f"{at}.{where}", space[key], "a search key")
+                for g_key in (k for g in grids for k in g):
+                    if g_key == key or g_key.startswith(key + "."):
+                        raise _Fail(f"{at}.{where}.{key}: the grid sets {g_key} too; sweep it in the grid or "
+                                    f"search it, not both, got {show(given[key])}")
+        out.append((at, b))
+    return out
+
+
+def _cells(grids: list[dict], searches: list[tuple[str, dict]]):
+    """(what a message calls it, its (dotted key, value) assignments) of each run config, in
+    order; with a search, every grid cell × every trial of every space of every block."""
+    trials = [("grid cell", {})]
+    if searches:
+        trials = [(f"{at}{'' if where == 'space' else '.' + where} trial {t}:", trial)
+                  for at, b in searches for where, space in searching.spaces(b)
+                  for t, trial in enumerate(searching.trials(space, b))]
+    for grid in grids:
+        keys = list(grid)
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            for label, trial in trials:
+                yield label, [*zip(keys, combo), *trial.items()]
 
 
 def _flatten(prefix: str, value, out: dict) -> None:
@@ -322,40 +384,38 @@ class _Plan:
     data: list[dict] = field(default_factory=list)  # distinct data.identity of the datasets
 
 
-def _expand(base: dict, seeds: list[int], grids: list[dict]) -> _Plan:
-    """Every grid cell × seed, each distinct run config validated once."""
+def _expand(base: dict, seeds: list[int], grids: list[dict], searches: list[tuple[str, dict]] = ()) -> _Plan:
+    """Every grid cell (× search trial) × seed, each distinct run config validated once."""
     plan, seen = _Plan(), set()
-    for grid in grids:
-        keys = list(grid)
-        for combo in itertools.product(*(grid[k] for k in keys)):
-            cfg, cell = copy.deepcopy(base), {}
-            for key, value in zip(keys, combo):
-                _set(cfg, key, value)
-                _flatten(key, _named(key, value) if key in NAMED else value, cell)
-            _validate_cell(cfg, cell, plan)
-            if cell not in plan.cells:
-                plan.cells.append(cell)
-            plan.swept += [c for c in cell if c not in plan.swept]
-            # the data by content, not by path: moved files resume, changed files never reuse a record
-            named = {**cfg, "dataset": data.identity(cfg["dataset"])}
-            if named["dataset"] not in plan.data:
-                plan.data.append(named["dataset"])
-            for seed in seeds:
-                rid = run_id(named, seed)
-                if rid not in seen:
-                    seen.add(rid)
-                    plan.runs.append(RunSpec(rid, seed, cfg, cell))
+    for label, assignments in _cells(grids, searches):
+        cfg, cell = copy.deepcopy(base), {}
+        for key, value in assignments:
+            _set(cfg, key, value)
+            _flatten(key, _named(key, value) if key in NAMED else value, cell)
+        _validate_cell(cfg, cell, plan, label)
+        if cell not in plan.cells:
+            plan.cells.append(cell)
+        plan.swept += [c for c in cell if c not in plan.swept]
+        # the data by content, not by path: moved files resume, changed files never reuse a record
+        named = {**cfg, "dataset": data.identity(cfg["dataset"])}
+        if named["dataset"] not in plan.data:
+            plan.data.append(named["dataset"])
+        for seed in seeds:
+            rid = run_id(named, seed)
+            if rid not in seen:
+                seen.add(rid)
+                plan.runs.append(RunSpec(rid, seed, cfg, cell))
     return plan
 
 
-def _validate_cell(cfg: dict, cell: dict, plan: _Plan) -> None:
+def _validate_cell(cfg: dict, cell: dict, plan: _Plan, label: str = "grid cell") -> None:
     key = json.dumps(cfg, sort_keys=True, default=str)
     if key in plan.tasks:
         return
     try:
         plan.tasks[key] = validate_run(cfg, plan.datasets)
     except LossbenchError as e:  # a ConfigError, or a DataError from loading a CSV to check it
-        where = f" (grid cell {', '.join(f'{k}={show(v)}' for k, v in cell.items())})" if cell else ""
+        where = f" ({label} {', '.join(f'{k}={show(v)}' for k, v in cell.items())})" if cell else ""
         raise _Fail(f"{e}{where}") from None
 
 
@@ -376,7 +436,9 @@ def _check_target(target, task: str, metrics: tuple) -> None:
 
 def _experiment(raw: dict, default_name: str) -> Experiment:
     name, base, seeds = _sections(raw, default_name)
-    plan = _expand(base, seeds, _grids(raw.get("grid")))
+    grids = _grids(raw.get("grid"))
+    searches = _searches(raw.get("search"), grids)
+    plan = _expand(base, seeds, grids, searches)
     if len({t for t, _ in plan.tasks.values()}) > 1:
         raise _Fail("grid: mixes classification and regression datasets; compare them in separate configs, "
                     f"got {show(raw.get('grid'))}")
@@ -387,6 +449,9 @@ def _experiment(raw: dict, default_name: str) -> Experiment:
     resolved = {"name": name, **base, "seeds": seeds}
     if raw.get("grid") is not None:
         resolved["grid"] = raw["grid"]
+    if searches:
+        blocks = [b for _, b in searches]
+        resolved["search"] = blocks if isinstance(raw["search"], list) else blocks[0]
     if target is not None:
         resolved["target"] = target
     pruning = _pruning(raw["prune"], metrics, plan) if raw.get("prune") is not None else None  # null: off
@@ -394,7 +459,17 @@ def _experiment(raw: dict, default_name: str) -> Experiment:
         resolved["prune"] = raw["prune"]
     return Experiment(source="", name=name, config=resolved, runs=plan.runs, swept=plan.swept, target=target,
                       task=task, metrics=metrics, cells=plan.cells, datasets=plan.datasets, data=plan.data,
-                      prune=pruning)
+                      trials=sum(b["trials"] * len(searching.spaces(b)) for _, b in searches), prune=pruning,
+                      searched=_searched(searches))
+
+
+def _searched(searches: list) -> list[str]:
+    """The keys the search blocks draw (prune's trials compete within the rest's cells)."""
+    keys: dict[str, None] = {}
+    for _, b in searches:
+        for _, space in searching.spaces(b):
+            keys.update(dict.fromkeys(space))
+    return list(keys)
 
 
 def _pruning(section, metrics: tuple, plan: _Plan) -> prune.Pruning:

@@ -78,7 +78,8 @@ def brackets(runs: list[RunSpec], searched: list[str], p: Pruning) -> list[Brack
     else one for the whole grid. Rungs come from the bracket's shortest run."""
     out: dict[str, dict[str, list[RunSpec]]] = {}
     for spec in runs:
-        fixed = {k: v for k, v in spec.cell.items() if k not in searched} if searched else {}
+        fixed = {k: v for k, v in spec.cell.items() if not any(k == s or k.startswith(s + ".") for s in searched)} \
+            if searched else {}
         b = out.setdefault(json.dumps(fixed, sort_keys=True, default=str), {})
         b.setdefault(json.dumps(spec.cell, sort_keys=True, default=str), []).append(spec)
     return [Bracket(trials, p.rungs(min(_epochs(s) for t in trials.values() for s in t)), p.reduction_factor)
