@@ -34,12 +34,16 @@ def timed_run(cfg: str, out: Path, workers: int, sets: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def best(out: Path, metric: str) -> tuple[str, float, dict]:
-    """(the best trial's label, its mean metric, every ranked trial's label -> mean)."""
-    table = api.compare([out], metric=metric).table
-    ranked = table[table["rank"].notna()].sort_values("rank")
-    means = dict(zip(ranked["group"], ranked["best_mean"]))
-    return ranked["group"].iloc[0], ranked["best_mean"].iloc[0], means
+def best(out: Path, metric: str) -> tuple[str, float, dict, float]:
+    """(the best trial's label, its metric, every finished trial's label -> metric, the best
+    trial's std over seeds): the
+    metric is the mean over seeds of each run's best epoch (no target: the config's would
+    rank by epochs to it first)."""
+    table = api.compare([out], metric=metric, target=None).table
+    done = table[table["best_mean"].notna()]
+    means = dict(zip(done["group"], done["best_mean"]))
+    label = (max if higher_is_better(metric) else min)(means, key=means.get)
+    return label, means[label], means, float(done.set_index("group").loc[label, "best_std"])
 
 
 def main() -> None:
@@ -59,8 +63,8 @@ def main() -> None:
             pruned_t.append(timed_run(args.config, pruned, args.workers, [*args.sets, f"prune={args.prune}"]))
             print(f"pair {i + 1}: full {full_t[-1]:.1f} s, pruned {pruned_t[-1]:.1f} s, "
                   f"share {pruned_t[-1] / full_t[-1]:.1%}", flush=True)
-        f_label, f_value, f_all = best(full, args.metric)
-        p_label, p_value, _ = best(pruned, args.metric)
+        f_label, f_value, f_all, f_std = best(full, args.metric)
+        p_label, p_value, _, _ = best(pruned, args.metric)
         runs = lossbench.load(pruned).runs
         n_trials = len(f_all)
     shares = sorted(p / f for p, f in zip(pruned_t, full_t))
@@ -70,9 +74,10 @@ def main() -> None:
     print("pruned sweep: " + ", ".join(f"{n} {s}" for s, n in runs.status.value_counts().items()))
     order = sorted(f_all, key=f_all.get, reverse=higher_is_better(args.metric))
     rank = order.index(p_label) + 1 if p_label in order else None
-    print(f"best {args.metric} in the full sweep: {f_label} {f_value:.4f}")
+    print(f"best {args.metric} in the full sweep: {f_label} {f_value:.4f} (std over seeds {f_std:.4f})")
     print(f"best {args.metric} in the pruned sweep: {p_label} {p_value:.4f} (rank {rank} of {n_trials} in the "
-          f"full sweep) -> {'the same trial' if p_label == f_label else 'another trial'}")
+          f"full sweep, {abs(f_value - f_all.get(p_label, p_value)):.4f} from the best) -> "
+          f"{'the same trial' if p_label == f_label else 'another trial'}")
 
 
 if __name__ == "__main__":

@@ -449,7 +449,8 @@ def plot(
         str,
         typer.Option("--kind", help="all (four panels), curves, train-val, bars, lr, hp (the metric against "
                                     "--hp), stats (IQM with its bootstrap interval and the median per group), "
-                                    "improvement (P(row > column) for every pair of groups), profile, or path (test "
+                                    "improvement (P(row > column) for every pair of groups), rungs (successive "
+                                    "halving: every trial until it was pruned), profile, or path (test "
                                     "functions: the paths over the contour map)."),
     ] = "all",
     hp: Annotated[

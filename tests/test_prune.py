@@ -161,7 +161,11 @@ def test_halving_prunes_to_one_trial_which_matches_the_same_trial_unpruned(refer
     assert "16 runs: 2 ok, 14 pruned, 0 diverged, 0 failed" in stdout
     # the summary lists the pruned cells after the ranked one, those that lasted longest first
     lasted = [int(line.split("pruned at ")[1].split()[0]) for line in stdout.splitlines() if "pruned at" in line]
-    assert lasted == [4, 2, 2, 1, 1, 1, 1]
+    assert lasted == [4, 2, 2] and "… and 4 more pruned cells (`lossbench compare` lists every cell)" in stdout
+    # what trains, rung by rung (a line per paused run would be one per run per rung)
+    assert [line for line in stdout.splitlines() if line.startswith("training ")] == [
+        "training 16 runs to epoch 1", "training 8 runs to epoch 2", "training 4 runs to epoch 4",
+        "training 2 runs to the end"]
     # a pruned run keeps its history up to its rung
     epochs = runs[runs.status == "pruned"].groupby("optimizer.lr").epochs.first()
     assert sorted(epochs.value_counts().items()) == [(1, 4), (2, 2), (4, 1)]
@@ -304,3 +308,34 @@ prune: {metric: val_accuracy, reduction_factor: 2}
     runs = pd.read_csv(tmp_path / "o" / "runs.csv")
     assert sorted(runs[runs.status == "ok"]["loss.name"].unique()) == ["cross_entropy", "mse"]  # one winner each
     assert r.stdout.count("rung at epoch 1:") == 2
+
+
+def test_plot_rungs_draws_every_trial_until_it_stopped(reference, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from lossbench import api
+    from lossbench.analysis import plots
+
+    d, _, (runs, hist) = reference
+    figs = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: figs.append(fig) or path)
+    api.plot([d / "o"], "rungs", "val_accuracy")
+    ax = figs[0].axes[0]
+    grey = [ln for ln in ax.lines if ln.get_color() == "0.6"]
+    crosses = [ln for ln in ax.lines if ln.get_marker() == "x"]
+    rungs = sorted(ln.get_xdata()[0] for ln in ax.lines if ln.get_linestyle() == ":")
+    assert len(grey) == len(crosses) == 7 and rungs == [1, 2, 4]
+    assert sorted(int(ln.get_xdata()[-1]) for ln in grey) == [1, 1, 1, 1, 2, 2, 4]
+    (winner,) = [ln for ln in ax.lines if ln.get_label() and not ln.get_label().startswith("_")]
+    ok = runs[runs.status == "ok"]
+    mean = hist[hist.run_id.isin(ok.run_id)].groupby("epoch").val_accuracy.mean()
+    assert np.allclose(winner.get_ydata(), mean.to_numpy())
+    assert winner.get_label() == f"lr={ok['optimizer.lr'].iloc[0]:g}"
+
+
+def test_plot_rungs_without_pruned_runs_is_one_line(tmp_path):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "c.yaml").write_text(CONFIG.replace("prune:", "#"))
+    run(tmp_path / "c.yaml", tmp_path / "o", "-j", "1", "-q")
+    r = subprocess.run([sys.executable, "-m", "lossbench", "plot", str(tmp_path / "o"), "--kind", "rungs"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no run was pruned" in r.stderr

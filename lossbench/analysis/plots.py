@@ -19,7 +19,7 @@ from lossbench.analysis import compare as cmp
 from lossbench.errors import LossbenchError, install_hint
 
 # path: analysis/paths.py
-KINDS = ("all", "curves", "train-val", "bars", "lr", "hp", "stats", "improvement", "profile", "path")
+KINDS = ("all", "curves", "train-val", "bars", "lr", "hp", "stats", "improvement", "rungs", "profile", "path")
 
 
 def _figure(rows: int, cols: int, size=(6.4, 4.2)):
@@ -155,6 +155,33 @@ def draw_hp(ax, p: cmp.Problem, comparison: cmp.Comparison, key: str, by_given: 
     seeds = "mean over seeds" if p.runs["seed"].nunique() > 1 else "one seed"
     ax.set(title=f"{p.name}: best {_label(metric)} against {key}\n{seeds}, one point per value; ★ each group's best",
            xlabel=f"{key}{' (log scale)' if log else ''}", ylabel=_label(metric))
+    _legend(ax)
+
+
+def draw_rungs(ax, p: cmp.Problem, metric: str) -> None:
+    """Successive halving as it happened: each trial's metric by epoch (mean over its
+    seeds), the pruned ones grey and ending with a cross at their rung, the finished ones
+    in colour; a dotted line at each rung."""
+    col = _history_metric(metric)
+    status = p.runs.set_index("run_id")["status"]
+    hist = p.history.assign(status=p.history["run_id"].map(status))
+    hist = hist.merge(p.runs[["run_id", *p.swept]], on="run_id")
+    finished = 0
+    for key, g in cmp._groups(hist, p.swept):
+        c = g.groupby("epoch")[col].mean()
+        if (g["status"] == "pruned").all():
+            ax.plot(c.index, c.to_numpy(), color="0.6", lw=0.8, alpha=0.7)
+            ax.plot(c.index[-1:], c.to_numpy()[-1:], "x", color="0.45", ms=4)
+        elif (g["status"] == "ok").any():
+            finished += 1
+            ax.plot(c.index, c.to_numpy(), lw=1.8, label=cmp.cell_label(p.swept, key))
+    pruned = p.runs[p.runs["status"] == "pruned"]
+    for epoch in sorted(pruned["epochs"].unique()):
+        ax.axvline(epoch, color="black", ls=":", lw=0.9)
+    trials = sum(1 for _ in cmp._groups(p.runs, p.swept))
+    ax.set(title=f"{p.name}: successive halving, {trials} trials, {finished} trained to the end\n"
+                 f"grey: pruned (x where it stopped); dotted: the rungs; mean over seeds",
+           xlabel="epoch", ylabel=_label(col))
     _legend(ax)
 
 
@@ -294,6 +321,12 @@ def plot(problems: list[cmp.Problem], kind: str = "all", metric: str | None = No
         fig = _figure(1, 1, (7.2, max(2.8, 1.4 + 0.4 * n)) if kind == "stats" else (3.0 + 0.55 * n, 2.4 + 0.5 * n))
         ax = fig.add_subplot()
         draw_stats(ax, comparison) if kind == "stats" else draw_improvement(ax, cmp.improvement_matrix(p, comparison))
+    elif kind == "rungs":
+        if not (p.runs["status"] == "pruned").any():
+            raise LossbenchError(f"{p.dir}: no run was pruned (the config has no prune, or its sweep has not "
+                                 "reached a rung); --kind rungs draws successive halving")
+        fig = _figure(1, 1, (7.6, 4.4))
+        draw_rungs(fig.add_subplot(), p, comparison.metric)
     elif kind == "hp":
         fig = _figure(1, 1)
         draw_hp(fig.add_subplot(), p, comparison, hp, by is not None)

@@ -216,9 +216,17 @@ def summary_table(summary: pd.DataFrame, metric: str, title: str, target: dict |
     return fit_table(cols, width, title=f"{title}: best {metric}, mean ± std over seeds", title_justify="left")
 
 
+PRUNED_ROWS = 3  # pruned cells the summary lists (those that lasted longest); compare lists all
+
+
 def print_summary(console: Console, summary: pd.DataFrame, metric: str, runs: pd.DataFrame, title: str,
                   target: dict | None) -> None:
-    console.print(summary_table(summary, metric, title, target, width_of(console)))
+    only_pruned = (summary.get("pruned", 0) > 0) & (summary["ok"] + summary["diverged"] + summary["failed"] == 0)
+    hidden = summary[only_pruned].iloc[PRUNED_ROWS:]
+    console.print(summary_table(summary.drop(index=hidden.index), metric, title, target, width_of(console)))
+    if len(hidden):
+        console.print(f"… and {_count(len(hidden), 'more pruned cell')} (`lossbench compare` lists every cell)",
+                      highlight=False)
     counts = runs["status"].value_counts()
     pruned = f"{counts['pruned']} pruned, " if counts.get("pruned", 0) else ""
     console.print(f"{_count(len(runs), 'run')}: {counts.get('ok', 0)} ok, {pruned}{counts.get('diverged', 0)} "
@@ -488,12 +496,9 @@ class Progress:
         elif kind == "rung":
             self.console.print(f"rung at epoch {info['epoch']}: {info['kept']} of {info['kept'] + info['pruned']} "
                                f"trials go on by {info['metric']}, {info['pruned']} pruned", highlight=False)
-        elif kind == "run_paused":
-            rec = info["record"]
-            last = rec["history"][-1] if rec["history"] else {}
-            self.console.print(f"[dim]{escape(run_label(rec['cell'], rec['seed']))}: at its rung, epoch "
-                               f"{rec['epochs']} · val_loss {last.get('val_loss', math.nan):.4g}[/dim]",
-                               highlight=False)
+        elif kind == "phase":  # prune: what trains now (the runs' own lines would be one per run per rung)
+            to = f"to epoch {', '.join(map(str, info['epochs']))}" if info["epochs"] else "to the end"
+            self.console.print(f"training {_count(info['runs'], 'run')} {to}", highlight=False)
         elif kind == "run_end" and info["record"]["status"] != "pruned":  # the rung's line says those
             rec, done, total = info["record"], info["done"], info["total"]
             trained = done - self.first_done

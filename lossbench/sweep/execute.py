@@ -111,6 +111,7 @@ def _halving(exp: Experiment, store: Store, outcome: Outcome, emit: Event, train
             if not phase.pruned:
                 return
             continue
+        emit("phase", runs=len(phase.todo), epochs=sorted({s.budget for s in phase.todo if s.budget is not None}))
         _record(train(phase.todo), store, outcome, emit)
 
 
