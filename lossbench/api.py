@@ -27,7 +27,7 @@ from lossbench.engine import losses, nn, optimizers, schedules
 from lossbench.engine.train import EARLY_STOPPING, TRAIN
 from lossbench.errors import LossbenchError
 from lossbench.registry import Choice, show, split_named
-from lossbench.sweep import lrfind, prune, store
+from lossbench.sweep import lrfind, prune, search, store
 from lossbench.sweep.config import TARGET, default_out, load_experiment, optimizer_parts
 from lossbench.sweep.execute import run_experiment
 from lossbench.sweep.job import run_one
@@ -321,6 +321,9 @@ SECTIONS = {  # the config sections that are options rather than named items
     "train": (TRAIN, "How each run trains: epochs, batches, schedule, clipping, early stopping."),
     "train.early_stopping": (EARLY_STOPPING, "Stop a run when a validation metric stops improving."),
     "target": (TARGET, "The value of a metric that counts as reached, for the to-target columns and ranks."),
+    "search": (search.BLOCK, "Trials drawn from a space (a Halton sequence or random), beside or instead of grid."),
+    "search.space.KEY": (search.RANGE, "A searched key's range; a list instead is a choice among its values."),
+    "prune": (prune.PRUNE, "Successive halving: at epochs grace·rf^k, the best 1/rf of the trials go on."),
 }
 KINDS = Choice(*REGISTRIES, "train")
 

@@ -556,11 +556,13 @@ def landscape(
 def list_(
     kind: Annotated[
         str | None,
-        typer.Argument(help="datasets, models, losses, optimizers, schedules or train (default: all)"),
+        typer.Argument(help="datasets, models, losses, optimizers, schedules or train (the config sections "
+                            "train, target, search and prune) (default: all)"),
     ] = None,
 ) -> None:
-    """The catalog: every dataset, model, loss, optimizer and schedule (and the train section), with its
-    options, their defaults and allowed ranges, and a one-sentence summary."""
+    """The catalog: every dataset, model, loss, optimizer and schedule (and, as `train`, the
+    sections train, target, search and prune), with its options, their defaults and allowed
+    ranges, and a one-sentence summary."""
     from lossbench import api
     from lossbench.analysis.report import catalog_table
 

@@ -90,7 +90,9 @@ def test_list_shows_each_summary_verbatim_and_the_allowed_ranges():
     options = _list_cells(runner.invoke(app, ["list", "models"]).output)["mlp"][0]
     assert "hidden=[128] (integer >= 1, or a list of them)" in options
     train = _list_cells(runner.invoke(app, ["list", "train"]).output)
-    assert sorted(train) == ["target", "train", "train.early_stopping"]
+    assert sorted(train) == ["prune", "search", "search.space.KEY", "target", "train", "train.early_stopping"]
+    assert "reduction_factor=4 (integer >= 2)" in train["prune"][0]
+    assert "method='halton' (halton|random)" in train["search"][0] and "scale='linear'" in train["search.space.KEY"][0]
     assert "batch_size=128 (integer >= 1 or full)" in train["train"][0]
     assert "patience=5 (integer >= 1)" in train["train.early_stopping"][0]
     assert "metric=required (string)" in train["target"][0]
