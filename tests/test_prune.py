@@ -339,3 +339,20 @@ def test_plot_rungs_without_pruned_runs_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lossbench", "plot", str(tmp_path / "o"), "--kind", "rungs"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no run was pruned" in r.stderr
+
+
+def test_compare_hp_leaves_pruned_values_out_and_says_so(reference, tmp_path):
+    from lossbench import api
+    from lossbench.analysis import compare as cmp
+    from lossbench.errors import LossbenchError
+
+    d, _, (runs, _) = reference
+    p = api.load_problems([d / "o"])[0]
+    with pytest.raises(LossbenchError, match="at most one value of optimizer.lr per group finished"):
+        cmp.lr_sensitivity(p, [], "val_accuracy")
+    # a sweep where two trials finish: the seven pruned values are counted, not drawn as gaps
+    (tmp_path / "c.yaml").write_text(CONFIG.replace("reduction_factor: 2}", "reduction_factor: 4}"))
+    run(tmp_path / "c.yaml", tmp_path / "o", "-j", "1", "-q", "--set", "train.epochs=3")
+    p = api.load_problems([tmp_path / "o"])[0]
+    sens = cmp.lr_sensitivity(p, [], "val_accuracy")
+    assert sens["pruned"].tolist() == [6] and len(sens["lrs"][0]) == 2

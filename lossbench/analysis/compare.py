@@ -515,9 +515,16 @@ def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.
     up = higher_is_better(metric)
     table = aggregate(p, [*keys, lr_key], metric, None)
     table = table[table[lr_key] != "-"]
+    # a value whose every run was pruned has no final figure: left out, counted per group
+    cut = table["pruned"].eq(table["runs"])
+    cut_by = {key: len(g) for key, g in _groups(table[cut], keys)}
+    table = table[~cut]
     value = table["best_mean"].where(table["best_mean"].notna(), table["final_mean"])
     table = table.assign(value=value, lr=table[lr_key].astype(float))
     per_group = table.groupby(keys, sort=False)["lr"].nunique() if keys else pd.Series([table["lr"].nunique()])
+    if (len(table) == 0 or per_group.max() < 2) and cut_by:
+        raise LossbenchError(f"{p.dir}: at most one value of {lr_key} per group finished (the other trials were "
+                             "pruned), so there is no curve to show; compare --by it lists the finished ones")
     if len(table) == 0 or per_group.max() < 2:
         raise LossbenchError(f"{p.dir}: {lr_key} takes one value per group (it goes with another swept key), "
                              "so there is no learning-rate curve; sweep it on its own axis of the grid")
@@ -528,7 +535,8 @@ def lr_sensitivity(p: Problem, by: list[str], metric: str, tolerance: float = 0.
         row = {"problem": p.name, "group": cell_label(keys, key), **dict(zip(keys, key)), "lrs": lrs.tolist(),
                "values": vals.tolist(), "ok": g["ok"].tolist(), "runs": g["runs"].tolist(),
                "stds": g["best_std"].tolist(), "best_lr": math.nan, "best": math.nan, "lr_low": math.nan,
-               "lr_high": math.nan, "width_decades": math.nan, "best_at_edge": False}
+               "lr_high": math.nan, "width_decades": math.nan, "best_at_edge": False,
+               "pruned": cut_by.get(key, 0)}
         # an lr at which any seed diverged or failed is never "safe": not best, not in the range
         reliable = np.isfinite(vals) & (g["ok"].to_numpy() == g["runs"].to_numpy())
         if reliable.any():

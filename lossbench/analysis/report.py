@@ -342,10 +342,14 @@ def lr_table(sens: pd.DataFrame, metric: str, tolerance: float, key: str = "opti
     several = sens["problem"].nunique() > 1
     lr = "lr" if key == "optimizer.lr" else key
     what = "learning-rate" if key == "optimizer.lr" else key
+    notes = [f"* the best {lr} is at the edge of the values tried: the true optimum may lie outside them"] \
+        if sens["best_at_edge"].any() else []
+    if sens.get("pruned", pd.Series([0])).sum():
+        notes.append(f"{sens['pruned'].sum()} pruned values left out (no final figure): the range spans the trials "
+                     "that finished")
     t = Table(title=f"{what} sensitivity: best {metric} per {lr} (mean over seeds); the range within "
                     f"{tolerance:.0%} of the best, where every seed trained without diverging", title_justify="left",
-              caption=f"* the best {lr} is at the edge of the values tried: the true optimum may lie outside them"
-              if sens["best_at_edge"].any() else None, caption_justify="left")
+              caption="\n".join(notes) or None, caption_justify="left")
     columns = ("group", f"best {lr}", f"best {metric}", f"{lr} range", "width (decades)", f"per {lr}")
     for c in (*(["problem"] if several else []), *columns):
         t.add_column(c, justify="left" if c in ("problem", "group", "per lr") else "right")
