@@ -188,10 +188,27 @@ def test_two_workers_make_the_same_decisions_and_numbers(reference, tmp_path):
     pd.testing.assert_frame_equal(hist2, hist)
 
 
-def test_sigkill_in_a_rung_then_resume_gives_the_same_results(reference, tmp_path):
+SEARCH = CONFIG.split("grid:")[0] + """search:
+  method: halton
+  trials: 12
+  space:
+    optimizer.lr: {low: 0.001, high: 3.0, scale: log}
+    optimizer.momentum: {low: 0.0, high: 0.95}
+prune: {metric: val_accuracy, grace_epochs: 1, reduction_factor: 3}
+"""
+
+
+@pytest.mark.parametrize("config", ["grid", "search"])
+def test_sigkill_in_a_rung_then_resume_gives_the_same_results(reference, tmp_path, config):
     _, _, (runs, hist) = reference
     cfg, out = tmp_path / "c.yaml", tmp_path / "o"
-    cfg.write_text(CONFIG)
+    if config == "search":  # its own uninterrupted reference, with one worker
+        cfg.write_text(SEARCH)
+        run(cfg, tmp_path / "ref", "-j", "1")
+        runs, hist = tables(tmp_path / "ref")
+        assert (runs.status == "pruned").sum() == 16 + 6 and runs["optimizer.momentum"].nunique() == 12  # 12, 4, 1
+    else:
+        cfg.write_text(CONFIG)
     proc = subprocess.Popen([sys.executable, "-m", "lossbench", "run", str(cfg), "--out", str(out), "-q",
                              "-j", "2", "--stack", "off"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
