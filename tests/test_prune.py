@@ -247,6 +247,7 @@ def test_compare_never_ranks_a_pruned_trial(reference):
                           "'val_accuracy']"),
     ("{reduction_factor: 1}", "prune.reduction_factor"),
     ("{grace_epochs: 0}", "prune.grace_epochs"),
+    ("{grace_epochs: 8}", "prune.grace_epochs: must be below train.epochs (8) for a rung to prune at, got 8"),
     ("{patience: 2}", "prune.patience: unknown option (prune takes metric, grace_epochs, reduction_factor)"),
     ("4", "prune: must be a mapping"),
 ])

@@ -475,6 +475,10 @@ def _searched(searches: list) -> list[str]:
 def _pruning(section, metrics: tuple, plan: _Plan) -> prune.Pruning:
     """The checked `prune` section; its metric needs a validation split to be measured on."""
     p = prune.check(section, metrics)
+    longest = max(int(s.config["train"].get("epochs", 10)) for s in plan.runs)
+    if not p.rungs(longest):
+        raise fail("prune.grace_epochs", f"must be below train.epochs ({longest}) for a rung to prune at",
+                   p.grace_epochs)
     for spec in {json.dumps(s.config["dataset"], sort_keys=True, default=str): s for s in plan.runs}.values():
         ds = spec.config["dataset"]
         if not _is_function(ds) and not len(data.load_spec(ds, plan.datasets).x_val):
