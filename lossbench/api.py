@@ -165,7 +165,7 @@ def _pruning(exp) -> tuple[float, str]:
     brackets = prune.brackets(exp.runs, exp.searched, exp.prune)
     pruned, full = prune.epochs_to_train(brackets)
     rungs = sorted({tuple(b.rungs) for b in brackets})
-    where = ", ".join(map(str, rungs[0])) if len(rungs) == 1 and rungs[0] else "none"
+    where = ", ".join(map(str, rungs[0])) if len(rungs) == 1 else "that differ by bracket (train.epochs)"
     n = len(brackets)
     return pruned / full, (f"prune: at epochs {where} the best 1 in {exp.prune.reduction_factor} trials by "
                            f"{exp.prune.metric} go on ({n} bracket{'s' * (n != 1)}): at most {pruned:,} of "
